@@ -1,0 +1,228 @@
+"""The `maillage` command: serve a process, run the embedded stack, mint tokens, migrate, replay, inspect DLQs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from services.common.settings import SERVICES, get_settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Maillage: the territorial cooperation hub of the ESS."
+)
+dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-lettered messages.")
+app.add_typer(dlq_app, name="dlq")
+
+
+class Process(StrEnum):
+    directory = "directory"
+    events = "events"
+    matching = "matching"
+    gateway = "gateway"
+
+
+class Service(StrEnum):
+    directory = "directory"
+    events = "events"
+    matching = "matching"
+
+
+class RoleOption(StrEnum):
+    api = "api"
+    worker = "worker"
+    all = "all"
+
+
+class TokenRole(StrEnum):
+    admin = "admin"
+    partner = "partner"
+    collectivity = "collectivity"
+    actor = "actor"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    process: Annotated[Process, typer.Argument(help="directory, events, matching or gateway")],
+    role: Annotated[
+        RoleOption, typer.Option(help="api: REST; worker: consumers and relay; all: both")
+    ] = RoleOption.all,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: MAILLAGE_<PROCESS>_PORT)")] = None,
+) -> None:
+    """Run one service (or the gateway) until SIGTERM."""
+    from services.common.embedded import PortInUse
+    from services.common.runtime import ConfigurationError
+    from services.common.runtime import serve as run_process
+
+    try:
+        run_process(process.value, role.value, get_settings(), port)
+    except (ConfigurationError, PortInUse) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def dev(
+    services: Annotated[bool, typer.Option(help="Start the services and gateway too")] = True,
+) -> None:
+    """Run the whole hub on embedded PostgreSQL and the embedded broker (what `make run` does)."""
+    from services.common.devstack import run_dev
+
+    raise typer.Exit(run_dev(get_settings(), with_services=services))
+
+
+@app.command()
+def migrate(
+    service: Annotated[list[Service] | None, typer.Argument(help="Default: every service")] = None,
+) -> None:
+    """Create each service's database if missing and apply its migrations."""
+    from services.common.runtime import prepare_databases
+
+    chosen = tuple(s.value for s in service) if service else SERVICES
+    applied = asyncio.run(prepare_databases(get_settings(), chosen))
+    for name, files in applied.items():
+        typer.echo(f"{name}: {len(files)} migration(s) applied" + (f" ({', '.join(files)})" if files else ""))
+
+
+@app.command()
+def topics() -> None:
+    """Create the missing topics of the topic plan on the configured broker."""
+    from services.common.runtime import prepare_topics
+
+    created = asyncio.run(prepare_topics(get_settings()))
+    typer.echo(f"{len(created)} topic(s) created" + (f": {', '.join(created)}" if created else ""))
+
+
+@app.command()
+def init() -> None:
+    """Prepare a fresh installation: databases, migrations and topics (compose's init job)."""
+    migrate(None)
+    topics()
+
+
+@app.command()
+def token(
+    role: Annotated[TokenRole, typer.Option(help="admin, partner, collectivity or actor")],
+    actor: Annotated[str | None, typer.Option(help="Actor id the token is bound to")] = None,
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. directory:write")] = "",
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 12h, 90d")] = "12h",
+    subject: Annotated[str | None, typer.Option(help="Subject (sub claim)")] = None,
+) -> None:
+    """Mint a bearer token signed with the active key."""
+    from services.common.auth import Role, mint_token
+
+    try:
+        lifetime = parse_duration(ttl)
+        minted = mint_token(
+            get_settings(),
+            role=Role(role.value),
+            subject=subject,
+            actor_id=actor,
+            scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+            ttl=lifetime,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(minted)
+
+
+@app.command()
+def secrets() -> None:
+    """Print fresh signing keys for a new installation's environment."""
+    from services.common.auth import new_secret
+
+    kid = "k" + datetime.now(UTC).strftime("%Y%m%d")
+    typer.echo(f"MAILLAGE_JWT_KEYS='{json.dumps({kid: new_secret()})}'")
+    typer.echo(f"MAILLAGE_JWT_ACTIVE_KID={kid}")
+    typer.echo(f"MAILLAGE_INTERNAL_KEY={new_secret()}")
+
+
+@app.command()
+def replay(
+    service: Annotated[Service, typer.Argument(help="Whose outbox to replay")],
+    since: Annotated[str, typer.Option(help="ISO time (2026-11-20T08:00) or a duration ago (2h, 3d)")],
+    topic: Annotated[str | None, typer.Option(help="Only this topic")] = None,
+) -> None:
+    """Publish again the events a service sent since a time (after a broker lost its data)."""
+    from services.common.db import connect
+    from services.common.outbox import replay as replay_outbox
+
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+    async def _run() -> int:
+        conn = await connect(get_settings().database_url_for(service.value))
+        try:
+            return await replay_outbox(conn, since=start, topic=topic)
+        finally:
+            await conn.close()
+
+    count = asyncio.run(_run())
+    typer.echo(
+        f"{count} event(s) of {service.value} since {start.isoformat()} queued for "
+        "publication; the service's relay (worker role) sends them in order"
+    )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str | None, typer.Option(help="Original topic (default: all)")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many messages")] = 100,
+) -> None:
+    """Show dead-lettered messages with their error."""
+    from services.common.dlq import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(get_settings(), topic=topic, limit=limit))
+    for letter in letters:
+        typer.echo(json.dumps(letter, ensure_ascii=False))
+    typer.echo(f"{len(letters)} dead-lettered message(s)", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str | None, typer.Option(help="Original topic (default: all)")] = None,
+) -> None:
+    """Send dead-lettered messages back to their topic (once each), after fixing the cause."""
+    from services.common.dlq import replay_dead_letters
+
+    count = asyncio.run(replay_dead_letters(get_settings(), topic=topic))
+    typer.echo(f"{count} message(s) sent back to their topic")
+
+
+def parse_duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise ValueError(f"duration {text!r}: use a number and s, m, h or d (e.g. 12h)")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def parse_since(text: str) -> datetime:
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"--since {text!r}: give an ISO time or a duration like 2h") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())  # type: ignore[func-returns-value]

@@ -1,0 +1,184 @@
+"""Application factory: the FastAPI app of one service and role, with its pool, workers, probes and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.auth import CurrentPrincipal
+from services.common.consumer import IdempotentConsumer
+from services.common.db import create_pool
+from services.common.errors import install_error_handlers
+from services.common.kafka import broker_reachable
+from services.common.observability import (
+    CORRELATION_HEADER,
+    HTTP_REQUESTS,
+    correlation_id,
+    new_correlation_id,
+)
+from services.common.outbox import OutboxRelay
+from services.common.settings import Settings
+
+logger = logging.getLogger("maillage.app")
+
+Role = Literal["api", "worker", "all"]
+
+
+class Workers:
+    """The background tasks of a worker role: the outbox relay and the service's consumers."""
+
+    def __init__(self, relay: OutboxRelay, consumers: list[IdempotentConsumer]) -> None:
+        self.relay = relay
+        self.consumers = consumers
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.relay.run(self.stop), name="outbox-relay")]
+        self.tasks += [
+            asyncio.create_task(consumer.run(self.stop), name=f"consumer-{consumer.name}")
+            for consumer in self.consumers
+        ]
+
+    async def shutdown(self, timeout_s: float = 20.0) -> None:
+        """Let consumers finish their message and commit, then stop."""
+        self.stop.set()
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(self.tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def alive(self) -> bool:
+        return all(not task.done() for task in self.tasks)
+
+
+def load_service_module(service: str, module: str) -> Any:
+    return importlib.import_module(f"services.{service}.{module}")
+
+
+def install_observability(app: FastAPI, process: str) -> None:
+    """Correlation ids in and out, request metrics, and the `/metrics` endpoint."""
+
+    @app.middleware("http")
+    async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        cid = request.headers.get(CORRELATION_HEADER) or new_correlation_id()
+        token = correlation_id.set(cid)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        route = request.scope.get("route")
+        HTTP_REQUESTS.labels(
+            process,
+            request.method,
+            getattr(route, "path", "unmatched"),
+            str(response.status_code),
+        ).observe(time.perf_counter() - started)
+        response.headers[CORRELATION_HEADER] = cid
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def _metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def _healthz() -> dict[str, str]:
+        return {"status": "ok", "process": process}
+
+
+def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
+    """One service's app: the REST API (`api`), the relay and consumers (`worker`), or both."""
+    database_url = settings.database_url_for(service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        app.state.pool = pool
+        workers: Workers | None = None
+        if role in ("worker", "all"):
+            consumers_module = load_service_module(service, "consumers")
+            workers = Workers(
+                OutboxRelay(service, database_url, settings),
+                consumers_module.build_consumers(pool, settings),
+            )
+            workers.start()
+        app.state.workers = workers
+        logger.info("%s started with role %s", service, role)
+        try:
+            yield
+        finally:
+            if workers is not None:
+                await workers.shutdown()
+            await pool.close()
+
+    app = FastAPI(
+        title=f"Maillage {service}",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if role != "worker" else None,
+        openapi_url="/openapi.json" if role != "worker" else None,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    install_error_handlers(app)
+    install_observability(app, service)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def _readyz(request: Request) -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            async with request.app.state.pool.acquire(timeout=2) as conn:
+                checks["database"] = await conn.fetchval("SELECT true", timeout=2) is True
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            checks["database"] = False
+        checks["broker"] = await broker_reachable(settings.kafka_bootstrap)
+        workers: Workers | None = request.app.state.workers
+        if workers is not None:
+            checks["workers"] = workers.alive()
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    if role in ("api", "all"):
+        common = APIRouter(prefix="/v1", tags=["identity"])
+
+        @common.get("/me", summary="The verified caller of this request")
+        async def _me(principal: CurrentPrincipal) -> dict[str, Any]:
+            return {
+                "subject": principal.subject,
+                "role": principal.role.value,
+                "actor_id": principal.actor_id,
+                "scopes": sorted(principal.scopes),
+            }
+
+        app.include_router(common)
+        app.include_router(load_service_module(service, "api").router)
+    return app
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]

@@ -1,0 +1,343 @@
+"""Who is calling: mint and verify public and gateway-forwarded JWTs, and expose them to FastAPI."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from services.common.errors import Forbidden, Unauthenticated
+from services.common.settings import Settings
+
+ALGORITHM = "HS256"
+LEEWAY_S = 10
+
+PRINCIPAL_HEADER = "X-Maillage-Principal"
+AUTHORIZATION_HEADER = "Authorization"
+
+INTERNAL_ISSUER = "maillage-gateway"
+INTERNAL_AUDIENCE = "maillage-internal"
+INTERNAL_KID = "internal"
+
+
+class Role(StrEnum):
+    """What a caller is; decides which actions it may take."""
+
+    ADMIN = "admin"
+    PARTNER = "partner"
+    COLLECTIVITY = "collectivity"
+    ACTOR = "actor"
+
+
+ROLES_BOUND_TO_ACTOR = frozenset({Role.COLLECTIVITY, Role.ACTOR})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: its subject, role, the actor it is bound to and its scopes."""
+
+    subject: str
+    role: Role
+    actor_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    token_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.role, Role):
+            object.__setattr__(self, "role", Role(self.role))
+        if not isinstance(self.scopes, frozenset):
+            object.__setattr__(self, "scopes", frozenset(self.scopes))
+        if self.role in ROLES_BOUND_TO_ACTOR and not self.actor_id:
+            raise ValueError(f"role {self.role.value!r} requires an actor id")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the caller holds `scope`; admins hold every scope."""
+        return self.is_admin or scope in self.scopes
+
+    def require_role(self, *roles: Role | str) -> None:
+        """Raise `Forbidden` unless the caller has one of `roles` (admins are not exempt)."""
+        wanted = [Role(role) for role in roles]
+        if self.role in wanted:
+            return
+        names = " or ".join(repr(role.value) for role in wanted) or "(none)"
+        raise Forbidden(f"this action requires role {names}; you are {self.role.value!r}")
+
+    def acts_for(self, actor_id: str) -> bool:
+        """Whether the caller may act on behalf of `actor_id` (admins may act for anyone)."""
+        if self.is_admin:
+            return True
+        return self.role in ROLES_BOUND_TO_ACTOR and self.actor_id == actor_id
+
+
+def new_secret() -> str:
+    """A fresh random secret suitable as an HS256 key."""
+    return secrets.token_urlsafe(48)
+
+
+# --- public tokens ---------------------------------------------------------------
+
+
+def mint_token(
+    settings: Settings,
+    *,
+    role: Role | str,
+    subject: str | None = None,
+    actor_id: str | None = None,
+    scopes: Iterable[str] = (),
+    ttl: timedelta = timedelta(hours=1),
+) -> str:
+    """A public token signed with the active key (`settings.jwt_active_kid`)."""
+    keys = settings.signing_keys()
+    if not keys:
+        raise ValueError('no signing key configured: set MAILLAGE_JWT_KEYS to {"kid": "secret"}')
+    kid = settings.jwt_active_kid
+    if not kid:
+        raise ValueError("no active signing key: set MAILLAGE_JWT_ACTIVE_KID")
+    if kid not in keys:
+        raise ValueError(f"active kid {kid!r} is not among the configured keys {sorted(keys)}")
+    principal = _new_principal(role, subject, actor_id, scopes)
+    return _encode(
+        principal,
+        key=keys[kid],
+        kid=kid,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=ttl,
+    )
+
+
+def verify_token(
+    settings: Settings,
+    token: str,
+    *,
+    is_revoked: Callable[[str], bool] | None = None,
+) -> Principal:
+    """The principal of a valid public token; raises `Unauthenticated` otherwise.
+
+    Any configured key verifies (rotation). `is_revoked` receives the token's jti.
+    """
+    claims = _decode(
+        token,
+        keys=settings.signing_keys(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    principal = _principal_from_claims(claims, id_claim="jti")
+    if is_revoked is not None:
+        if principal.token_id is None:
+            raise Unauthenticated("token has no jti claim, so its revocation cannot be checked")
+        if is_revoked(principal.token_id):
+            raise Unauthenticated("token revoked")
+    return principal
+
+
+# --- forwarded identities (gateway -> service) ------------------------------------
+
+
+def mint_internal(settings: Settings, principal: Principal) -> str:
+    """A short-lived token carrying `principal`, signed with the gateway's internal key."""
+    if not settings.internal_key:
+        raise ValueError("no internal key configured: set MAILLAGE_INTERNAL_KEY")
+    return _encode(
+        principal,
+        key=settings.internal_key,
+        kid=INTERNAL_KID,
+        issuer=INTERNAL_ISSUER,
+        audience=INTERNAL_AUDIENCE,
+        ttl=timedelta(seconds=settings.internal_token_ttl_s),
+        forwarded=True,
+    )
+
+
+def verify_internal(settings: Settings, token: str) -> Principal:
+    """The principal a gateway forwarded; only the internal key verifies it."""
+    if not settings.internal_key:
+        raise Unauthenticated("forwarded identity refused: no internal key is configured")
+    claims = _decode(
+        token,
+        keys={INTERNAL_KID: settings.internal_key},
+        issuer=INTERNAL_ISSUER,
+        audience=INTERNAL_AUDIENCE,
+        what="forwarded identity",
+    )
+    return _principal_from_claims(claims, id_claim="tid", what="forwarded identity")
+
+
+# --- FastAPI ------------------------------------------------------------------------
+
+
+async def get_optional_principal(request: Request) -> Principal | None:
+    """The caller, or None when the request carries no credentials at all."""
+    settings = request.app.state.settings
+    if not isinstance(settings, Settings):
+        raise RuntimeError("app.state.settings must hold the process's Settings")
+    principal: Principal | None = None
+    forwarded = request.headers.get(PRINCIPAL_HEADER)
+    authorization = request.headers.get(AUTHORIZATION_HEADER)
+    if forwarded is not None:
+        principal = verify_internal(settings, forwarded.strip())
+    elif authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("unsupported Authorization header: send Authorization: Bearer <token>")
+        principal = verify_token(settings, token)
+    if principal is not None:
+        request.state.principal = principal
+    return principal
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller; raises `Unauthenticated` without valid credentials."""
+    principal = await get_optional_principal(request)
+    if principal is None:
+        raise Unauthenticated("missing credentials: send Authorization: Bearer <token>")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+# --- internals ----------------------------------------------------------------------
+
+
+def _new_principal(role: Role | str, subject: str | None, actor_id: str | None, scopes: Iterable[str]) -> Principal:
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValueError(f"unknown role {role!r}; expected one of {[r.value for r in Role]}") from None
+    if role in ROLES_BOUND_TO_ACTOR and not actor_id:
+        raise ValueError(f"role {role.value!r} requires an actor id")
+    if isinstance(scopes, str):
+        raise ValueError("scopes must be an iterable of scope names, not a single string")
+    return Principal(
+        subject=subject or f"{role.value}:{actor_id or uuid.uuid4().hex}",
+        role=role,
+        actor_id=actor_id,
+        scopes=frozenset(scopes),
+    )
+
+
+def _encode(
+    principal: Principal,
+    *,
+    key: str,
+    kid: str,
+    issuer: str,
+    audience: str,
+    ttl: timedelta,
+    forwarded: bool = False,
+) -> str:
+    if ttl <= timedelta(0):
+        raise ValueError(f"token lifetime must be positive, got {ttl}")
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": principal.subject,
+        "role": principal.role.value,
+        "scopes": sorted(principal.scopes),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    if principal.actor_id:
+        claims["actor"] = principal.actor_id
+    if forwarded and principal.token_id:
+        claims["tid"] = principal.token_id
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def _decode(
+    token: str,
+    *,
+    keys: Mapping[str, str],
+    issuer: str,
+    audience: str,
+    what: str = "token",
+) -> dict[str, Any]:
+    if not isinstance(token, str) or not token:
+        raise Unauthenticated(f"malformed {what}: empty")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError as exc:
+        raise Unauthenticated(f"malformed {what}: {exc}") from None
+    alg = header.get("alg")
+    if alg is None or str(alg).lower() == "none":
+        raise Unauthenticated(f"unsigned {what} (alg none) refused")
+    if alg != ALGORITHM:
+        raise Unauthenticated(f"{what} algorithm {alg!r} refused: only {ALGORITHM} is accepted")
+    kid = header.get("kid")
+    if kid is None:
+        raise Unauthenticated(f"{what} has no kid header")
+    if not isinstance(kid, str) or kid not in keys:
+        raise Unauthenticated(f"{what} signed with unknown key id {kid!r}")
+    try:
+        return jwt.decode(
+            token,
+            keys[kid],
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated(f"{what} expired") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthenticated(f"{what} signature is invalid") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthenticated(f"{what} lacks the required {exc.claim!r} claim") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthenticated(f"{what} is not meant for audience {audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise Unauthenticated(f"{what} was not issued by {issuer!r}") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthenticated(f"{what} is not valid yet") from None
+    except jwt.DecodeError as exc:
+        raise Unauthenticated(f"malformed {what}: {exc}") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated(f"invalid {what}: {exc}") from None
+
+
+def _principal_from_claims(claims: Mapping[str, Any], *, id_claim: str, what: str = "token") -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthenticated(f"{what} has an empty or non-string sub claim")
+    raw_role = claims.get("role")
+    if raw_role is None:
+        raise Unauthenticated(f"{what} has no role claim")
+    try:
+        role = Role(raw_role)
+    except ValueError:
+        raise Unauthenticated(f"{what} has unknown role {raw_role!r}") from None
+    actor_id = claims.get("actor")
+    if actor_id is not None and (not isinstance(actor_id, str) or not actor_id):
+        raise Unauthenticated(f"{what} has a malformed actor claim")
+    if role in ROLES_BOUND_TO_ACTOR and not actor_id:
+        raise Unauthenticated(f"{what} with role {role.value!r} lacks the actor claim")
+    scopes = claims.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise Unauthenticated(f"{what} has a malformed scopes claim (expected a list of strings)")
+    token_id = claims.get(id_claim)
+    if token_id is not None and not isinstance(token_id, str):
+        raise Unauthenticated(f"{what} has a malformed {id_claim} claim")
+    return Principal(
+        subject=subject,
+        role=role,
+        actor_id=actor_id,
+        scopes=frozenset(scopes),
+        token_id=token_id,
+    )

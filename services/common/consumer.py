@@ -1,0 +1,269 @@
+"""Idempotent Kafka consumer: effects and the processed event id commit together; poison messages go to the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
+from pydantic import ValidationError
+
+from services.common.envelope import CloudEvent, MalformedMessage, from_kafka
+from services.common.kafka import new_consumer, new_producer
+from services.common.observability import (
+    CONSUMER_LAG,
+    CONSUMER_PROCESSED,
+    DLQ_MESSAGES,
+    correlation_id,
+)
+from services.common.settings import Settings
+from services.contracts.events import REGISTRY, EventPayload
+from services.contracts.topics import dead_letter_topic
+
+logger = logging.getLogger("maillage.consumer")
+
+Handler = Callable[[asyncpg.Connection, CloudEvent, EventPayload | None], Awaitable[None]]
+
+# Failures of the infrastructure rather than of the message: retried without limit, never DLQ'd.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that can never succeed: it goes straight to the DLQ."""
+
+
+class IdempotentConsumer:
+    """Applies each event of its topics once: `(consumer, ce_source, ce_id)` is recorded in the
+    transaction of the handler's effects, offsets are committed by hand after processing,
+    unknown types are skipped, and a message that keeps failing goes to `<topic>.dlq`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        topics: list[str],
+        handlers: Mapping[str, Handler],
+        pool: asyncpg.Pool,
+        settings: Settings,
+        **consumer_options: Any,
+    ) -> None:
+        self.name = name
+        self.topics = topics
+        self.handlers = dict(handlers)
+        self.pool = pool
+        self.settings = settings
+        self.consumer_options = consumer_options
+        self.ready = asyncio.Event()  # set once partitions are assigned
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._last_processed: dict[TopicPartition, int] = {}
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, surviving broker restarts and database outages."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+                backoff = 0.5
+            except (KafkaError, OSError) as exc:
+                logger.warning("consumer %s lost the broker, reconnecting: %s", self.name, exc)
+            except Exception:
+                logger.exception("consumer %s failed, restarting", self.name)
+            finally:
+                await self._close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _close(self) -> None:
+        self.ready.clear()
+        self._last_processed = {}
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        for client in (consumer, producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        options: dict[str, Any] = {"auto_offset_reset": "none", **self.consumer_options}
+        consumer = new_consumer(self.settings, *self.topics, group_id=self.name, **options)
+        self._consumer = consumer
+        await consumer.start()
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
+        while not stop.is_set():
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            except (OffsetOutOfRangeError, NoOffsetForPartitionError) as exc:
+                await self._reset_offsets(consumer, exc)
+                continue
+            if consumer.assignment():
+                self.ready.set()
+            for tp, records in batch.items():
+                for record in records:
+                    if stop.is_set():
+                        break
+                    await self._process(record)
+                # Commit what was processed (on shutdown, the part of the batch that was done).
+                if tp in self._last_processed:
+                    await consumer.commit({tp: self._last_processed[tp]})
+                await self._update_lag(consumer, tp)
+
+    async def _reset_offsets(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:
+        """No committed offset (new group) or one past the log (a broker that lost its data):
+        start over from the beginning, loudly, since every effect is idempotent."""
+        partitions = exc.args[0] if exc.args else None
+        if isinstance(partitions, TopicPartition):
+            tps = [partitions]
+        elif isinstance(partitions, dict):
+            tps = list(partitions)
+        else:
+            tps = list(consumer.assignment())
+        if isinstance(exc, OffsetOutOfRangeError):
+            logger.warning(
+                "consumer %s: committed offsets are past the log for %s (broker lost data?); "
+                "re-reading from the beginning",
+                self.name,
+                tps,
+            )
+        else:
+            logger.info("consumer %s: no committed offset for %s; starting at the beginning", self.name, tps)
+        for tp in tps:
+            if isinstance(tp, TopicPartition):
+                consumer.seek_to_beginning(tp)
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return
+        with contextlib.suppress(Exception):
+            position = await consumer.position(tp)
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    # --- one message ---------------------------------------------------------------
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        try:
+            event = from_kafka(record.headers, record.value)
+        except MalformedMessage as exc:
+            await self._dead_letter(record, f"malformed: {exc}")
+            self._mark(tp, record)
+            return
+        handler = self.handlers.get(event.type)
+        if handler is None:
+            CONSUMER_PROCESSED.labels(self.name, record.topic, "ignored").inc()
+            self._mark(tp, record)
+            return
+        token = correlation_id.set(event.correlation_id)
+        try:
+            payload: EventPayload | None = None
+            model = REGISTRY.get(event.type)
+            if model is not None:
+                try:
+                    payload = model.model_validate(event.data)
+                except ValidationError as exc:
+                    await self._dead_letter(record, f"invalid {event.type} payload: {exc}")
+                    self._mark(tp, record)
+                    return
+            await self._apply_with_retries(record, event, handler, payload)
+            self._mark(tp, record)
+        finally:
+            correlation_id.reset(token)
+
+    def _mark(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        self._last_processed[tp] = record.offset + 1
+
+    async def _apply_with_retries(
+        self, record: ConsumerRecord[bytes, bytes], event: CloudEvent, handler: Handler, payload: EventPayload | None
+    ) -> None:
+        attempt = 0
+        outages = 0
+        delay = self.settings.consumer_retry_backoff_s
+        while True:
+            attempt += 1
+            try:
+                applied = await self._apply(event, handler, payload)
+                CONSUMER_PROCESSED.labels(self.name, record.topic, "applied" if applied else "duplicate").inc()
+                return
+            except TRANSIENT_ERRORS as exc:
+                # The database or network is down: wait for it, the message is not at fault.
+                logger.warning("consumer %s: transient failure on %s, retrying: %s", self.name, event.id, exc)
+                outages += 1
+                attempt -= 1
+                await asyncio.sleep(min(delay * 2 ** min(outages, 6), 10.0))
+            except PermanentError as exc:
+                await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
+                return
+            except Exception as exc:
+                if attempt >= self.settings.consumer_max_retries:
+                    logger.exception("consumer %s: %s failed %d times, dead-lettering", self.name, event.id, attempt)
+                    detail = "".join(traceback.format_exception_only(exc)).strip()
+                    await self._dead_letter(record, detail)
+                    return
+                await asyncio.sleep(delay * 2 ** (attempt - 1))
+
+    async def _apply(self, event: CloudEvent, handler: Handler, payload: EventPayload | None) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            first_time = await conn.fetchval(
+                """
+                INSERT INTO processed_events (consumer, ce_source, ce_id) VALUES ($1, $2, $3)
+                ON CONFLICT DO NOTHING RETURNING true
+                """,
+                self.name,
+                event.source,
+                event.id,
+            )
+            if not first_time:
+                return False
+            await handler(conn, event, payload)
+            return True
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        """Publish the record untouched to `<topic>.dlq` with the error in headers; wait for the ack."""
+        assert self._producer is not None
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
+        headers += [
+            ("dlq_error", error[:4000].encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_partition", str(record.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._producer.send_and_wait(
+            dead_letter_topic(record.topic),
+            value=record.value,
+            key=record.key,
+            headers=headers,
+        )
+        DLQ_MESSAGES.labels(self.name, record.topic).inc()
+        CONSUMER_PROCESSED.labels(self.name, record.topic, "dead_lettered").inc()
+        logger.error(
+            "consumer %s: message %s/%d@%d dead-lettered: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            error[:500],
+        )

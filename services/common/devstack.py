@@ -1,0 +1,265 @@
+"""`maillage dev`: the whole hub on one machine — embedded PostgreSQL and broker, every service, the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from services.common.auth import Role, mint_token, new_secret
+from services.common.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    PortInUse,
+    die_with_parent,
+    port_is_free,
+    stop_process,
+)
+from services.common.runtime import prepare_databases, prepare_topics
+from services.common.settings import PROCESSES, SERVICES, Settings
+
+READY_LINE = "Maillage is ready"
+
+
+def load_dev_secrets(home: Path) -> dict[str, str]:
+    """The embedded stack's keys, created once under `home` so that tokens survive restarts."""
+    path = home / "dev.env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not name.startswith("#"):
+                values[name.strip()] = value.strip().strip("'")
+    if not values.get("MAILLAGE_JWT_KEYS") or not values.get("MAILLAGE_INTERNAL_KEY"):
+        values = {
+            "MAILLAGE_JWT_KEYS": json.dumps({"dev-1": new_secret()}),
+            "MAILLAGE_JWT_ACTIVE_KID": "dev-1",
+            "MAILLAGE_INTERNAL_KEY": new_secret(),
+        }
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "# Keys of the embedded stack (`maillage dev`), generated once; never use in production.\n"
+            + "".join(f"{name}='{value}'\n" for name, value in values.items())
+        )
+        path.chmod(0o600)
+    return values
+
+
+@dataclass
+class DevStack:
+    """Starts and stops the embedded stack; used by `make run` and by the end-to-end tests."""
+
+    settings: Settings
+    out: TextIO = sys.stdout
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.settings.home)
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+    def check_ports(self, embedded_pg: bool, embedded_kafka: bool) -> None:
+        s = self.settings
+        wanted = [(s.port_for(p), f"{p} HTTP", f"MAILLAGE_{p.upper()}_PORT") for p in PROCESSES]
+        if embedded_pg:
+            wanted.append((s.postgres_port, "embedded PostgreSQL", "MAILLAGE_POSTGRES_PORT"))
+        if embedded_kafka:
+            wanted.append((s.kafka_port, "embedded Kafka broker", "MAILLAGE_KAFKA_PORT"))
+        for port, what, variable in wanted:
+            if not port_is_free(s.host, port):
+                raise PortInUse(port, what, variable)
+
+    def start(self, *, with_services: bool = True, timeout_s: float = 60.0) -> None:
+        started = time.monotonic()
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        embedded_pg = "MAILLAGE_DATABASE_URL" not in os.environ
+        embedded_kafka = "MAILLAGE_KAFKA_BOOTSTRAP" not in os.environ
+        self.check_ports(embedded_pg, embedded_kafka)
+        secrets = load_dev_secrets(self.home)
+        updates: dict[str, object] = {
+            "jwt_keys": secrets["MAILLAGE_JWT_KEYS"],
+            "jwt_active_kid": secrets["MAILLAGE_JWT_ACTIVE_KID"],
+            "internal_key": secrets["MAILLAGE_INTERNAL_KEY"],
+        }
+        if embedded_pg:
+            self.postgres = EmbeddedPostgres(self.home / "postgres", self.settings.postgres_port, self.settings.host)
+            self.say(f"starting PostgreSQL 18 on port {self.settings.postgres_port} (data in {self.postgres.data_dir})")
+            self.postgres.start()
+            updates["database_url"] = self.postgres.url
+        if embedded_kafka:
+            self.broker = EmbeddedBroker(
+                self.settings.kafka_port, self.settings.host, self.home / "logs" / "broker.log"
+            )
+            self.say(f"starting the Tansu broker on port {self.settings.kafka_port} (memory storage)")
+            self.broker.start()
+            updates["kafka_bootstrap"] = self.broker.bootstrap
+        for service in SERVICES:
+            updates[f"{service}_url"] = f"http://{self.settings.host}:{self.settings.port_for(service)}"
+        self.settings = self.settings.model_copy(update=updates)
+        asyncio.run(self._prepare())
+        self.env = self.child_env()
+        if with_services:
+            for process in PROCESSES:
+                self.spawn(process)
+            self.wait_ready(timeout_s)
+        self.say(self.banner(time.monotonic() - started))
+
+    async def _prepare(self) -> None:
+        await prepare_databases(self.settings)
+        created = await prepare_topics(self.settings)
+        if created:
+            self.say(f"created {len(created)} topics from the topic plan")
+
+    def child_env(self) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+        env.update(
+            {
+                "MAILLAGE_HOME": str(self.home),
+                "MAILLAGE_DATABASE_URL": s.database_url,
+                "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+                "MAILLAGE_JWT_KEYS": s.jwt_keys,
+                "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
+                "MAILLAGE_INTERNAL_KEY": s.internal_key,
+                "MAILLAGE_HOST": s.host,
+                "MAILLAGE_LOG_LEVEL": s.log_level,
+            }
+        )
+        for process in PROCESSES:
+            env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
+        for service in SERVICES:
+            env[f"MAILLAGE_{service.upper()}_URL"] = s.url_for(service)
+        # Explicit per-service database URLs set by the caller stay in force.
+        for name, value in os.environ.items():
+            if name.endswith("_DATABASE_URL") and name != "MAILLAGE_DATABASE_URL":
+                env[name] = value
+        return env
+
+    def spawn(self, process: str) -> None:
+        command = [sys.executable, "-m", "services.cli", "serve", process]
+        if process != "gateway":
+            command += ["--role", "all"]
+        log = open(self.home / "logs" / f"{process}.log", "ab")  # noqa: SIM115 - child owns it
+        self.children[process] = subprocess.Popen(
+            command,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        log.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        waiting = set(self.children)
+        with httpx.Client(timeout=1.0) as client:
+            while waiting:
+                for process in sorted(waiting):
+                    child = self.children[process]
+                    if child.poll() is not None:
+                        raise RuntimeError(
+                            f"{process} exited with code {child.returncode} while starting; "
+                            f"see {self.home / 'logs' / (process + '.log')}:\n{self.log_tail(process)}"
+                        )
+                    url = f"http://{self.settings.host}:{self.settings.port_for(process)}/readyz"
+                    try:
+                        if client.get(url).status_code == 200:
+                            waiting.discard(process)
+                    except httpx.HTTPError:
+                        pass
+                if waiting and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout_s:.0f} s: {', '.join(sorted(waiting))}")
+                if waiting:
+                    time.sleep(0.1)
+
+    def log_tail(self, process: str, lines: int = 20) -> str:
+        path = self.home / "logs" / f"{process}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def admin_token(self) -> str:
+        return mint_token(self.settings, role=Role.ADMIN, subject="admin:dev", ttl=timedelta(hours=12))
+
+    def banner(self, elapsed_s: float) -> str:
+        s = self.settings
+        lines = [
+            "",
+            f"{READY_LINE} in {elapsed_s:.1f} s",
+            f"  GraphQL      http://{s.host}:{s.gateway_port}/graphql",
+        ]
+        lines += [f"  {svc:<12} {s.url_for(svc)}/docs" for svc in SERVICES if self.children]
+        lines += [
+            f"  PostgreSQL   {s.database_url}",
+            f"  Kafka        {s.kafka_bootstrap}",
+            f"  logs         {self.home / 'logs'}",
+            "",
+            "Admin token (12 h; `maillage token --role admin` mints more):",
+            self.admin_token(),
+            "",
+            "Ctrl-C stops everything.",
+        ]
+        return "\n".join(lines)
+
+    def watch(self, stop: list[bool]) -> int:
+        """Block until asked to stop or a child dies; return the exit code."""
+        while not stop:
+            for process, child in self.children.items():
+                if child.poll() is not None:
+                    self.say(f"{process} exited with code {child.returncode}; stopping.\n{self.log_tail(process)}")
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        """Stop the services first (they commit), then the broker and PostgreSQL."""
+        for child in self.children.values():
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children.values():
+            stop_process(child, signal.SIGTERM, timeout_s=25)
+        self.children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def run_dev(settings: Settings, *, with_services: bool = True) -> int:
+    stack = DevStack(settings)
+    stop: list[bool] = []
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        stop.append(True)
+
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+    try:
+        stack.start(with_services=with_services)
+        return stack.watch(stop)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stack.say("stopping…")
+        stack.stop()
+        stack.say("stopped.")

@@ -1,0 +1,99 @@
+"""Dead-letter topics for admins: list what failed and why, and send messages back once fixed."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from services.common.kafka import new_consumer, new_producer
+from services.common.settings import Settings
+from services.contracts.topics import TOPICS, dead_letter_topic
+
+REPLAY_GROUP = "maillage-dlq-replay"
+
+
+def _dlq_topics(topic: str | None) -> list[str]:
+    if topic is None:
+        return [spec.dlq for spec in TOPICS]
+    return [topic if topic.endswith(".dlq") else dead_letter_topic(topic)]
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+async def list_dead_letters(
+    settings: Settings, *, topic: str | None = None, limit: int = 100, idle_ms: int = 1500
+) -> list[dict[str, Any]]:
+    """Read the dead-letter topics from the start (no consumer group: reading changes nothing)."""
+    consumer = new_consumer(settings, group_id=None)
+    await consumer.start()
+    letters: list[dict[str, Any]] = []
+    try:
+        partitions = []
+        for name in _dlq_topics(topic):
+            for partition in consumer.partitions_for_topic(name) or ():
+                partitions.append(TopicPartition(name, partition))
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while len(letters) < limit:
+            batch = await consumer.getmany(timeout_ms=idle_ms, max_records=limit)
+            if not batch:
+                break
+            for records in batch.values():
+                for record in records:
+                    letters.append(
+                        {
+                            "dlq_topic": record.topic,
+                            "offset": record.offset,
+                            "original_topic": _header(record.headers, "dlq_original_topic"),
+                            "original_offset": _header(record.headers, "dlq_original_offset"),
+                            "consumer": _header(record.headers, "dlq_consumer"),
+                            "error": _header(record.headers, "dlq_error"),
+                            "failed_at": _header(record.headers, "dlq_failed_at"),
+                            "ce_id": _header(record.headers, "ce_id"),
+                            "ce_type": _header(record.headers, "ce_type"),
+                            "key": record.key.decode(errors="replace") if record.key else None,
+                        }
+                    )
+        return letters[:limit]
+    finally:
+        await consumer.stop()
+
+
+async def replay_dead_letters(settings: Settings, *, topic: str | None = None, idle_ms: int = 1500) -> int:
+    """Re-publish each dead letter to its original topic, once: the replay group remembers.
+
+    Consumers are idempotent, so a letter whose event was meanwhile applied changes nothing.
+    """
+    consumer = new_consumer(settings, *_dlq_topics(topic), group_id=REPLAY_GROUP, auto_offset_reset="earliest")
+    producer = new_producer(settings)
+    await consumer.start()
+    await producer.start()
+    count = 0
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=idle_ms, max_records=500)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for record in records:
+                    original = _header(record.headers, "dlq_original_topic")
+                    if not original:
+                        continue
+                    headers = [(k, v) for k, v in record.headers or () if not k.startswith("dlq_")]
+                    await producer.send_and_wait(original, value=record.value, key=record.key, headers=headers)
+                    count += 1
+                await consumer.commit({tp: records[-1].offset + 1})
+        return count
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        await producer.stop()

@@ -1,0 +1,137 @@
+"""One error hierarchy for every service, mapped once to RFC 9457 problem responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("maillage.errors")
+
+PROBLEM_TYPE_BASE = "https://maillage.org/problems/"
+
+
+class MaillageError(Exception):
+    """A failure a caller can cause and understand; carries its HTTP status and GraphQL code."""
+
+    status: int = 400
+    code: str = "BAD_USER_INPUT"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.code.lower().replace("_", "-"),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.field:
+            body["errors"] = [{"field": self.field, "rule": self.extra.get("rule", "invalid"), "message": self.detail}]
+        body.update({k: v for k, v in self.extra.items() if k != "rule"})
+        return body
+
+
+class ValidationFailed(MaillageError):
+    status, code, title = 422, "BAD_USER_INPUT", "Invalid input"
+
+
+class Unauthenticated(MaillageError):
+    status, code, title = 401, "UNAUTHENTICATED", "Authentication required"
+
+
+class Forbidden(MaillageError):
+    status, code, title = 403, "FORBIDDEN", "Not allowed"
+
+
+class NotFound(MaillageError):
+    status, code, title = 404, "NOT_FOUND", "Not found"
+
+
+class Conflict(MaillageError):
+    status, code, title = 409, "CONFLICT", "Conflict"
+
+
+class Unavailable(MaillageError):
+    status, code, title = 503, "UNAVAILABLE", "Temporarily unavailable"
+
+
+def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        body,
+        status_code=int(body["status"]),
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to a problem body; unexpected ones are logged once and stay generic."""
+
+    @app.exception_handler(MaillageError)
+    async def _maillage_error(request: Request, exc: MaillageError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _problem_response(exc.problem(request.url.path), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
+                "rule": err.get("type", "invalid"),
+                "message": err.get("msg", "invalid value"),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid input"}
+        return _problem_response(
+            {
+                "type": PROBLEM_TYPE_BASE + "bad-user-input",
+                "title": "Invalid input",
+                "status": 422,
+                "detail": f"{first['field']}: {first['message']}",
+                "code": "BAD_USER_INPUT",
+                "instance": request.url.path,
+                "errors": errors,
+            }
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+        return _problem_response(
+            {
+                "type": "about:blank",
+                "title": str(exc.detail),
+                "status": exc.status_code,
+                "detail": str(exc.detail),
+                "code": codes.get(exc.status_code, "BAD_USER_INPUT"),
+                "instance": request.url.path,
+            }
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _problem_response(
+            {
+                "type": "about:blank",
+                "title": "Internal error",
+                "status": 500,
+                "detail": "An unexpected error occurred; it has been logged.",
+                "code": "INTERNAL",
+                "instance": request.url.path,
+            }
+        )

@@ -1,0 +1,114 @@
+"""Kafka clients configured for Maillage: the producer, consumer settings, topic creation and a readiness probe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common.settings import Settings
+from services.contracts.topics import topic_plan
+
+logger = logging.getLogger("maillage.kafka")
+
+
+def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that waits for every replica; no idempotence or transactions (see DESIGN.md)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "linger_ms": 0,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 10_000,
+        "retry_backoff_ms": 100,
+        "metadata_max_age_ms": 10_000,
+        "enable_idempotence": False,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def new_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer with manual commits and the latency settings of DESIGN.md."""
+    session = settings.consumer_session_timeout_ms
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": max(1000, session // 3),
+        "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        "max_poll_records": 500,
+        "metadata_max_age_ms": 5_000,
+        "request_timeout_ms": max(40_000, session + 5_000),
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | None = None) -> list[str]:
+    """Create the missing topics of the plan (or of `topics`); return the names created."""
+    wanted = list(topics) if topics is not None else topic_plan()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [(name, parts) for name, parts in wanted if name not in existing]
+        if not missing:
+            return []
+        created: list[str] = []
+        for name, partitions in missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=settings.topic_replication,
+                        )
+                    ]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            logger.info("created topics", extra={"topics": created})
+        return created
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Return once the broker answers a metadata request; raise TimeoutError otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2_000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaError, OSError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"broker {settings.kafka_bootstrap} not reachable: {exc}") from exc
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+async def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """A cheap readiness check: can a TCP connection reach one bootstrap server?"""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False

@@ -1,0 +1,305 @@
+"""Transactional outbox: events written with the state change, published in commit order by one relay per service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from services.common.db import connect
+from services.common.envelope import CORRELATION_ATTR, CloudEvent
+from services.common.kafka import ensure_topics, new_producer
+from services.common.observability import (
+    OUTBOX_BACKLOG,
+    OUTBOX_LAG_SECONDS,
+    OUTBOX_PUBLISHED,
+    correlation_id,
+)
+from services.common.settings import Settings
+from services.contracts.events import EventPayload
+from services.contracts.topics import TOPICS
+
+logger = logging.getLogger("maillage.outbox")
+
+NOTIFY_CHANNEL = "maillage_outbox"
+# Session lock held by the one active relay of a service database (bigint key space).
+RELAY_LOCK = 0x6F7574626F78
+# Transaction locks serialising writers of one (topic, key): (int, int) key space, distinct
+# from the bigint one. Two writers of the same key therefore get outbox ids in commit order.
+KEY_LOCK_SPACE = 0x6F62
+
+
+def source_of(service: str) -> str:
+    """The CloudEvents `source` of everything a service emits."""
+    return f"/maillage/{service}"
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    *,
+    service: str,
+    key: str,
+    payload: EventPayload | None = None,
+    topic: str | None = None,
+    ce_type: str | None = None,
+    data: dict[str, Any] | None = None,
+    subject: str | None = None,
+) -> CloudEvent:
+    """Add one event to the outbox inside the caller's transaction (which must be open).
+
+    Pass a contract `payload` (its type and topic come with it), or `topic`, `ce_type`
+    and raw `data` (tests, tools).
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the transaction of the state change")
+    if payload is not None:
+        topic, ce_type, data = payload.topic, payload.ce_type, payload.model_dump(mode="json")
+    if topic is None or ce_type is None or data is None:
+        raise ValueError("enqueue needs a payload, or topic + ce_type + data")
+    extensions = {}
+    if (cid := correlation_id.get()) is not None:
+        extensions[CORRELATION_ATTR] = cid
+    event = CloudEvent(type=ce_type, source=source_of(service), data=data, subject=subject, extensions=extensions)
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", KEY_LOCK_SPACE, f"{topic}\x1f{key}")
+    await conn.execute(
+        """
+        INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, headers, data)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        topic,
+        key,
+        uuid.UUID(event.id),
+        ce_type,
+        event.source,
+        event.time,
+        {"subject": subject, **extensions} if subject else extensions,
+        data,
+    )
+    return event
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: str
+    event: CloudEvent
+    created_at: datetime
+
+
+def _row_to_event(row: asyncpg.Record) -> OutboxRow:
+    headers = dict(row["headers"] or {})
+    subject = headers.pop("subject", None)
+    event = CloudEvent(
+        id=str(row["ce_id"]),
+        type=row["ce_type"],
+        source=row["ce_source"],
+        time=row["ce_time"],
+        data=row["data"],
+        subject=subject,
+        extensions=headers,
+    )
+    return OutboxRow(row["id"], row["topic"], row["key"], event, row["created_at"])
+
+
+AckCallback = Callable[[Sequence[OutboxRow], float], None]
+
+
+class OutboxRelay:
+    """Publishes a service's outbox rows in id order; exactly one relay per database is active.
+
+    The active relay holds a PostgreSQL session advisory lock; other replicas wait on standby.
+    Rows are marked sent only after the broker acknowledged them; with the broker down they
+    wait and go out, in order, once it is back. NOTIFY wakes the relay; it also polls.
+    """
+
+    def __init__(
+        self, service: str, database_url: str, settings: Settings, *, on_ack: AckCallback | None = None
+    ) -> None:
+        self.service = service
+        self.database_url = database_url
+        self.settings = settings
+        self.on_ack = on_ack
+        self.active = False
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._last_purge = 0.0
+        self._last_backlog = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set; reconnect to PostgreSQL and the broker as needed."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self._run_locked(stop)
+                backoff = 0.2
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("outbox relay lost its database connection, retrying: %s", exc)
+            except Exception:
+                logger.exception("outbox relay failed, restarting")
+            self.active = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+        await self._stop_producer()
+
+    async def _run_locked(self, stop: asyncio.Event) -> None:
+        conn = await connect(self.database_url)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                # Another replica relays; stand by and try again.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(1.0, self.settings.outbox_poll_interval_s))
+                if stop.is_set():
+                    return
+            self.active = True
+            logger.info("outbox relay active for %s", self.service)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            while not stop.is_set():
+                self._wake.clear()
+                published = await self._publish_batch(conn)
+                await self._housekeeping(conn)
+                if published >= self.settings.outbox_batch_size:
+                    continue  # more is waiting: no pause
+                waiter = asyncio.ensure_future(self._wake.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self.settings.outbox_poll_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                waiter.cancel()
+                stopper.cancel()
+        finally:
+            self.active = False
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = new_producer(self.settings)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _stop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = [
+            _row_to_event(r)
+            for r in await conn.fetch(
+                "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+                self.settings.outbox_batch_size,
+            )
+        ]
+        if not rows:
+            return 0
+        acked: list[OutboxRow] = []
+        error: BaseException | None = None
+        try:
+            producer = await self._ensure_producer()
+            futures = []
+            for row in rows:
+                futures.append(
+                    await producer.send(
+                        row.topic,
+                        value=row.event.kafka_value(),
+                        key=row.key.encode(),
+                        headers=row.event.kafka_headers(),
+                    )
+                )
+            for row, future in zip(rows, futures, strict=True):
+                try:
+                    await future
+                except KafkaError as exc:
+                    # Keep the acknowledged prefix only: what follows is re-sent in order.
+                    error = exc
+                    break
+                acked.append(row)
+        except (KafkaError, OSError) as exc:
+            error = exc
+        ack_time = time.time()
+        if acked:
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [row.id for row in acked],
+            )
+            OUTBOX_PUBLISHED.labels(self.service).inc(len(acked))
+            for row in acked:
+                OUTBOX_LAG_SECONDS.labels(self.service).observe(max(0.0, ack_time - row.created_at.timestamp()))
+            if self.on_ack is not None:
+                self.on_ack(acked, ack_time)
+        if error is not None:
+            logger.warning("broker refused or unreachable; %d rows wait: %s", len(rows) - len(acked), error)
+            await self._recover(rows[len(acked) :])
+        return len(acked)
+
+    async def _recover(self, pending: Sequence[OutboxRow]) -> None:
+        """After a failed send: rebuild the producer and recreate topics a restarted broker lost."""
+        await self._stop_producer()
+        planned = {spec.name: spec.partitions for spec in TOPICS}
+        topics = {(row.topic, planned.get(row.topic, 3)) for row in pending}
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(ensure_topics(self.settings, None), 10)
+            await asyncio.wait_for(ensure_topics(self.settings, sorted(topics)), 10)
+        await asyncio.sleep(0.5)
+
+    async def _housekeeping(self, conn: asyncpg.Connection) -> None:
+        now = time.monotonic()
+        if now - self._last_backlog > 5:
+            self._last_backlog = now
+            backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            OUTBOX_BACKLOG.labels(self.service).set(backlog)
+        if now - self._last_purge > 600:
+            self._last_purge = now
+            await purge(conn, self.settings)
+
+
+async def purge(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int]:
+    """Delete sent outbox rows and inbox records older than their retention."""
+    outbox = await conn.execute(
+        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < now() - $1::interval",
+        timedelta(hours=settings.outbox_retention_hours),
+    )
+    inbox = await conn.execute(
+        "DELETE FROM processed_events WHERE processed_at < now() - $1::interval",
+        timedelta(hours=settings.inbox_retention_hours),
+    )
+    return int(outbox.split()[-1]), int(inbox.split()[-1])
+
+
+async def replay(conn: asyncpg.Connection, *, since: datetime, topic: str | None = None) -> int:
+    """Mark sent rows created since `since` for publication again; the relay re-sends them in order."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    status = await conn.execute(
+        """
+        UPDATE outbox SET sent_at = NULL
+        WHERE created_at >= $1 AND sent_at IS NOT NULL AND ($2::text IS NULL OR topic = $2)
+        """,
+        since,
+        topic,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return int(status.split()[-1])

@@ -1,0 +1,87 @@
+"""Running processes: `serve` one service or the gateway under uvicorn, and preparing databases and topics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from services.common.app import Role, create_service_app
+from services.common.db import ensure_database, migrate
+from services.common.embedded import PortInUse, port_is_free
+from services.common.kafka import ensure_topics, wait_for_broker
+from services.common.observability import configure_logging
+from services.common.settings import SERVICES, Settings
+
+logger = logging.getLogger("maillage.runtime")
+
+
+class ConfigurationError(RuntimeError):
+    """A setting that stops startup, with a message saying which variable to set."""
+
+
+def check_secrets(settings: Settings) -> None:
+    try:
+        keys = settings.signing_keys()
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if not keys:
+        raise ConfigurationError(
+            'MAILLAGE_JWT_KEYS is not set: give it a JSON object {"kid": "secret"} of token '
+            "signing keys (`maillage secrets` prints fresh ones; `maillage dev` makes its own)"
+        )
+    if settings.jwt_active_kid and settings.jwt_active_kid not in keys:
+        raise ConfigurationError(
+            f"MAILLAGE_JWT_ACTIVE_KID={settings.jwt_active_kid!r} is not a kid of MAILLAGE_JWT_KEYS"
+        )
+    if not settings.internal_key:
+        raise ConfigurationError(
+            "MAILLAGE_INTERNAL_KEY is not set: the gateway signs forwarded identities with it "
+            "and every service verifies them"
+        )
+
+
+def migration_packages(service: str) -> list[str]:
+    return ["services.common", f"services.{service}"]
+
+
+async def prepare_databases(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
+    """Create each service's database if missing and apply its migrations."""
+    applied: dict[str, list[str]] = {}
+    for service in services:
+        url = settings.database_url_for(service)
+        await ensure_database(url)
+        applied[service] = await migrate(url, migration_packages(service))
+    return applied
+
+
+async def prepare_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    await wait_for_broker(settings, timeout_s)
+    return await ensure_topics(settings)
+
+
+def serve(process: str, role: Role, settings: Settings, port: int | None = None) -> None:
+    """Run one process until SIGTERM/SIGINT; uvicorn drives the lifespan (workers stop cleanly)."""
+    configure_logging(f"{process}-{role}" if process != "gateway" else process, settings.log_level, settings.log_format)
+    check_secrets(settings)
+    port = port or settings.port_for(process)
+    if not port_is_free(settings.host, port):
+        raise PortInUse(port, f"{process} HTTP", f"MAILLAGE_{process.upper()}_PORT")
+    if process == "gateway":
+        from gateway.app import create_gateway_app
+
+        app = create_gateway_app(settings)
+    else:
+        app = create_service_app(process, role, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=20,
+        loop="uvloop",
+    )
+    asyncio.run(uvicorn.Server(config).serve())

@@ -1,0 +1,132 @@
+"""The one settings object: every knob of every process, read from `MAILLAGE_*` variables."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("directory", "events", "matching")
+PROCESSES = (*SERVICES, "gateway")
+ServiceName = Literal["directory", "events", "matching"]
+
+DEFAULT_PORTS = {"gateway": 8100, "directory": 8101, "events": 8102, "matching": 8103}
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the services, the gateway, the CLI and the embedded stack.
+
+    Each field is read from the environment variable `MAILLAGE_<FIELD>` (upper case);
+    `.env` and the embedded stack's `.maillage/dev.env` are read too, environment first.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILLAGE_",
+        env_file=(".env", ".maillage/dev.env"),
+        extra="ignore",
+    )
+
+    # --- where things are -------------------------------------------------------
+    home: str = Field(".maillage", description="Directory for the embedded stack's data")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:55432/postgres",
+        description="PostgreSQL server URL; each service uses its own database on it",
+    )
+    directory_database_url: str | None = Field(
+        None, description="Directory's database (default: database_url with maillage_directory)"
+    )
+    events_database_url: str | None = Field(
+        None, description="Events' database (default: database_url with maillage_events)"
+    )
+    matching_database_url: str | None = Field(
+        None, description="Matching's database (default: database_url with maillage_matching)"
+    )
+    db_pool_min: int = Field(2, description="Minimum connections per process pool")
+    db_pool_max: int = Field(10, description="Maximum connections per process pool")
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    topic_replication: int = Field(1, description="Replication factor when creating topics")
+
+    # --- ports and URLs ---------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the HTTP servers bind to")
+    postgres_port: int = Field(55432, description="Port of the embedded PostgreSQL")
+    kafka_port: int = Field(19092, description="Port of the embedded broker")
+    gateway_port: int = Field(DEFAULT_PORTS["gateway"], description="Gateway HTTP port")
+    directory_port: int = Field(DEFAULT_PORTS["directory"], description="Directory HTTP port")
+    events_port: int = Field(DEFAULT_PORTS["events"], description="Events HTTP port")
+    matching_port: int = Field(DEFAULT_PORTS["matching"], description="Matching HTTP port")
+    directory_url: str = Field("http://127.0.0.1:8101", description="Directory base URL")
+    events_url: str = Field("http://127.0.0.1:8102", description="Events base URL")
+    matching_url: str = Field("http://127.0.0.1:8103", description="Matching base URL")
+
+    # --- identities -------------------------------------------------------------
+    jwt_keys: str = Field(
+        "",
+        description='Public-token signing keys as JSON {"kid": "secret", ...}; all verify',
+    )
+    jwt_active_kid: str = Field("", description="kid of the key that signs new tokens")
+    jwt_issuer: str = Field("maillage", description="iss of public tokens")
+    jwt_audience: str = Field("maillage-api", description="aud of public tokens")
+    internal_key: str = Field("", description="Key the gateway signs forwarded identities with; services verify it")
+    internal_token_ttl_s: int = Field(60, description="Lifetime of a forwarded identity")
+
+    # --- messaging --------------------------------------------------------------
+    outbox_poll_interval_s: float = Field(1.0, description="Relay polling period when no NOTIFY wakes it")
+    outbox_batch_size: int = Field(1000, description="Outbox rows published per relay round")
+    outbox_retention_hours: int = Field(168, description="How long sent outbox rows are kept")
+    inbox_retention_hours: int = Field(
+        720, description="How long consumers remember processed event ids (> outbox retention)"
+    )
+    consumer_max_retries: int = Field(3, description="Attempts before a message goes to the DLQ")
+    consumer_retry_backoff_s: float = Field(0.2, description="First retry delay (doubles)")
+    consumer_session_timeout_ms: int = Field(10_000, description="Consumer session timeout (real Kafka refuses < 6000)")
+    consumer_fetch_max_wait_ms: int = Field(20, description="Longest the broker holds a fetch; low for latency")
+
+    # --- observability ----------------------------------------------------------
+    log_level: str = Field("INFO", description="Log level")
+    log_format: Literal["json", "text"] = Field("json", description="Log format")
+
+    @field_validator("consumer_session_timeout_ms")
+    @classmethod
+    def _session_timeout_floor(cls, value: int) -> int:
+        if value < 6000:
+            raise ValueError("must be at least 6000 ms (the floor of a real Kafka broker)")
+        return value
+
+    def database_url_for(self, service: str) -> str:
+        """The URL of one service's own database."""
+        explicit = getattr(self, f"{service}_database_url", None)
+        if explicit:
+            return str(explicit)
+        return with_database(self.database_url, f"maillage_{service}")
+
+    def port_for(self, process: str) -> int:
+        return int(getattr(self, f"{process}_port"))
+
+    def url_for(self, service: str) -> str:
+        return str(getattr(self, f"{service}_url")).rstrip("/")
+
+    def signing_keys(self) -> dict[str, str]:
+        """The public-token keys by kid (empty when none are configured)."""
+        if not self.jwt_keys.strip():
+            return {}
+        keys = json.loads(self.jwt_keys)
+        if not isinstance(keys, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in keys.items()
+        ):
+            raise ValueError('MAILLAGE_JWT_KEYS must be a JSON object {"kid": "secret"}')
+        return keys
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
