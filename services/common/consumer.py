@@ -149,9 +149,9 @@ class IdempotentConsumer:
             )
         else:
             logger.info("consumer %s: no committed offset for %s; starting at the beginning", self.name, tps)
-        for tp in tps:
-            if isinstance(tp, TopicPartition):
-                consumer.seek_to_beginning(tp)
+        valid = [tp for tp in tps if isinstance(tp, TopicPartition) and tp in consumer.assignment()]
+        if valid:
+            await consumer.seek_to_beginning(*valid)
 
     async def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         highwater = consumer.highwater(tp)
