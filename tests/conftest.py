@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_HOME = ROOT / ".maillage" / "test"
 
 
-def _test_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
+def _test_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
         "jwt_keys": json.dumps({"test-1": "t" * 64}),
         "jwt_active_kid": "test-1",
         "internal_key": "i" * 64,
@@ -30,7 +31,7 @@ def _test_settings(**overrides: object) -> Settings:
         "log_format": "text",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

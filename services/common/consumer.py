@@ -47,6 +47,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+COMMIT_TIMEOUT_S = 5.0
+MEMORY_CHECK_INTERVAL_S = 2.0
+
+
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: it goes straight to the DLQ."""
 
@@ -76,6 +80,8 @@ class IdempotentConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._last_processed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_memory_check = 0.0
 
     # --- lifecycle -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,6 +104,7 @@ class IdempotentConsumer:
     async def _close(self) -> None:
         self.ready.clear()
         self._last_processed = {}
+        self._committed = {}
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         for client in (consumer, producer):
@@ -127,8 +134,49 @@ class IdempotentConsumer:
                     await self._process(record)
                 # Commit what was processed (on shutdown, the part of the batch that was done).
                 if tp in self._last_processed:
-                    await consumer.commit({tp: self._last_processed[tp]})
+                    await self._commit(consumer, tp, self._last_processed[tp])
                 await self._update_lag(consumer, tp)
+            if not batch:
+                await self._check_broker_memory(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        # A commit stuck across a broker restart could land on a recreated topic and skip
+        # its first records: bound it, and start a fresh consumer from the broker's view.
+        try:
+            await asyncio.wait_for(consumer.commit({tp: offset}), COMMIT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise KafkaError(f"offset commit for {tp} timed out") from exc
+        self._committed[tp] = offset
+
+    async def _check_broker_memory(self, consumer: AIOKafkaConsumer) -> None:
+        """While idle, check that the broker still knows the offsets this consumer committed.
+
+        A broker that lost its data (the embedded one on restart, or a recreated topic) forgets
+        them; positions held in memory would then skip the new log's first records. Re-read
+        from the beginning instead: every effect is idempotent.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._last_memory_check < MEMORY_CHECK_INTERVAL_S or not self._committed:
+            return
+        self._last_memory_check = now
+        forgotten = []
+        for tp, offset in list(self._committed.items()):
+            if tp not in consumer.assignment():
+                self._committed.pop(tp, None)
+                continue
+            known = await asyncio.wait_for(consumer.committed(tp), COMMIT_TIMEOUT_S)
+            if known is None or known < offset:
+                forgotten.append(tp)
+        if forgotten:
+            logger.warning(
+                "consumer %s: the broker forgot committed offsets of %s (restarted or topic "
+                "recreated); re-reading them from the beginning",
+                self.name,
+                forgotten,
+            )
+            for tp in forgotten:
+                self._committed.pop(tp, None)
+            await consumer.seek_to_beginning(*forgotten)
 
     async def _reset_offsets(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:
         """No committed offset (new group) or one past the log (a broker that lost its data):

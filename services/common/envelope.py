@@ -48,7 +48,7 @@ class CloudEvent:
         return headers
 
     def kafka_value(self) -> bytes:
-        return json.dumps(self.data, separators=(",", ":"), default=str).encode()
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def from_kafka(

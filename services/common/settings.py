@@ -130,3 +130,12 @@ def with_database(url: str, database: str) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """The configuration table of the README: every variable, its default and its meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default not in (None, "") else "—"
+        rows.append(f"| `MAILLAGE_{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows)

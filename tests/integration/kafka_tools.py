@@ -20,14 +20,16 @@ async def new_topic(settings: Settings, partitions: int = 3, *, dlq: bool = True
     return name
 
 
-async def read_topic(settings: Settings, topic: str, *, expect: int, timeout_s: float = 20.0,
-                     idle_s: float = 0.0) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(
+    settings: Settings, topic: str, *, expect: int, timeout_s: float = 20.0, idle_s: float = 0.0
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Read a topic from the start without a consumer group until `expect` records (or timeout).
 
     With `idle_s`, keep reading that long after reaching `expect`, to catch extra records.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
@@ -62,8 +64,7 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     return None
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0,
-                     interval_s: float = 0.05) -> bool:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0, interval_s: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if await check():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +37,9 @@ class TypedPayload(EventPayload):
 async def record_effect(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
     await conn.execute(
         "INSERT INTO test_effects (ce_id, key, seq) VALUES ($1, $2, $3)",
-        event.id, str(event.data.get("key", "")), int(event.data.get("seq", 0)),
+        event.id,
+        str(event.data.get("key", "")),
+        int(event.data.get("seq", 0)),
     )
 
 
@@ -72,8 +74,7 @@ async def running(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Runni
 
 
 async def _send(r: Running, event: CloudEvent, key: str = "k") -> None:
-    await r.producer.send_and_wait(r.topic, value=event.kafka_value(), key=key.encode(),
-                                   headers=event.kafka_headers())
+    await r.producer.send_and_wait(r.topic, value=event.kafka_value(), key=key.encode(), headers=event.kafka_headers())
 
 
 def _event(ce_type: str = EFFECT, **data: object) -> CloudEvent:
@@ -112,16 +113,14 @@ class TestIdempotence:
         assert await eventually(lambda: _applied(pool, good.id))
         assert await _effects(pool, bad.id) == 0
         letters = await read_topic(settings, running.topic + ".dlq", expect=1, timeout_s=10)
-        assert any(header(r, "ce_id") == bad.id and "seq" in (header(r, "dlq_error") or "")
-                   for r in letters)
+        assert any(header(r, "ce_id") == bad.id and "seq" in (header(r, "dlq_error") or "") for r in letters)
 
 
 class TestDeadLetters:
-    async def test_a_malformed_message_goes_to_the_dlq_and_the_next_one_is_processed(
-        self, running, pool, settings
-    ):
-        await running.producer.send_and_wait(running.topic, value=b"{not json", key=b"k",
-                                             headers=[("ce_id", b"broken-1")])
+    async def test_a_malformed_message_goes_to_the_dlq_and_the_next_one_is_processed(self, running, pool, settings):
+        await running.producer.send_and_wait(
+            running.topic, value=b"{not json", key=b"k", headers=[("ce_id", b"broken-1")]
+        )
         after = _event(key="c", seq=1)
         await _send(running, after)
         assert await eventually(lambda: _applied(pool, after.id))
@@ -159,11 +158,17 @@ class TestReplayDownstream:
             ids = []
             for seq in range(3):
                 async with pool.acquire() as conn, conn.transaction():
-                    event = await enqueue(conn, service="directory", topic=running.topic, key="r",
-                                          ce_type=EFFECT, data={"key": "r", "seq": seq})
+                    event = await enqueue(
+                        conn,
+                        service="directory",
+                        topic=running.topic,
+                        key="r",
+                        ce_type=EFFECT,
+                        data={"key": "r", "seq": seq},
+                    )
                     ids.append(event.id)
             for ce_id in ids:
-                assert await eventually(lambda ce_id=ce_id: _applied(pool, ce_id))
+                assert await eventually(functools.partial(_applied, pool, ce_id))
             async with pool.acquire() as conn:
                 since = datetime.now(UTC) - timedelta(minutes=1)
                 assert await replay(conn, since=since, topic=running.topic) >= 3
@@ -187,8 +192,9 @@ class TestBrokerOutage:
         await ensure_database(url)
         await migrate(url, ["services.common"])
         pool = await create_pool(url)
-        await pool.execute("CREATE TABLE test_effects (ce_id text, key text, seq int, "
-                           "applied_at timestamptz DEFAULT now())")
+        await pool.execute(
+            "CREATE TABLE test_effects (ce_id text, key text, seq int, applied_at timestamptz DEFAULT now())"
+        )
         broker = EmbeddedBroker(free_port())
         broker.start()
         own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
@@ -201,11 +207,17 @@ class TestBrokerOutage:
         async def write(n: int, offset: int) -> None:
             for i in range(n):
                 async with pool.acquire() as conn, conn.transaction():
-                    await enqueue(conn, service="outage", topic=topic, key=f"k{i % 7}",
-                                  ce_type=EFFECT, data={"key": f"k{i % 7}", "seq": offset + i})
+                    await enqueue(
+                        conn,
+                        service="outage",
+                        topic=topic,
+                        key=f"k{i % 7}",
+                        ce_type=EFFECT,
+                        data={"key": f"k{i % 7}", "seq": offset + i},
+                    )
 
         async def applied(n: int) -> bool:
-            return await pool.fetchval("SELECT count(DISTINCT ce_id) FROM test_effects") >= n
+            return int(await pool.fetchval("SELECT count(DISTINCT ce_id) FROM test_effects")) >= n
 
         try:
             await asyncio.wait_for(consumer.ready.wait(), 30)

@@ -35,8 +35,9 @@ async def relay(settings: Settings, test_database_url: str) -> AsyncIterator[Out
 
 async def _emit(pool: asyncpg.Pool, topic: str, key: str, **data: object) -> str:
     async with pool.acquire() as conn, conn.transaction():
-        event = await enqueue(conn, service="directory", topic=topic, key=key,
-                              ce_type="org.maillage.test.effect", data=dict(data))
+        event = await enqueue(
+            conn, service="directory", topic=topic, key=key, ce_type="org.maillage.test.effect", data=dict(data)
+        )
     return event.id
 
 
@@ -49,8 +50,14 @@ class TestWhatCommittedIsPublished:
 
         with pytest.raises(Abort):
             async with pool.acquire() as conn, conn.transaction():
-                await enqueue(conn, service="directory", topic=topic, key="k",
-                              ce_type="org.maillage.test.effect", data={"n": "rolled back"})
+                await enqueue(
+                    conn,
+                    service="directory",
+                    topic=topic,
+                    key="k",
+                    ce_type="org.maillage.test.effect",
+                    data={"n": "rolled back"},
+                )
                 raise Abort
         kept = await _emit(pool, topic, "k", n="committed")
 
@@ -61,8 +68,9 @@ class TestWhatCommittedIsPublished:
     async def test_enqueue_outside_a_transaction_is_refused(self, pool):
         async with pool.acquire() as conn:
             with pytest.raises(RuntimeError, match="inside the transaction"):
-                await enqueue(conn, service="directory", topic="t", key="k",
-                              ce_type="org.maillage.test.effect", data={})
+                await enqueue(
+                    conn, service="directory", topic="t", key="k", ce_type="org.maillage.test.effect", data={}
+                )
 
     async def test_records_carry_the_cloudevents_binary_headers(self, settings, pool, relay):
         topic = await new_topic(settings)
@@ -97,8 +105,14 @@ class TestWhatCommittedIsPublished:
                     seq = await conn.fetchval(
                         "UPDATE test_counters SET n = n + 1 WHERE key = $1 RETURNING n", f"{topic}/{key}"
                     )
-                    await enqueue(conn, service="directory", topic=topic, key=key,
-                                  ce_type="org.maillage.test.effect", data={"key": key, "seq": seq})
+                    await enqueue(
+                        conn,
+                        service="directory",
+                        topic=topic,
+                        key=key,
+                        ce_type="org.maillage.test.effect",
+                        data={"key": key, "seq": seq},
+                    )
 
         await asyncio.gather(*(writer(i) for i in range(writers)))
         total = writers * per_writer
@@ -123,16 +137,15 @@ class TestWhatCommittedIsPublished:
         await read_topic(settings, topic, expect=1)
 
         async def sent() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT sent_at IS NOT NULL FROM outbox WHERE ce_id = $1", uuid.UUID(ce_id)))
+            return bool(
+                await pool.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE ce_id = $1", uuid.UUID(ce_id))
+            )
 
         assert await eventually(sent, 5)
 
 
 class TestOneRelayPerService:
-    async def test_a_second_relay_stands_by_while_the_first_holds_the_lock(
-        self, settings, test_database_url, relay
-    ):
+    async def test_a_second_relay_stands_by_while_the_first_holds_the_lock(self, settings, test_database_url, relay):
         standby = OutboxRelay("directory", test_database_url, settings)
         stop = asyncio.Event()
         task = asyncio.create_task(standby.run(stop))
@@ -171,5 +184,4 @@ class TestReplayAndRetention:
 
 
 async def _all_sent(pool: asyncpg.Pool, topic: str) -> bool:
-    return not await pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE topic = $1 AND sent_at IS NULL", topic)
+    return not await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = $1 AND sent_at IS NULL", topic)

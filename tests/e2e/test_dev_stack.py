@@ -1,0 +1,206 @@
+"""`maillage dev` as an admin runs it: starts everything, answers, reuses its data, stops leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+
+from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.devstack import READY_LINE, load_dev_secrets
+from services.common.embedded import free_port, port_is_free
+from services.common.settings import Settings
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Dev:
+    process: subprocess.Popen[str]
+    home: Path
+    ports: dict[str, int]
+    output: list[str]
+
+    @property
+    def token(self) -> str:
+        marker = next(i for i, line in enumerate(self.output) if line.startswith("Admin token"))
+        return self.output[marker + 1].strip()
+
+    def url(self, process: str) -> str:
+        return f"http://127.0.0.1:{self.ports[process]}"
+
+
+def _ports() -> dict[str, int]:
+    return {name: free_port() for name in ("gateway", "directory", "events", "matching", "postgres", "kafka")}
+
+
+def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+    env["MAILLAGE_HOME"] = str(home)
+    for name, port in ports.items():
+        env[f"MAILLAGE_{name.upper()}_PORT"] = str(port)
+    return env
+
+
+def start_dev(home: Path, ports: dict[str, int], timeout_s: float = 90) -> Dev:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "dev"],
+        cwd=ROOT,
+        env=_env(home, ports),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    dev = Dev(process, home, ports, [])
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line:
+            dev.output.append(line.rstrip("\n"))
+            if line.startswith("Ctrl-C"):
+                return dev
+        elif process.poll() is not None:
+            break
+        else:
+            time.sleep(0.05)
+    stop_dev(dev)
+    raise AssertionError("maillage dev did not get ready:\n" + "\n".join(dev.output))
+
+
+def stop_dev(dev: Dev, timeout_s: float = 60) -> int:
+    if dev.process.poll() is None:
+        dev.process.send_signal(signal.SIGTERM)
+    try:
+        return dev.process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(dev.process.pid, signal.SIGKILL)
+        raise
+
+
+def leftovers(home: Path) -> list[str]:
+    """Processes whose command line mentions this stack's home or ports."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(home) in cmdline:
+            found.append(f"{proc.info['pid']}: {cmdline}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    home = tmp_path_factory.mktemp("dev") / ".maillage"
+    dev = start_dev(home, _ports())
+    yield dev
+    if dev.process.poll() is None:
+        stop_dev(dev)
+
+
+class TestTheRunningStack:
+    def test_it_prints_the_graphql_url_and_an_admin_token(self, dev: Dev) -> None:
+        text = "\n".join(dev.output)
+        assert READY_LINE in text
+        assert f"{dev.url('gateway')}/graphql" in text
+        assert dev.token.count(".") == 2
+
+    def test_every_process_is_ready(self, dev: Dev) -> None:
+        for process in ("gateway", "directory", "events", "matching"):
+            response = httpx.get(f"{dev.url(process)}/readyz", timeout=5)
+            assert response.status_code == 200, (process, response.text)
+
+    def test_the_gateway_answers_graphql_with_the_admin_token(self, dev: Dev) -> None:
+        response = httpx.post(
+            f"{dev.url('gateway')}/graphql",
+            json={"query": "{ __typename me { role } }"},
+            headers={"Authorization": f"Bearer {dev.token}"},
+            timeout=5,
+        )
+        assert response.json() == {"data": {"__typename": "Query", "me": {"role": "admin"}}}
+
+    def test_a_service_accepts_the_gateway_signed_identity_and_refuses_a_forged_one(self, dev: Dev) -> None:
+        secrets = load_dev_secrets(dev.home)
+        settings = Settings(_env_file=None, internal_key=secrets["MAILLAGE_INTERNAL_KEY"])
+        caller = Principal(subject="actor:42", role=Role.ACTOR, actor_id="42")
+        good = httpx.get(
+            f"{dev.url('directory')}/v1/me", timeout=5, headers={PRINCIPAL_HEADER: mint_internal(settings, caller)}
+        )
+        assert good.status_code == 200
+        assert good.json()["actor_id"] == "42"
+        forged_settings = settings.model_copy(update={"internal_key": "f" * 64})
+        forged = httpx.get(
+            f"{dev.url('directory')}/v1/me",
+            timeout=5,
+            headers={PRINCIPAL_HEADER: mint_internal(forged_settings, caller)},
+        )
+        assert forged.status_code == 401
+        assert forged.json()["code"] == "UNAUTHENTICATED"
+
+    def test_metrics_are_exported(self, dev: Dev) -> None:
+        body = httpx.get(f"{dev.url('matching')}/metrics", timeout=5).text
+        assert "maillage_outbox_published_total" in body or "maillage_http_request_seconds" in body
+
+
+class TestStartAndStop:
+    def test_stop_leaves_no_process_and_frees_the_ports_and_a_second_run_reuses_the_data(self, tmp_path: Path) -> None:
+        home = tmp_path / ".maillage"
+        ports = _ports()
+        first = start_dev(home, ports)
+        pg_url = f"postgresql://postgres@127.0.0.1:{ports['postgres']}/maillage_directory"
+
+        async def mark() -> None:
+            conn = await asyncpg.connect(pg_url)
+            await conn.execute("CREATE TABLE kept_between_runs (n int); INSERT INTO kept_between_runs VALUES (7)")
+            await conn.close()
+
+        async def read_mark() -> int:
+            conn = await asyncpg.connect(pg_url)
+            try:
+                return int(await conn.fetchval("SELECT n FROM kept_between_runs"))
+            finally:
+                await conn.close()
+
+        import asyncio
+
+        asyncio.run(mark())
+        assert stop_dev(first) == 0
+        assert leftovers(home) == []
+        assert all(port_is_free("127.0.0.1", port) for port in ports.values())
+
+        second = start_dev(home, ports)
+        try:
+            assert asyncio.run(read_mark()) == 7
+        finally:
+            assert stop_dev(second) == 0
+        assert leftovers(home) == []
+
+    def test_a_port_in_use_is_named(self, tmp_path: Path) -> None:
+        ports = _ports()
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", ports["directory"]))
+            squatter.listen()
+            result = subprocess.run(
+                [sys.executable, "-m", "services.cli", "dev"],
+                cwd=ROOT,
+                env=_env(tmp_path / ".maillage", ports),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert result.returncode == 2
+        assert f"port {ports['directory']}" in result.stderr
+        assert "MAILLAGE_DIRECTORY_PORT" in result.stderr
