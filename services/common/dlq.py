@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -77,6 +78,10 @@ async def replay_dead_letters(settings: Settings, *, topic: str | None = None, i
     producer = new_producer(settings)
     await consumer.start()
     await producer.start()
+    # Only letters that were there when the replay started: a letter that fails again comes
+    # back to the DLQ and must wait for the next replay, not loop forever.
+    started_ms = int(time.time() * 1000)
+    done: set[TopicPartition] = set()
     count = 0
     try:
         while True:
@@ -84,14 +89,22 @@ async def replay_dead_letters(settings: Settings, *, topic: str | None = None, i
             if not batch:
                 break
             for tp, records in batch.items():
+                last_offset = None
                 for record in records:
+                    if record.timestamp >= started_ms:
+                        done.add(tp)
+                        consumer.pause(tp)
+                        break
                     original = _header(record.headers, "dlq_original_topic")
-                    if not original:
-                        continue
-                    headers = [(k, v) for k, v in record.headers or () if not k.startswith("dlq_")]
-                    await producer.send_and_wait(original, value=record.value, key=record.key, headers=headers)
-                    count += 1
-                await consumer.commit({tp: records[-1].offset + 1})
+                    if original:
+                        headers = [(k, v) for k, v in record.headers or () if not k.startswith("dlq_")]
+                        await producer.send_and_wait(original, value=record.value, key=record.key, headers=headers)
+                        count += 1
+                    last_offset = record.offset
+                if last_offset is not None:
+                    await consumer.commit({tp: last_offset + 1})
+            if done and done >= consumer.assignment():
+                break
         return count
     finally:
         with contextlib.suppress(Exception):

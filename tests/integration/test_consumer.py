@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.consumer import IdempotentConsumer
 from services.common.db import create_pool, ensure_database, migrate
-from services.common.dlq import list_dead_letters
+from services.common.dlq import list_dead_letters, replay_dead_letters
 from services.common.embedded import EmbeddedBroker, free_port
 from services.common.envelope import CloudEvent
 from services.common.outbox import OutboxRelay, enqueue, replay
@@ -147,6 +147,16 @@ class TestDeadLetters:
         letters = await list_dead_letters(settings, topic=running.topic)
         assert letters
         assert all(letter["error"] and letter["original_topic"] == running.topic for letter in letters)
+
+    async def test_dlq_replay_sends_each_letter_back_once(self, running, settings):
+        letters = await list_dead_letters(settings, topic=running.topic)
+        poisoned = [letter["ce_id"] for letter in letters if letter["ce_type"] == POISON]
+        assert poisoned
+        sent = await replay_dead_letters(settings, topic=running.topic)
+        assert sent == len(letters)
+        records = await read_topic(settings, running.topic, expect=0, timeout_s=6, idle_s=2)
+        assert sum(header(r, "ce_id") == poisoned[0] for r in records) == 2
+        assert not any(header(r, "dlq_error") for r in records), "DLQ headers are stripped"
 
 
 class TestReplayDownstream:
