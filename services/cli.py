@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-lettered messages.")
 app.add_typer(dlq_app, name="dlq")
+import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
+app.add_typer(import_app, name="import")
 
 
 class Process(StrEnum):
@@ -198,6 +201,50 @@ def dlq_replay(
 
     count = asyncio.run(replay_dead_letters(get_settings(), topic=topic))
     typer.echo(f"{count} message(s) sent back to their topic")
+
+
+@import_app.command("actors")
+def import_actors(
+    path: Annotated[str, typer.Argument(help="CSV file (UTF-8, header row; see the README for columns)")],
+    report: Annotated[str | None, typer.Option(help="Write the rejected rows as JSON lines here")] = None,
+) -> None:
+    """Import actors into the directory: streamed, every row validated, re-imports update."""
+    import os
+
+    from tqdm import tqdm
+
+    from services.common.db import create_pool
+    from services.directory.imports import import_stream
+
+    size = os.path.getsize(path)
+
+    async def _run() -> dict[str, object]:
+        pool = await create_pool(get_settings().database_url_for("directory"), min_size=1, max_size=2)
+        try:
+            with (
+                open(path, encoding="utf-8-sig", newline="") as handle,  # noqa: ASYNC230
+                tqdm(total=size, unit="B", unit_scale=True, desc="actors", disable=None) as bar,
+            ):
+
+                async def lines() -> AsyncIterator[str]:
+                    for line in handle:
+                        bar.update(len(line.encode()))
+                        yield line
+
+                result = await import_stream(pool, lines())
+        finally:
+            await pool.close()
+        return result.as_dict()
+
+    outcome = asyncio.run(_run())
+    rejected = outcome.pop("rejected")
+    assert isinstance(rejected, list)
+    for item in rejected[:20]:
+        typer.echo(f"line {item['line']}: {item['reason']}", err=True)
+    if report:
+        with open(report, "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in rejected)
+    typer.echo(json.dumps(outcome))
 
 
 def parse_duration(text: str) -> timedelta:

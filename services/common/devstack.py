@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -126,6 +127,28 @@ class DevStack:
         created = await prepare_topics(self.settings)
         if created:
             self.say(f"created {len(created)} topics from the topic plan")
+        await self._load_demo_data()
+
+    async def _load_demo_data(self) -> None:
+        """Import the demo actors (idempotent: a second run finds them unchanged)."""
+        from services.common.db import create_pool
+        from services.directory.demo import DEMO_FILE
+        from services.directory.imports import import_stream, read_csv_lines
+
+        pool = await create_pool(self.settings.database_url_for("directory"), min_size=1, max_size=2)
+        try:
+
+            async def lines() -> AsyncIterator[str]:
+                for line in read_csv_lines(str(DEMO_FILE)):
+                    yield line
+
+            report = await import_stream(pool, lines())
+        finally:
+            await pool.close()
+        self.say(
+            f"demo actors: {report.created} created, {report.updated} updated, {report.unchanged} unchanged"
+            + (f", {report.rejected_count} rejected: {report.rejected[:3]}" if report.rejected_count else "")
+        )
 
     def child_env(self) -> dict[str, str]:
         s = self.settings

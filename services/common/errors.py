@@ -64,6 +64,10 @@ class Conflict(MaillageError):
     status, code, title = 409, "CONFLICT", "Conflict"
 
 
+class PreconditionRequired(MaillageError):
+    status, code, title = 428, "BAD_USER_INPUT", "Precondition required"
+
+
 class Unavailable(MaillageError):
     status, code, title = 503, "UNAVAILABLE", "Temporarily unavailable"
 
@@ -91,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {
                 "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
                 "rule": err.get("type", "invalid"),
-                "message": err.get("msg", "invalid value"),
+                "message": str(err.get("msg", "invalid value")).removeprefix("Value error, "),
             }
             for err in exc.errors()
         ]

@@ -88,6 +88,57 @@ async def enqueue(
     return event
 
 
+async def enqueue_many(
+    conn: asyncpg.Connection, *, service: str, events: Sequence[tuple[str, EventPayload]]
+) -> list[CloudEvent]:
+    """Add many (key, payload) events in one round trip each for locks and rows (bulk imports)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue_many must run inside the transaction of the state change")
+    if not events:
+        return []
+    extensions = {}
+    if (cid := correlation_id.get()) is not None:
+        extensions[CORRELATION_ATTR] = cid
+    built = [
+        (
+            key,
+            CloudEvent(
+                type=payload.ce_type,
+                source=source_of(service),
+                data=payload.model_dump(mode="json"),
+                subject=key,
+                extensions=extensions,
+            ),
+            payload.topic,
+        )
+        for key, payload in events
+    ]
+    keys = sorted({f"{topic}\x1f{key}" for key, _, topic in built})  # one order: no deadlock
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(k)) FROM unnest($2::text[]) AS k", KEY_LOCK_SPACE, keys
+    )
+    await conn.executemany(
+        """
+        INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, headers, data)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        [
+            (
+                topic,
+                key,
+                uuid.UUID(event.id),
+                event.type,
+                event.source,
+                event.time,
+                {"subject": key, **extensions},
+                event.data,
+            )
+            for key, event, topic in built
+        ],
+    )
+    return [event for _, event, _ in built]
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     id: int

@@ -36,3 +36,79 @@ def event_type(ce_type: str, topic: str) -> Callable[[PayloadT], PayloadT]:
         return cls
 
     return register
+
+
+# --- directory: actors ---------------------------------------------------------------
+ACTOR_TOPIC = "maillage.directory.actor.v1"
+
+
+class GeoPoint(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    lat: float
+    lon: float
+
+
+class InterventionArea(BaseModel):
+    """Where an activity is offered: listed territories, a radius around the actor, or all of France."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: str  # "territories" | "radius" | "national"
+    territories: list[str] = []
+    radius_km: float | None = None
+
+
+class ActivityV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    theme: str
+    service_type: str
+    area: InterventionArea
+
+
+class ActorV1(BaseModel):
+    """The whole public state of an actor (event-carried state transfer); no personal contact data."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    version: int
+    name: str
+    description: str = ""
+    kind: str
+    legal_form: str | None = None
+    siret: str | None = None
+    rna: str | None = None
+    local_register: str | None = None
+    themes: list[str] = []
+    service_types: list[str] = []
+    activities: list[ActivityV1] = []
+    commune_code: str
+    commune_name: str | None = None
+    postal_code: str | None = None
+    departement: str
+    region: str
+    epci: str | None = None
+    territories: list[str] = []
+    location: GeoPoint | None = None
+    qpv_code: str | None = None
+    website: str | None = None
+    networks: list[str] = []
+    status: str = "active"
+    updated_at: str
+
+
+@event_type("org.maillage.directory.actor.registered", ACTOR_TOPIC)
+class ActorRegistered(EventPayload):
+    actor: ActorV1
+
+
+@event_type("org.maillage.directory.actor.updated", ACTOR_TOPIC)
+class ActorUpdated(EventPayload):
+    actor: ActorV1
+
+
+@event_type("org.maillage.directory.actor.archived", ACTOR_TOPIC)
+class ActorArchived(EventPayload):
+    actor: ActorV1

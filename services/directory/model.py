@@ -1,0 +1,307 @@
+"""The actor model: what an ESS actor or local authority is, and the rules its fields obey (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from stdnum.exceptions import ValidationError as StdnumError
+from stdnum.fr import siret as siret_number
+
+from services.contracts import territories
+from services.contracts.events import ActivityV1, ActorV1, GeoPoint, InterventionArea
+from services.contracts.vocabularies import (
+    ACTOR_KINDS_BY_CODE,
+    SERVICE_TYPES_BY_CODE,
+    THEMES_BY_CODE,
+)
+
+RNA_PATTERN = re.compile(r"^W\d{9}$")
+QPV_PATTERN = re.compile(r"^QN\d{5}[A-Z]?$|^QP\d{3}\d{3}$")
+# Associations of Bas-Rhin, Haut-Rhin and Moselle are registered at the tribunal judiciaire.
+ALSACE_MOSELLE = frozenset({"57", "67", "68"})
+MAX_RADIUS_KM = 500.0
+
+
+class ActorStatus(StrEnum):
+    active = "active"
+    archived = "archived"
+
+
+def _check_codes(values: list[str], vocabulary: dict[str, Any], what: str) -> list[str]:
+    unknown = [code for code in values if code not in vocabulary]
+    if unknown:
+        raise ValueError(f"unknown {what} code(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(values))
+
+
+def normalize_siret(value: str) -> str:
+    try:
+        return str(siret_number.validate(value))
+    except StdnumError as exc:
+        raise ValueError(f"not a valid SIRET ({exc})") from exc
+
+
+class Area(BaseModel):
+    """Where an activity is offered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["territories", "radius", "national"]
+    territories: list[str] = Field(default_factory=list, description="INSEE codes: COM-25056, EPCI-…, DEP-25, REG-27")
+    radius_km: float | None = Field(None, gt=0, le=MAX_RADIUS_KM, description="Around the actor's location")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Area:
+        if self.kind == "territories":
+            if not self.territories:
+                raise ValueError("an area of kind 'territories' lists at least one territory code")
+            codes = []
+            for code in self.territories:
+                try:
+                    codes.append(territories.normalize_territory(code))
+                except territories.TerritoryError as exc:
+                    raise ValueError(str(exc)) from exc
+            self.territories = list(dict.fromkeys(codes))
+        elif self.kind == "radius" and self.radius_km is None:
+            raise ValueError("an area of kind 'radius' needs radius_km")
+        return self
+
+
+class Activity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str
+    service_type: str
+    area: Area
+
+    @field_validator("theme")
+    @classmethod
+    def _theme(cls, value: str) -> str:
+        return _check_codes([value], THEMES_BY_CODE, "theme")[0]
+
+    @field_validator("service_type")
+    @classmethod
+    def _service_type(cls, value: str) -> str:
+        return _check_codes([value], SERVICE_TYPES_BY_CODE, "service type")[0]
+
+
+class Contact(BaseModel):
+    """How to reach the actor: personal data, never published in events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(None, max_length=30, pattern=r"^\+?[0-9 .()-]{6,30}$")
+
+
+Name = Annotated[str, Field(min_length=2, max_length=200)]
+
+
+class ActorFields(BaseModel):
+    """Fields an actor is created with; shared by creation and update."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    description: str = Field("", max_length=5000)
+    legal_form: str | None = Field(None, max_length=100)
+    siret: str | None = Field(None, description="14 digits, checksum verified")
+    rna: str | None = Field(None, description="RNA number: W + 9 digits")
+    local_register: str | None = Field(
+        None,
+        max_length=100,
+        description="Alsace-Moselle associations: the tribunal's register reference (e.g. 'TJ Strasbourg VOL 85 n°12')",
+    )
+    themes: list[str] = Field(default_factory=list, max_length=30)
+    service_types: list[str] = Field(default_factory=list, max_length=20)
+    activities: list[Activity] = Field(default_factory=list, max_length=50)
+    street: str | None = Field(None, max_length=300)
+    postal_code: str | None = Field(None, pattern=r"^\d{5}$")
+    location: GeoPoint | None = None
+    qpv_code: str | None = Field(None, description="Declared quartier prioritaire code, e.g. QN02501M")
+    website: HttpUrl | None = None
+    networks: list[str] = Field(default_factory=list, max_length=30)
+    contact: Contact | None = None
+    source_id: str | None = Field(None, max_length=200, description="Identifier in an imported source")
+
+    @field_validator("siret")
+    @classmethod
+    def _siret(cls, value: str | None) -> str | None:
+        return normalize_siret(value) if value else None
+
+    @field_validator("rna")
+    @classmethod
+    def _rna(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.upper().replace(" ", "")
+        if not RNA_PATTERN.match(value):
+            raise ValueError("an RNA number is W followed by 9 digits")
+        return value
+
+    @field_validator("themes")
+    @classmethod
+    def _themes(cls, value: list[str]) -> list[str]:
+        return _check_codes(value, THEMES_BY_CODE, "theme")
+
+    @field_validator("service_types")
+    @classmethod
+    def _service_types(cls, value: list[str]) -> list[str]:
+        return _check_codes(value, SERVICE_TYPES_BY_CODE, "service type")
+
+    @field_validator("qpv_code")
+    @classmethod
+    def _qpv(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.upper().strip()
+        if not QPV_PATTERN.match(value):
+            raise ValueError("a QPV code looks like QN02501M (2024 list) or QP025001")
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: GeoPoint | None) -> GeoPoint | None:
+        if value is not None and not (-90 <= value.lat <= 90 and -180 <= value.lon <= 180):
+            raise ValueError("lat must be within [-90, 90] and lon within [-180, 180]")
+        return value
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+class ActorCreate(ActorFields):
+    name: Name
+    kind: str
+    commune_code: str = Field(description="INSEE code of the commune (former communes resolve to the current one)")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _check_codes([value], ACTOR_KINDS_BY_CODE, "actor kind")[0]
+
+    @field_validator("commune_code")
+    @classmethod
+    def _commune(cls, value: str) -> str:
+        code = value.strip().upper().removeprefix("COM-")
+        try:
+            return territories.resolve_commune(code).code
+        except territories.TerritoryError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _register(self) -> ActorCreate:
+        check_local_register(self.local_register, self.commune_code)
+        return self
+
+
+class ActorUpdate(ActorCreate):
+    """A full replacement of the editable fields (PUT semantics), checked against the stored version."""
+
+
+def check_local_register(reference: str | None, commune_code: str) -> None:
+    if reference and territories.resolve_commune(commune_code).departement not in ALSACE_MOSELLE:
+        raise ValueError(
+            "local_register is for Alsace-Moselle associations (départements 57, 67, 68); use rna elsewhere"
+        )
+
+
+class ActorRead(BaseModel):
+    """An actor as the API returns it."""
+
+    id: str
+    version: int
+    name: str
+    description: str
+    kind: str
+    legal_form: str | None
+    siret: str | None
+    rna: str | None
+    local_register: str | None
+    themes: list[str]
+    service_types: list[str]
+    activities: list[Activity]
+    street: str | None
+    postal_code: str | None
+    commune_code: str
+    commune_name: str | None
+    departement: str
+    region: str
+    epci: str | None
+    territories: list[str]
+    location: GeoPoint | None
+    qpv_code: str | None
+    website: str | None
+    networks: list[str]
+    contact: Contact | None = Field(None, description="Visible to admins, partners and the actor itself")
+    source_id: str | None
+    status: ActorStatus
+    created_at: datetime
+    updated_at: datetime
+    distance_km: float | None = Field(None, description="Distance from the `near` point, when searched by it")
+
+
+def derived_geography(commune_code: str) -> dict[str, Any]:
+    """Département, région, EPCI and containing territory codes: derived from the commune, never typed in."""
+    commune = territories.resolve_commune(commune_code)
+    return {
+        "commune_code": commune.code,
+        "commune_name": commune.name,
+        "departement": commune.departement,
+        "region": commune.region,
+        "epci": commune.epci,
+        "territories": list(territories.territories_of_commune(commune.code)),
+    }
+
+
+def all_themes(fields: ActorFields) -> list[str]:
+    """Declared themes plus those of the activities."""
+    return list(dict.fromkeys([*fields.themes, *(a.theme for a in fields.activities)]))
+
+
+def all_service_types(fields: ActorFields) -> list[str]:
+    return list(dict.fromkeys([*fields.service_types, *(a.service_type for a in fields.activities)]))
+
+
+def to_contract(actor: ActorRead) -> ActorV1:
+    """The event payload: the actor without its contact (personal data stays in the directory)."""
+    return ActorV1(
+        id=actor.id,
+        version=actor.version,
+        name=actor.name,
+        description=actor.description,
+        kind=actor.kind,
+        legal_form=actor.legal_form,
+        siret=actor.siret,
+        rna=actor.rna,
+        local_register=actor.local_register,
+        themes=actor.themes,
+        service_types=actor.service_types,
+        activities=[
+            ActivityV1(
+                theme=a.theme,
+                service_type=a.service_type,
+                area=InterventionArea(kind=a.area.kind, territories=a.area.territories, radius_km=a.area.radius_km),
+            )
+            for a in actor.activities
+        ],
+        commune_code=actor.commune_code,
+        commune_name=actor.commune_name,
+        postal_code=actor.postal_code,
+        departement=actor.departement,
+        region=actor.region,
+        epci=actor.epci,
+        territories=actor.territories,
+        location=actor.location,
+        qpv_code=actor.qpv_code,
+        website=actor.website,
+        networks=actor.networks,
+        status=actor.status.value,
+        updated_at=actor.updated_at.isoformat(),
+    )

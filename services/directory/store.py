@@ -1,0 +1,318 @@
+"""Every SQL query of the directory: actors stored, found, paged and snapshotted."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from services.directory.model import ActorCreate, ActorRead, all_service_types, all_themes, derived_geography
+
+COLUMNS = """
+    id, version, name, description, kind, legal_form, siret, rna, local_register, source_id, themes,
+    service_types, activities, street, postal_code, commune_code, commune_name, departement, region, epci,
+    territories, lat, lon, qpv_code, website, networks, contact, status, created_at, updated_at
+"""
+
+
+def to_read(row: asyncpg.Record | dict[str, Any], *, with_contact: bool = True) -> ActorRead:
+    values = dict(row)
+    lat, lon = values.pop("lat"), values.pop("lon")
+    values["location"] = {"lat": lat, "lon": lon} if lat is not None else None
+    values["id"] = str(values["id"])
+    if not with_contact:
+        values["contact"] = None
+    values.pop("sort_key", None)
+    return ActorRead.model_validate(values)
+
+
+def row_values(fields: ActorCreate) -> dict[str, Any]:
+    geo = derived_geography(fields.commune_code)
+    return {
+        "name": fields.name,
+        "description": fields.description,
+        "kind": fields.kind,
+        "legal_form": fields.legal_form,
+        "siret": fields.siret,
+        "rna": fields.rna,
+        "local_register": fields.local_register,
+        "source_id": fields.source_id,
+        "themes": all_themes(fields),
+        "service_types": all_service_types(fields),
+        "activities": [a.model_dump(mode="json") for a in fields.activities],
+        "street": fields.street,
+        "postal_code": fields.postal_code,
+        **geo,
+        "lat": fields.location.lat if fields.location else None,
+        "lon": fields.location.lon if fields.location else None,
+        "qpv_code": fields.qpv_code,
+        "website": str(fields.website) if fields.website else None,
+        "networks": fields.networks,
+        "contact": fields.contact.model_dump(exclude_none=True) if fields.contact else None,
+    }
+
+
+def read_from_values(
+    actor_id: uuid.UUID, version: int, values: dict[str, Any], created_at: datetime, updated_at: datetime
+) -> ActorRead:
+    """The actor a row of these column values reads as (used to build events without a round trip)."""
+    return to_read(
+        {
+            **values,
+            "id": actor_id,
+            "version": version,
+            "status": "active",
+            "created_at": created_at,
+            "updated_at": updated_at,
+        }
+    )
+
+
+async def find_holder(
+    conn: asyncpg.Connection, fields: ActorCreate, exclude: uuid.UUID | None = None
+) -> tuple[str, str, str] | None:
+    """(identifier field, value, actor id) of another actor already holding one of these identifiers."""
+    for column in ("siret", "rna", "local_register", "source_id"):
+        value = getattr(fields, column)
+        if value is None:
+            continue
+        holder = await conn.fetchval(
+            f"SELECT id FROM actors WHERE {column} = $1 AND ($2::uuid IS NULL OR id <> $2)", value, exclude
+        )
+        if holder is not None:
+            return column, value, str(holder)
+    return None
+
+
+async def insert_actor(
+    conn: asyncpg.Connection, fields: ActorCreate, actor_id: uuid.UUID | None = None
+) -> asyncpg.Record:
+    values = row_values(fields)
+    values["id"] = actor_id or uuid.uuid4()
+    names = list(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO actors ({', '.join(names)}) VALUES ({placeholders}) RETURNING {COLUMNS}",
+        *values.values(),
+    )
+
+
+async def update_actor(
+    conn: asyncpg.Connection, actor_id: uuid.UUID, fields: ActorCreate, expected_version: int | None
+) -> asyncpg.Record | None:
+    """Replace the editable fields when the stored version is the expected one; None when stale or missing."""
+    values = row_values(fields)
+    names = list(values)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
+    return await conn.fetchrow(
+        f"""
+        UPDATE actors SET {assignments}, version = version + 1, updated_at = now()
+        WHERE id = $1 AND ($2::int IS NULL OR version = $2)
+        RETURNING {COLUMNS}
+        """,
+        actor_id,
+        expected_version,
+        *values.values(),
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection, actor_id: uuid.UUID, status: str, expected_version: int | None
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        UPDATE actors SET status = $3, version = version + 1, updated_at = now()
+        WHERE id = $1 AND ($2::int IS NULL OR version = $2) AND status <> $3
+        RETURNING {COLUMNS}
+        """,
+        actor_id,
+        expected_version,
+        status,
+    )
+
+
+async def get_actor(
+    conn: asyncpg.Connection | asyncpg.Pool, actor_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM actors WHERE id = $1{lock}", actor_id)
+
+
+async def get_actors(conn: asyncpg.Connection | asyncpg.Pool, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(f"SELECT {COLUMNS} FROM actors WHERE id = ANY($1::uuid[])", ids))
+
+
+async def find_by_identifiers(conn: asyncpg.Connection, fields: ActorCreate) -> asyncpg.Record | None:
+    """The actor an import row designates: by source id first, then SIRET, RNA or register reference."""
+    for column in ("source_id", "siret", "rna", "local_register"):
+        value = getattr(fields, column)
+        if value is not None:
+            row = await conn.fetchrow(f"SELECT {COLUMNS} FROM actors WHERE {column} = $1 FOR UPDATE", value)
+            if row is not None:
+                return row
+    return None
+
+
+# --- search --------------------------------------------------------------------------------
+
+SortOrder = Literal["name", "distance", "relevance", "updated"]
+
+
+@dataclass
+class ActorSearch:
+    text: str | None = None
+    kinds: list[str] = field(default_factory=list)
+    themes: list[str] = field(default_factory=list)
+    service_types: list[str] = field(default_factory=list)
+    territories: list[str] = field(default_factory=list)
+    near: tuple[float, float, float] | None = None  # lat, lon, radius km
+    in_qpv: bool | None = None
+    include_archived: bool = False
+    sort: SortOrder | None = None
+
+
+def encode_cursor(sort: str, key: Any, actor_id: str) -> str:
+    raw = json.dumps([sort, key, actor_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, Any, str]:
+    """Raise ValueError on a cursor this API did not produce."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        sort, key, actor_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        uuid.UUID(actor_id)
+        return str(sort), key, actor_id
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError("not a cursor returned by this API") from exc
+
+
+@dataclass
+class Page:
+    rows: list[tuple[asyncpg.Record, float | None, str]]  # row, distance km, cursor
+    has_next: bool
+    total: int | None
+
+
+async def search_actors(
+    conn: asyncpg.Connection | asyncpg.Pool, query: ActorSearch, *, first: int, after: str | None, with_total: bool
+) -> Page:
+    """Filter, rank and page actors with keyset cursors (stable while rows are inserted)."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if not query.include_archived:
+        where.append("status = 'active'")
+    if query.kinds:
+        where.append(f"kind = ANY({arg(query.kinds)}::text[])")
+    if query.themes:
+        where.append(f"themes && {arg(query.themes)}::text[]")
+    if query.service_types:
+        where.append(f"service_types && {arg(query.service_types)}::text[]")
+    if query.territories:
+        where.append(f"territories && {arg(query.territories)}::text[]")
+    if query.in_qpv is not None:
+        where.append("qpv_code IS NOT NULL" if query.in_qpv else "qpv_code IS NULL")
+    distance_expr = "NULL::float8"
+    if query.near is not None:
+        lat, lon, radius_km = query.near
+        point = f"ll_to_earth({arg(lat)}, {arg(lon)})"
+        radius = arg(radius_km * 1000.0)
+        where.append(f"lat IS NOT NULL AND earth_box({point}, {radius}) @> ll_to_earth(lat, lon)")
+        distance_expr = f"earth_distance({point}, ll_to_earth(lat, lon)) / 1000.0"
+        where.append(f"earth_distance({point}, ll_to_earth(lat, lon)) <= {radius}")
+    relevance_expr = "0::float8"
+    if query.text:
+        text = arg(query.text)
+        tsquery = f"websearch_to_tsquery('fr_unaccent', {text})"
+        normalized = f"f_unaccent(lower({text}))"
+        # Full text on name and description, or a name close to the words typed (typos).
+        where.append(f"(search @@ {tsquery} OR f_unaccent(lower(name)) %> {normalized})")
+        relevance_expr = (
+            f"(ts_rank(search, {tsquery}) + word_similarity({normalized}, f_unaccent(lower(name))))::float8"
+        )
+
+    sort = query.sort or ("distance" if query.near else "relevance" if query.text else "name")
+    if sort == "distance" and query.near is None:
+        raise ValueError("sort=distance needs a near point")
+    if sort == "relevance" and not query.text:
+        raise ValueError("sort=relevance needs a text query")
+    sort_expr, direction = {
+        "name": ("lower(name)", "ASC"),
+        "distance": (distance_expr, "ASC"),
+        "relevance": (relevance_expr, "DESC"),
+        "updated": ("updated_at", "DESC"),
+    }[sort]
+
+    base_where = list(where)
+    if after:
+        cursor_sort, key, last_id = decode_cursor(after)
+        if cursor_sort != sort:
+            raise ValueError("the cursor belongs to another sort order")
+        if sort == "updated":
+            key = datetime.fromisoformat(key)
+        op = ">" if direction == "ASC" else "<"
+        cast = {"name": "text", "distance": "float8", "relevance": "float8", "updated": "timestamptz"}[sort]
+        where.append(f"({sort_expr}, id) {op} ({arg(key)}::{cast}, {arg(uuid.UUID(last_id))}::uuid)")
+
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    limit = arg(first + 1)
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS}, {distance_expr} AS distance_km, {sort_expr} AS sort_key
+        FROM actors {clause}
+        ORDER BY {sort_expr} {direction}, id {direction}
+        LIMIT {limit}
+        """,
+        *args,
+    )
+    total = None
+    if with_total:
+        count_args = args[: len(args) - (3 if after else 1)]
+        count_clause = ("WHERE " + " AND ".join(base_where)) if base_where else ""
+        total = int(await conn.fetchval(f"SELECT count(*) FROM actors {count_clause}", *count_args))
+    page = []
+    for row in rows[:first]:
+        key = row["sort_key"]
+        if isinstance(key, datetime):
+            key = key.isoformat()
+        page.append((row, row["distance_km"], encode_cursor(sort, key, str(row["id"]))))
+    return Page(page, len(rows) > first, total)
+
+
+async def snapshot(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    updated_since: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> tuple[list[asyncpg.Record], datetime]:
+    """A page of every actor (archived included) in (updated_at, id) order, and the watermark to resume from.
+
+    The watermark lags a few seconds behind the clock: a transaction that started earlier may still
+    commit rows stamped before it, and a replica applies only newer versions, so re-reading is harmless.
+    """
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM actors
+        WHERE ($1::timestamptz IS NULL OR updated_at >= $1)
+          AND ($2::timestamptz IS NULL OR (updated_at, id) > ($2, $3::uuid))
+        ORDER BY updated_at, id
+        LIMIT $4
+        """,
+        updated_since,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    watermark = await conn.fetchval("SELECT now() - interval '5 seconds'")
+    return list(rows), watermark

@@ -1,0 +1,62 @@
+"""Fixtures that run the directory service for real: its own database, uvicorn on a free port, its relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+
+from services.common.app import create_service_app
+from services.common.auth import Role, mint_token
+from services.common.db import ensure_database, migrate
+from services.common.embedded import free_port
+from services.common.kafka import ensure_topics
+from services.common.outbox import OutboxRelay
+from services.common.settings import Settings, with_database
+
+
+@dataclass
+class Directory:
+    url: str
+    settings: Settings
+    database_url: str
+    admin: dict[str, str]
+
+    def token(self, role: Role, actor_id: str | None = None, scopes: tuple[str, ...] = ()) -> dict[str, str]:
+        return {"Authorization": "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, scopes=scopes)}
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+
+@pytest.fixture(scope="session")
+async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
+    """The directory API over real HTTP, on its own fresh database, with its outbox relay running."""
+    database_url = with_database(postgres_url, f"maillage_directory_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["services.common", "services.directory"])
+    await ensure_topics(settings)
+    own = settings.model_copy(update={"directory_database_url": database_url})
+    app = create_service_app("directory", "api", own)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    relay = OutboxRelay("directory", database_url, own)
+    stop = asyncio.Event()
+    relaying = asyncio.create_task(relay.run(stop))
+    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+    try:
+        yield Directory(f"http://127.0.0.1:{port}", own, database_url, admin)
+    finally:
+        stop.set()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(serving, relaying), 20)

@@ -1,0 +1,94 @@
+"""Offline INSEE reference data: codes validated, former communes resolved, membership derived."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.contracts import territories as t
+
+
+class TestCommunes:
+    @pytest.mark.parametrize(
+        ("code", "name", "dep", "reg"),
+        [
+            ("25056", "Besançon", "25", "27"),
+            ("67482", "Strasbourg", "67", "44"),
+            ("68224", "Mulhouse", "68", "44"),
+            ("64102", "Bayonne", "64", "75"),
+            ("79191", "Niort", "79", "75"),
+            ("63113", "Clermont-Ferrand", "63", "84"),
+            ("69266", "Villeurbanne", "69", "84"),
+            ("45284", "Saint-Jean-de-Braye", "45", "24"),
+            ("2A004", "Ajaccio", "2A", "94"),
+        ],
+    )
+    def test_the_territories_of_the_field(self, code: str, name: str, dep: str, reg: str) -> None:
+        commune = t.resolve_commune(code)
+        assert (commune.name, commune.departement, commune.region) == (name, dep, reg)
+
+    def test_besancon_is_in_its_metropole(self) -> None:
+        commune = t.resolve_commune("25056")
+        assert "Besançon" in (t.epci_name(commune.epci or "") or "")
+        assert t.territories_of_commune("25056") == ("COM-25056", f"EPCI-{commune.epci}", "DEP-25", "REG-27")
+
+    def test_arrondissements_and_former_communes_resolve_to_the_current_commune(self) -> None:
+        assert t.resolve_commune("75111").code == "75056"  # Paris 11e
+        assert t.resolve_commune("69381").code == "69123"  # Lyon 1er
+        # Cordieux, commune associée to Montluel (Ain).
+        assert t.resolve_commune("01120").code == "01262"
+        assert t.normalize_territory("COM-13201") == "COM-13055"
+
+    @pytest.mark.parametrize("code", ["123", "2C001", "ABCDE", ""])
+    def test_bad_commune_formats(self, code: str) -> None:
+        with pytest.raises(t.TerritoryError) as error:
+            t.resolve_commune(code)
+        assert error.value.rule == "bad_format"
+
+    def test_unknown_commune(self) -> None:
+        with pytest.raises(t.TerritoryError, match="COM-99999") as error:
+            t.resolve_commune("99999")
+        assert error.value.rule == "unknown_commune"
+
+
+class TestTerritoryCodes:
+    @pytest.mark.parametrize("code", ["COM-123", "DEP-", "XYZ-25", "EPCI-12", "REG-1", "25056", "DEP-25-1"])
+    def test_bad_formats(self, code: str) -> None:
+        with pytest.raises(t.TerritoryError) as error:
+            t.normalize_territory(code)
+        assert error.value.rule == "bad_format"
+
+    @pytest.mark.parametrize(
+        ("code", "rule"),
+        [
+            ("EPCI-123456789", "unknown_epci"),
+            ("DEP-99", "unknown_departement"),
+            ("REG-99", "unknown_region"),
+            ("COM-99999", "unknown_commune"),
+        ],
+    )
+    def test_unknown_codes(self, code: str, rule: str) -> None:
+        with pytest.raises(t.TerritoryError) as error:
+            t.normalize_territory(code)
+        assert error.value.rule == rule
+
+    def test_canonical_forms(self) -> None:
+        assert t.normalize_territory(" dep-2a ") == "DEP-2A"
+        assert t.normalize_territory("DEP-971") == "DEP-971"
+
+    def test_membership(self) -> None:
+        epci = t.resolve_commune("25056").epci
+        assert t.contains(f"EPCI-{epci}", "25056")
+        assert not t.contains("DEP-25", "67482")
+        assert t.contains("REG-44", "68224")
+        assert "25056" in t.communes_in(f"EPCI-{epci}")
+        assert 500 < len(t.communes_in("DEP-25")) < 700
+
+    def test_the_whole_country_is_there(self) -> None:
+        communes = t.all_communes()
+        assert len(communes) > 34_000
+        assert len({c.departement for c in communes.values()}) >= 101  # + overseas collectivities
+        assert len({c.region for c in communes.values()}) >= 18
+
+    def test_commune_search_ignores_accents(self) -> None:
+        assert t.search_communes("besanc")[0].code == "25056"
+        assert t.search_communes("SAINT-JEAN-DE-BR")[0].code == "45284"
