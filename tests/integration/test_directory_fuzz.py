@@ -1,0 +1,67 @@
+"""Property testing of the directory's REST API from its OpenAPI document: no input gets a 5xx."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from services.common.auth import Role, mint_token
+from services.common.embedded import free_port
+from services.common.settings import Settings
+from tests.integration.directory_fixtures import Directory
+
+
+@pytest.fixture(scope="module")
+def directory_process(directory: Directory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The directory API in its own process (schemathesis calls it synchronously)."""
+    s: Settings = directory.settings
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+    env.update({
+        "MAILLAGE_DIRECTORY_DATABASE_URL": directory.database_url, "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "MAILLAGE_JWT_KEYS": s.jwt_keys, "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
+        "MAILLAGE_INTERNAL_KEY": s.internal_key, "MAILLAGE_LOG_LEVEL": "WARNING",
+    })
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api",
+                                "--port", str(port)], env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    admin = {"Authorization": "Bearer " + mint_token(s, role=Role.ADMIN)}
+    yield url, admin
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(20)
+
+
+def test_no_input_gets_a_server_error(directory_process: tuple[str, dict[str, str]]) -> None:
+    url, admin = directory_process
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    checked = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def no_server_error(case: schemathesis.Case) -> None:
+            response = case.call(base_url=url, headers=admin, timeout=10)
+            assert response.status_code < 500, (
+                f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+            )
+
+        no_server_error()
+        checked.append(operation.label)
+    assert len(checked) >= 9, checked
