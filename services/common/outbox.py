@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -90,10 +90,26 @@ async def enqueue(
     return event
 
 
+class PreparedEvent(NamedTuple):
+    """An event whose JSON data is already built (bulk paths that skip model validation)."""
+
+    ce_type: str
+    topic: str
+    data: dict[str, Any]
+
+
 async def enqueue_many(
-    conn: asyncpg.Connection, *, service: str, events: Sequence[tuple[str, EventPayload]]
+    conn: asyncpg.Connection,
+    *,
+    service: str,
+    events: Sequence[tuple[str, EventPayload | PreparedEvent]],
+    fresh_keys: set[str] | frozenset[str] = frozenset(),
 ) -> list[CloudEvent]:
-    """Add many (key, payload) events in one round trip each for locks and rows (bulk imports)."""
+    """Add many (key, payload) events with one COPY (bulk imports).
+
+    `fresh_keys` are keys created in this transaction (new ids): no other writer can hold them,
+    so they skip the per-key lock that orders concurrent writers of one key.
+    """
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue_many must run inside the transaction of the state change")
     if not events:
@@ -107,7 +123,7 @@ async def enqueue_many(
             CloudEvent(
                 type=payload.ce_type,
                 source=source_of(service),
-                data=payload.model_dump(mode="json"),
+                data=payload.data if isinstance(payload, PreparedEvent) else payload.model_dump(mode="json"),
                 subject=key,
                 extensions=extensions,
             ),
@@ -115,16 +131,15 @@ async def enqueue_many(
         )
         for key, payload in events
     ]
-    keys = sorted({f"{topic}\x1f{key}" for key, _, topic in built})  # one order: no deadlock
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext(k)) FROM unnest($2::text[]) AS k", KEY_LOCK_SPACE, keys
-    )
-    await conn.executemany(
-        """
-        INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, headers, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        """,
-        [
+    keys = sorted({f"{topic}\x1f{key}" for key, _, topic in built if key not in fresh_keys})  # one order
+    if keys:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(k)) FROM unnest($2::text[]) AS k", KEY_LOCK_SPACE, keys
+        )
+    await conn.copy_records_to_table(
+        "outbox",
+        columns=["topic", "key", "ce_id", "ce_type", "ce_source", "ce_time", "headers", "data"],
+        records=[
             (
                 topic,
                 key,

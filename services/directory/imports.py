@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from services.common.outbox import enqueue_many
+from services.common.outbox import PreparedEvent, enqueue_many
 from services.contracts.events import ActorRegistered, ActorUpdated, EventPayload
 from services.directory import store
 from services.directory.model import ActorCreate, ActorRead, to_contract
@@ -208,6 +209,15 @@ async def import_stream(
 ) -> ImportReport:
     report = ImportReport()
     batch: list[tuple[int, ActorCreate]] = []
+    # One batch is written while the next one is parsed and validated (the database works in
+    # its own process); writes stay in file order, one at a time.
+    in_flight: asyncio.Task[None] | None = None
+
+    async def write(rows: list[tuple[int, ActorCreate]]) -> None:
+        await _import_batch(pool, rows, report)
+        if progress:
+            progress(len(rows))
+
     try:
         async for line, row in _rows(lines):
             report.lines += 1
@@ -216,18 +226,19 @@ async def import_stream(
             except RowError as exc:
                 report.reject(line, str(exc))
             if len(batch) >= BATCH_SIZE:
-                await _import_batch(pool, batch, report)
-                if progress:
-                    progress(len(batch))
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.create_task(write(batch))
                 batch = []
     except RowError as exc:
         report.reject(1, str(exc))
     except UnicodeDecodeError:
         report.reject(report.lines + 1, "file: not UTF-8 text")
+    finally:
+        if in_flight is not None:
+            await in_flight
     if batch:
-        await _import_batch(pool, batch, report)
-        if progress:
-            progress(len(batch))
+        await write(batch)
     return report
 
 
@@ -300,7 +311,8 @@ async def _apply(
                 index[(column, row[column])] = row
     now = datetime.now(UTC)
     inserts: list[tuple[Any, ...]] = []
-    events: list[tuple[str, EventPayload]] = []
+    fresh: set[str] = set()
+    events: list[tuple[str, EventPayload | PreparedEvent]] = []
     for line, actor in rows:
         matches = {index[k]["id"]: index[k] for k in _identity(actor) if k in index}
         if len(matches) > 1:
@@ -311,9 +323,10 @@ async def _apply(
         if not matches:
             actor_id = uuid.uuid4()
             row_values = store.row_values(actor)
-            inserts.append((actor_id, now, *row_values.values()))
-            read = store.read_from_values(actor_id, 1, row_values, now, now)
-            events.append((read.id, ActorRegistered(actor=to_contract(read))))
+            inserts.append((actor_id, now, now, *row_values.values()))
+            fresh.add(str(actor_id))
+            data = {"actor": store.contract_data(actor_id, 1, row_values, now)}
+            events.append((str(actor_id), PreparedEvent(ActorRegistered.ce_type, ActorRegistered.topic, data)))
             report.created += 1
             continue
         current = store.to_read(next(iter(matches.values())))
@@ -331,11 +344,10 @@ async def _apply(
         events.append((read.id, ActorUpdated(actor=to_contract(read))))
         report.updated += 1
     if inserts:
-        names = ["id", "created_at", *store.row_values(rows[0][1]).keys()]
-        names_sql = ", ".join(names)
-        placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-        await conn.executemany(f"INSERT INTO actors ({names_sql}, updated_at) VALUES ({placeholders}, $2)", inserts)
-    await enqueue_many(conn, service=SERVICE, events=events)
+        columns = ["id", "created_at", "updated_at", *store.row_values(rows[0][1]).keys()]
+        await conn.copy_records_to_table("actors", records=inserts, columns=columns)
+    # New actors' keys are fresh ids nobody else writes: no key lock needed for them.
+    await enqueue_many(conn, service=SERVICE, events=events, fresh_keys=fresh)
 
 
 def read_csv_lines(path: str) -> Iterable[str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -55,6 +56,49 @@ def row_values(fields: ActorCreate) -> dict[str, Any]:
         "networks": fields.networks,
         "contact": fields.contact.model_dump(exclude_none=True) if fields.contact else None,
     }
+
+
+CONTRACT_FIELDS = (
+    "name",
+    "description",
+    "kind",
+    "legal_form",
+    "siret",
+    "rna",
+    "local_register",
+    "themes",
+    "service_types",
+    "activities",
+    "commune_code",
+    "commune_name",
+    "postal_code",
+    "departement",
+    "region",
+    "epci",
+    "territories",
+    "qpv_code",
+    "website",
+    "networks",
+)
+
+
+def contract_data(actor_id: uuid.UUID, version: int, values: dict[str, Any], updated_at: datetime) -> dict[str, Any]:
+    """The `ActorV1` JSON of a new row, built directly (bulk imports); equal to `to_contract(...)` dumped."""
+    data = {name: values[name] for name in CONTRACT_FIELDS}
+    data["activities"] = [
+        {
+            **a,
+            "area": {
+                "kind": a["area"]["kind"],
+                "territories": a["area"].get("territories", []),
+                "radius_km": a["area"].get("radius_km"),
+            },
+        }
+        for a in values["activities"]
+    ]
+    data["location"] = {"lat": values["lat"], "lon": values["lon"]} if values["lat"] is not None else None
+    data.update(id=str(actor_id), version=version, status="active", updated_at=updated_at.isoformat())
+    return data
 
 
 def read_from_values(
@@ -202,6 +246,58 @@ class Page:
 async def search_actors(
     conn: asyncpg.Connection | asyncpg.Pool, query: ActorSearch, *, first: int, after: str | None, with_total: bool
 ) -> Page:
+    """Search with full text first; when it finds too little, search again tolerating typos in names.
+
+    The mode travels in the cursor, so that every page of one search uses the same one.
+    """
+    if not query.text:
+        return await _search(conn, query, first=first, after=after, with_total=with_total, fuzzy=False)
+    fuzzy = after is not None and decode_cursor(after)[0].endswith("~")
+    if not fuzzy:
+        strict = await _search(conn, query, first=first, after=after, with_total=with_total, fuzzy=False)
+        if after or len(strict.rows) >= first:
+            return strict
+    corrected = await correct_words(conn, query.text)
+    if corrected is None:
+        if fuzzy:  # the words were corrected on the first page but are all known now
+            return await _search(conn, query, first=first, after=after, with_total=with_total, fuzzy=False)
+        return strict
+    fuzzy_query = replace(query, text=corrected)
+    return await _search(conn, fuzzy_query, first=first, after=after, with_total=with_total, fuzzy=True)
+
+
+async def correct_words(conn: asyncpg.Connection | asyncpg.Pool, text: str) -> str | None:
+    """The query with each unknown word replaced by the closest known one; None when nothing changed."""
+    words = [w for w in re.findall(r"\w+", text.lower()) if w]
+    if not words:
+        return None
+    rows = await conn.fetch(
+        """
+        SELECT q.w AS original,
+               CASE WHEN length(q.w) < 4 OR EXISTS (SELECT 1 FROM search_words WHERE word = f_unaccent(q.w))
+                    THEN q.w
+                    ELSE coalesce((SELECT word FROM search_words WHERE word % f_unaccent(q.w)
+                                   ORDER BY word <-> f_unaccent(q.w) LIMIT 1), q.w)
+               END AS corrected
+        FROM unnest($1::text[]) WITH ORDINALITY AS q(w, i) ORDER BY q.i
+        """,
+        words,
+    )
+    corrected = [row["corrected"] for row in rows]
+    if [row["original"] for row in rows] == corrected:
+        return None
+    return " ".join(corrected)
+
+
+async def _search(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    query: ActorSearch,
+    *,
+    first: int,
+    after: str | None,
+    with_total: bool,
+    fuzzy: bool,
+) -> Page:
     """Filter, rank and page actors with keyset cursors (stable while rows are inserted)."""
     where: list[str] = []
     args: list[Any] = []
@@ -234,12 +330,9 @@ async def search_actors(
     if query.text:
         text = arg(query.text)
         tsquery = f"websearch_to_tsquery('fr_unaccent', {text})"
-        normalized = f"f_unaccent(lower({text}))"
-        # Full text on name and description, or a name close to the words typed (typos).
-        where.append(f"(search @@ {tsquery} OR f_unaccent(lower(name)) %> {normalized})")
-        relevance_expr = (
-            f"(ts_rank(search, {tsquery}) + word_similarity({normalized}, f_unaccent(lower(name))))::float8"
-        )
+        # In fuzzy mode the text is already the corrected one (see `correct_words`).
+        where.append(f"search @@ {tsquery}")
+        relevance_expr = f"ts_rank(search, {tsquery})::float8"
 
     sort = query.sort or ("distance" if query.near else "relevance" if query.text else "name")
     if sort == "distance" and query.near is None:
@@ -256,7 +349,7 @@ async def search_actors(
     base_where = list(where)
     if after:
         cursor_sort, key, last_id = decode_cursor(after)
-        if cursor_sort != sort:
+        if cursor_sort.rstrip("~") != sort:
             raise ValueError("the cursor belongs to another sort order")
         if sort == "updated":
             key = datetime.fromisoformat(key)
@@ -285,7 +378,7 @@ async def search_actors(
         key = row["sort_key"]
         if isinstance(key, datetime):
             key = key.isoformat()
-        page.append((row, row["distance_km"], encode_cursor(sort, key, str(row["id"]))))
+        page.append((row, row["distance_km"], encode_cursor(sort + ("~" if fuzzy else ""), key, str(row["id"]))))
     return Page(page, len(rows) > first, total)
 
 

@@ -26,13 +26,21 @@ def directory_process(directory: Directory) -> Iterator[tuple[str, dict[str, str
     s: Settings = directory.settings
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
-    env.update({
-        "MAILLAGE_DIRECTORY_DATABASE_URL": directory.database_url, "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "MAILLAGE_JWT_KEYS": s.jwt_keys, "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
-        "MAILLAGE_INTERNAL_KEY": s.internal_key, "MAILLAGE_LOG_LEVEL": "WARNING",
-    })
-    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api",
-                                "--port", str(port)], env=env, start_new_session=True)
+    env.update(
+        {
+            "MAILLAGE_DIRECTORY_DATABASE_URL": directory.database_url,
+            "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "MAILLAGE_JWT_KEYS": s.jwt_keys,
+            "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
+            "MAILLAGE_INTERNAL_KEY": s.internal_key,
+            "MAILLAGE_LOG_LEVEL": "WARNING",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api", "--port", str(port)],
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -52,11 +60,11 @@ def test_no_input_gets_a_server_error(directory_process: tuple[str, dict[str, st
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
     checked = []
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]
 
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def no_server_error(case: schemathesis.Case) -> None:
+        def no_server_error(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
             response = case.call(base_url=url, headers=admin, timeout=10)
             assert response.status_code < 500, (
                 f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
