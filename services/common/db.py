@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 
 from services.common.settings import with_database
 
@@ -24,11 +25,11 @@ Connection = asyncpg.Connection
 
 
 def _jsonb_encode(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"\x01" + orjson.dumps(value, default=str)
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return orjson.loads(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

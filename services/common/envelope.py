@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 REQUIRED = ("id", "source", "type", "specversion")
@@ -48,7 +50,7 @@ class CloudEvent:
         return headers
 
     def kafka_value(self) -> bytes:
-        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        return orjson.dumps(self.data, default=str)
 
 
 def from_kafka(

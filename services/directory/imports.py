@@ -6,6 +6,7 @@ import asyncio
 import codecs
 import csv
 import uuid
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from services.directory.model import ActorCreate, ActorRead, to_contract
 SERVICE = "directory"
 BATCH_SIZE = 500
 MAX_REPORTED = 1000
+YIELD_EVERY = 10
+WRITERS = 2
+YIELD_EVERY = 10
 
 COLUMNS = (
     "name",
@@ -209,9 +213,10 @@ async def import_stream(
 ) -> ImportReport:
     report = ImportReport()
     batch: list[tuple[int, ActorCreate]] = []
-    # One batch is written while the next one is parsed and validated (the database works in
-    # its own process); writes stay in file order, one at a time.
-    in_flight: asyncio.Task[None] | None = None
+    # Batches are written by WRITERS transactions at once while the next rows are parsed and
+    # validated (the database works in its own processes). Batches in flight together share no
+    # identifier, so that a repeated identifier is always applied in file order.
+    in_flight: deque[tuple[asyncio.Task[None], set[tuple[str, str]]]] = deque()
 
     async def write(rows: list[tuple[int, ActorCreate]]) -> None:
         await _import_batch(pool, rows, report)
@@ -225,18 +230,23 @@ async def import_stream(
                 batch.append((line, row_to_actor(row)))
             except RowError as exc:
                 report.reject(line, str(exc))
+            if in_flight and report.lines % YIELD_EVERY == 0:
+                # Let the writers send their next statements: reading a local file never suspends,
+                # so without this a write would only progress at the next batch boundary.
+                await asyncio.sleep(0)
             if len(batch) >= BATCH_SIZE:
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.create_task(write(batch))
+                keys = {key for _, actor in batch for key in _identity(actor)}
+                while in_flight and (len(in_flight) >= WRITERS or any(keys & held for _, held in in_flight)):
+                    await in_flight.popleft()[0]
+                in_flight.append((asyncio.create_task(write(batch)), keys))
                 batch = []
     except RowError as exc:
         report.reject(1, str(exc))
     except UnicodeDecodeError:
         report.reject(report.lines + 1, "file: not UTF-8 text")
     finally:
-        if in_flight is not None:
-            await in_flight
+        while in_flight:
+            await in_flight.popleft()[0]
     if batch:
         await write(batch)
     return report

@@ -14,6 +14,7 @@ from stdnum import luhn
 from services.common.auth import Role
 from services.contracts import territories
 from services.contracts.topics import ACTOR
+from services.directory.imports import BATCH_SIZE
 from tests.integration.directory_fixtures import Directory
 from tests.integration.kafka_tools import header, read_topic
 
@@ -415,3 +416,15 @@ class TestImport:
         async with directory.client() as http:
             found = (await http.get("/v1/actors", params={"text": "epicerie solidaire clou bouchet"})).json()
         assert len([e for e in found["edges"] if e["node"]["source_id"] == f"{tag}-1"]) == 1
+
+    async def test_an_identifier_repeated_across_batches_in_flight_keeps_file_order(self, directory: Directory) -> None:
+        # Two batches are written at once; the later line of a repeated source id must win.
+        tag = uuid.uuid4().hex[:6]
+        lines = [f"{tag}-{i},Actrice {i},association,25056,,,,47.24,6.02,\n" for i in range(1, BATCH_SIZE + 30)]
+        lines.append(f"{tag}-1,Actrice un renommée,association,25056,,,,47.24,6.02,\n")
+        report = await self.post(directory, self.CSV_HEADER + "".join(lines))
+        assert (report["created"], report["updated"], report["rejected_count"]) == (BATCH_SIZE + 29, 1, 0)
+        async with directory.client() as http:
+            found = (await http.get("/v1/actors", params={"text": "actrice renommée", "first": 50})).json()
+        names = [e["node"]["name"] for e in found["edges"] if e["node"]["source_id"] == f"{tag}-1"]
+        assert names == ["Actrice un renommée"]
