@@ -7,7 +7,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -36,11 +36,17 @@ Role = Literal["api", "worker", "all"]
 
 
 class Workers:
-    """The background tasks of a worker role: the outbox relay and the service's consumers."""
+    """The background tasks of a worker role: the outbox relay, the service's consumers and its other loops."""
 
-    def __init__(self, relay: OutboxRelay, consumers: list[IdempotentConsumer]) -> None:
+    def __init__(
+        self,
+        relay: OutboxRelay,
+        consumers: list[IdempotentConsumer],
+        loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+    ) -> None:
         self.relay = relay
         self.consumers = consumers
+        self.loops = loops or []
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -50,6 +56,7 @@ class Workers:
             asyncio.create_task(consumer.run(self.stop), name=f"consumer-{consumer.name}")
             for consumer in self.consumers
         ]
+        self.tasks += [asyncio.create_task(loop(self.stop), name=loop.__name__) for loop in self.loops]
 
     async def shutdown(self, timeout_s: float = 20.0) -> None:
         """Let consumers finish their message and commit, then stop."""
@@ -115,6 +122,8 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
             workers = Workers(
                 OutboxRelay(service, database_url, settings),
                 consumers_module.build_consumers(pool, settings),
+                # Other background loops (senders, schedulers), for services that have some.
+                getattr(consumers_module, "build_tasks", lambda *_: [])(pool, settings),
             )
             workers.start()
         app.state.workers = workers

@@ -85,6 +85,38 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(10_000, description="Consumer session timeout (real Kafka refuses < 6000)")
     consumer_fetch_max_wait_ms: int = Field(20, description="Longest the broker holds a fetch; low for latency")
 
+    # --- matching: the score and its weights (one place; see services/matching/scoring.py) -----
+    match_k: int = Field(20, ge=1, le=200, description="Matches kept per need (top K)")
+    match_min_score: float = Field(0.35, ge=0, le=1, description="Score under which an actor is not matched")
+    match_weight_themes: float = Field(0.35, ge=0, description="Weight of the theme overlap")
+    match_weight_service_types: float = Field(0.15, ge=0, description="Weight of the service-type overlap")
+    match_weight_distance: float = Field(0.25, ge=0, description="Weight of closeness to the need's place")
+    match_weight_text: float = Field(0.15, ge=0, description="Weight of the text relevance (French full text)")
+    match_weight_qpv: float = Field(0.10, ge=0, description="Weight of being in a QPV when the need asks for it")
+    match_distance_scale_km: float = Field(
+        15.0, gt=0, description="Distance at which the closeness term has fallen to 1/e"
+    )
+    match_max_interested: int = Field(
+        5, ge=1, description="Interested actors after which a need's new matches are no longer notified"
+    )
+    need_expiry_interval_s: float = Field(30.0, gt=0, description="How often needs past their deadline expire")
+
+    # --- notifications: e-mail and webhooks -----------------------------------------------
+    smtp_host: str = Field("127.0.0.1", description="SMTP server")
+    smtp_port: int = Field(1025, description="SMTP port (the embedded stack runs a local sink there)")
+    smtp_username: str = Field("", description="SMTP user (empty: no login)")
+    smtp_password: str = Field("", description="SMTP password")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_sender: str = Field("Maillage <notifications@maillage.localhost>", description="From: of e-mails")
+    public_app_url: str = Field("http://127.0.0.1:8100", description="Base URL e-mails link to")
+    email_enabled: bool = Field(True, description="Send e-mails (off: they are only recorded)")
+    webhook_allow_private: bool = Field(
+        False, description="Let webhooks reach private, loopback and link-local addresses (tests, make run)"
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request")
+    webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is abandoned")
+    webhook_retry_base_s: float = Field(2.0, gt=0, description="First retry delay of a webhook (doubles, jittered)")
+
     # --- observability ----------------------------------------------------------
     log_level: str = Field("INFO", description="Log level")
     log_format: Literal["json", "text"] = Field("json", description="Log format")

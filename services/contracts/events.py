@@ -112,3 +112,107 @@ class ActorUpdated(EventPayload):
 @event_type("org.maillage.directory.actor.archived", ACTOR_TOPIC)
 class ActorArchived(EventPayload):
     actor: ActorV1
+
+
+# --- matching: needs and matches --------------------------------------------------------------
+NEED_TOPIC = "maillage.matching.need.v1"
+MATCH_TOPIC = "maillage.matching.match.v1"
+
+
+class PerimeterV1(BaseModel):
+    """Where a need looks for actors: INSEE territory codes and/or a radius around its place."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    territories: list[str] = []
+    radius_km: float | None = None
+
+
+class NeedV1(BaseModel):
+    """The whole public state of a need published by a local authority."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    version: int
+    owner_id: str
+    title: str
+    description: str = ""
+    kind: str
+    themes: list[str] = []
+    service_types: list[str] = []
+    commune_code: str
+    location: GeoPoint
+    perimeter: PerimeterV1
+    eligible_kinds: list[str] = []
+    budget_min: float | None = None
+    budget_max: float | None = None
+    deadline: str
+    qpv_priority: bool = False
+    status: str
+    updated_at: str
+
+
+@event_type("org.maillage.matching.need.published", NEED_TOPIC)
+class NeedPublished(EventPayload):
+    need: NeedV1
+
+
+@event_type("org.maillage.matching.need.updated", NEED_TOPIC)
+class NeedUpdated(EventPayload):
+    need: NeedV1
+
+
+@event_type("org.maillage.matching.need.closed", NEED_TOPIC)
+class NeedClosed(EventPayload):
+    """Closed by its owner (closed, fulfilled, cancelled) or expired at its deadline."""
+
+    need: NeedV1
+    comment: str | None = None
+
+
+class MatchReasonV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: str  # kind | perimeter | activity | themes | service_types | distance | qpv | text
+    text: str  # for a person, in French
+    weight: float = 0.0  # its share of the score
+
+
+class MatchV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    need_id: str
+    actor_id: str
+    owner_id: str
+    need_title: str
+    score: float
+    reasons: list[MatchReasonV1] = []
+    status: str
+    response_comment: str | None = None
+    updated_at: str
+
+
+@event_type("org.maillage.matching.match.found", MATCH_TOPIC)
+class MatchFound(EventPayload):
+    match: MatchV1
+
+
+@event_type("org.maillage.matching.match.responded", MATCH_TOPIC)
+class MatchResponded(EventPayload):
+    """The actor said interested or declined (with its reason)."""
+
+    match: MatchV1
+
+
+@event_type("org.maillage.matching.match.selected", MATCH_TOPIC)
+class MatchSelected(EventPayload):
+    match: MatchV1
+
+
+@event_type("org.maillage.matching.match.withdrawn", MATCH_TOPIC)
+class MatchWithdrawn(EventPayload):
+    """The need closed before the actor was selected."""
+
+    match: MatchV1

@@ -1,0 +1,160 @@
+"""E-mail notifications in French: written when a match event arrives, sent at least once through SMTP.
+
+Addresses are personal data and never travel in events: the sender asks the directory for the
+recipient actor's contact at send time. Each e-mail has a stable id (its Message-ID) across retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import aiosmtplib
+import asyncpg
+import httpx
+
+from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.envelope import CloudEvent
+from services.common.settings import Settings
+from services.contracts.events import MatchV1
+
+logger = logging.getLogger("maillage.emails")
+EMAIL_NAMESPACE = uuid.UUID("0b7f3c52-2f5d-4c43-8a52-3f0f7b2b8c61")
+MAX_ATTEMPTS = 8
+SERVICE_PRINCIPAL = Principal(subject="service:matching", role=Role.ADMIN)
+
+
+def email_id(event_id: str, recipient: str, actor_id: str) -> uuid.UUID:
+    return uuid.uuid5(EMAIL_NAMESPACE, f"{event_id}:{recipient}:{actor_id}")
+
+
+def _reasons(match: MatchV1) -> str:
+    return "\n".join(f"  - {reason.text}" for reason in match.reasons if reason.code != "excluded")
+
+
+def compose(event: CloudEvent, match: MatchV1, settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(recipient kind, actor id, subject, body) of each e-mail an event asks for."""
+    link = f"{settings.public_app_url.rstrip('/')}/besoins/{match.need_id}"
+    if event.type.endswith("match.found"):
+        return [
+            (
+                "actor",
+                match.actor_id,
+                f"Un besoin près de chez vous : {match.need_title}",
+                f"Bonjour,\n\nUne collectivité a publié un besoin qui correspond à votre structure :\n"
+                f"« {match.need_title} »\n\nPourquoi vous :\n{_reasons(match)}\n\n"
+                f"Voir le besoin et répondre : {link}\n\n-- Maillage",
+            ),
+            (
+                "authority",
+                match.owner_id,
+                f"Nouvel acteur trouvé pour « {match.need_title} »",
+                f"Bonjour,\n\nUn nouvel acteur correspond à votre besoin « {match.need_title} » "
+                f"(score {match.score:.2f}) :\n{_reasons(match)}\n\nVoir les acteurs trouvés : {link}\n\n-- Maillage",
+            ),
+        ]
+    if event.type.endswith("match.responded"):
+        answer = "est intéressé" if match.status == "interested" else "a décliné"
+        comment = f"\n\nSon message : {match.response_comment}" if match.response_comment else ""
+        return [
+            (
+                "authority",
+                match.owner_id,
+                f"Réponse à « {match.need_title} »",
+                f"Bonjour,\n\nUn acteur {answer} pour votre besoin « {match.need_title} ».{comment}\n\n"
+                f"Voir les réponses : {link}\n\n-- Maillage",
+            )
+        ]
+    return []
+
+
+async def record(conn: asyncpg.Connection, event: CloudEvent, match: MatchV1, settings: Settings) -> int:
+    rows = [
+        (email_id(event.id, kind, actor_id), uuid.UUID(actor_id), subject, body)
+        for kind, actor_id, subject, body in compose(event, match, settings)
+    ]
+    await conn.executemany(
+        """INSERT INTO emails (id, recipient_actor, subject, body, status) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (id) DO NOTHING""",
+        [(*row, "pending" if settings.email_enabled else "recorded") for row in rows],
+    )
+    return len(rows)
+
+
+async def address_of(client: httpx.AsyncClient, settings: Settings, actor_id: uuid.UUID) -> str | None:
+    response = await client.get(
+        f"{settings.directory_url.rstrip('/')}/v1/actors/{actor_id}",
+        headers={PRINCIPAL_HEADER: mint_internal(settings, SERVICE_PRINCIPAL)},
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    contact = response.json().get("contact") or {}
+    email = contact.get("email")
+    return str(email) if email else None
+
+
+async def send_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT id, recipient_actor, subject, body, attempts FROM emails
+               WHERE status = 'pending' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT 20 FOR UPDATE SKIP LOCKED"""
+        )
+        for row in rows:
+            attempts = row["attempts"] + 1
+            try:
+                address = await address_of(client, settings, row["recipient_actor"])
+                if address is None:
+                    await conn.execute(
+                        "UPDATE emails SET status = 'no_address', attempts = $2 WHERE id = $1", row["id"], attempts
+                    )
+                    continue
+                message = EmailMessage()
+                message["From"] = settings.smtp_sender
+                message["To"] = address
+                message["Subject"] = row["subject"]
+                message["Message-ID"] = f"<{row['id']}@maillage>"
+                message.set_content(row["body"])
+                await aiosmtplib.send(
+                    message,
+                    hostname=settings.smtp_host,
+                    port=settings.smtp_port,
+                    username=settings.smtp_username or None,
+                    password=settings.smtp_password or None,
+                    start_tls=settings.smtp_starttls,
+                    timeout=10,
+                )
+                await conn.execute(
+                    "UPDATE emails SET status = 'sent', to_address = $2, attempts = $3, sent_at = now() WHERE id = $1",
+                    row["id"],
+                    address,
+                    attempts,
+                )
+            except (aiosmtplib.SMTPException, httpx.HTTPError, OSError) as exc:
+                status = "pending" if attempts < MAX_ATTEMPTS else "abandoned"
+                await conn.execute(
+                    "UPDATE emails SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5 WHERE id = $1",
+                    row["id"],
+                    status,
+                    attempts,
+                    str(exc)[:500],
+                    datetime.now(UTC) + timedelta(seconds=min(2**attempts, 3600)),
+                )
+        return len(rows)
+
+
+async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        while not stop.is_set():
+            try:
+                while await send_due(pool, client, settings):
+                    pass
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("e-mail sender: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)

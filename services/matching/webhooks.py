@@ -1,0 +1,246 @@
+"""Partner webhooks: fan-out of public events to endpoints, signed at-least-once delivery with retries.
+
+Deliveries follow the Standard Webhooks spec: `webhook-id` (stable per endpoint and event, so
+receivers dedupe on it), `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`.
+5xx, timeouts and connection errors are retried with exponential backoff; other 4xx are not; 410
+disables the endpoint. Targets resolving to private, loopback or link-local addresses are refused
+unless `MAILLAGE_WEBHOOK_ALLOW_PRIVATE` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import logging
+import random
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from services.common.envelope import CloudEvent
+from services.common.settings import Settings
+from services.matching.model import public_type
+
+logger = logging.getLogger("maillage.webhooks")
+CHANNEL = "maillage_deliveries"
+DELIVERY_NAMESPACE = uuid.UUID("5b0e4c1e-8f55-4f0a-9d8e-6a3a2d7c1f10")
+BATCH = 20
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def delivery_id(endpoint_id: uuid.UUID, event_id: str) -> str:
+    """The webhook-id of one event for one endpoint: the same on every attempt and every redelivery."""
+    return f"msg_{uuid.uuid5(DELIVERY_NAMESPACE, f'{endpoint_id}:{event_id}').hex}"
+
+
+def payload_of(event: CloudEvent) -> dict[str, Any]:
+    return {
+        "type": public_type(event.type),
+        "id": event.id,
+        "timestamp": event.time.isoformat() if isinstance(event.time, datetime) else str(event.time),
+        "data": event.data,
+    }
+
+
+async def fan_out(conn: asyncpg.Connection, event: CloudEvent) -> int:
+    """One delivery per active endpoint subscribed to the event's type (idempotent)."""
+    kind = public_type(event.type)
+    endpoints = await conn.fetch(
+        "SELECT id FROM webhook_endpoints WHERE status = 'active' AND event_types @> ARRAY[$1::text]", kind
+    )
+    if not endpoints:
+        return 0
+    payload = payload_of(event)
+    await conn.executemany(
+        """
+        INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING
+        """,
+        [(delivery_id(e["id"], event.id), e["id"], event.id, kind, payload) for e in endpoints],
+    )
+    return len(endpoints)
+
+
+class TargetRefused(Exception):
+    pass
+
+
+async def check_target(url: str, allow_private: bool) -> None:
+    """Refuse URLs whose host resolves to a private, loopback, link-local or reserved address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused(f"{url}: not an http(s) URL")
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TargetRefused(f"{parts.hostname}: does not resolve ({exc.strerror})") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+            or address.is_unspecified
+        ):
+            raise TargetRefused(f"{parts.hostname} resolves to {address}, a private or local address")
+
+
+@dataclass
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        if self.status_code is None:
+            return self.error is not None and not self.error.startswith("refused")
+        return self.status_code >= 500 or self.status_code in (408, 429)
+
+
+def sign(secret: str, msg_id: str, timestamp: datetime, body: str) -> str:
+    return Webhook(secret).sign(msg_id, timestamp, body)
+
+
+async def post(
+    client: httpx.AsyncClient, settings: Settings, url: str, secret: str, msg_id: str, payload: Any
+) -> Outcome:
+    started = time.perf_counter()
+    try:
+        await check_target(url, settings.webhook_allow_private)
+    except TargetRefused as exc:
+        return Outcome(None, f"refused: {exc}", 0.0)
+    body = orjson.dumps(payload).decode()
+    now = datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": sign(secret, msg_id, now, body),
+        "user-agent": "Maillage-Webhooks/1",
+    }
+    try:
+        response = await client.post(url, content=body, headers=headers, timeout=settings.webhook_timeout_s)
+        return Outcome(response.status_code, None, (time.perf_counter() - started) * 1000)
+    except httpx.TimeoutException:
+        return Outcome(None, "timeout", (time.perf_counter() - started) * 1000)
+    except httpx.HTTPError as exc:
+        return Outcome(None, f"connection error: {exc.__class__.__name__}", (time.perf_counter() - started) * 1000)
+
+
+def backoff(settings: Settings, attempts: int) -> timedelta:
+    delay = settings.webhook_retry_base_s * (2 ** (attempts - 1))
+    return timedelta(seconds=min(delay, 3600) * random.uniform(0.8, 1.2))
+
+
+async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings) -> int:
+    """Send the deliveries that are due; each attempt is recorded. Returns how many were tried."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """
+            SELECT d.id, d.payload, d.attempts, e.id AS endpoint_id, e.url, e.secret
+            FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+            WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.status = 'active'
+            ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+            """,
+            BATCH,
+        )
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(
+            *(post(client, settings, r["url"], r["secret"], r["id"], r["payload"]) for r in rows)
+        )
+        for row, outcome in zip(rows, outcomes, strict=True):
+            attempts = row["attempts"] + 1
+            await conn.execute(
+                """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
+                   VALUES ($1, $2, $3, $4, $5)""",
+                row["id"],
+                attempts,
+                outcome.status_code,
+                outcome.error,
+                outcome.duration_ms,
+            )
+            error = outcome.error or (f"HTTP {outcome.status_code}" if not outcome.delivered else None)
+            if outcome.delivered:
+                status, next_at = "delivered", None
+            elif outcome.retryable and attempts < settings.webhook_max_attempts:
+                status, next_at = "pending", datetime.now(UTC) + backoff(settings, attempts)
+            else:
+                status, next_at = ("failed" if not outcome.retryable else "abandoned"), None
+            await conn.execute(
+                """
+                UPDATE webhook_deliveries
+                SET status = $2, attempts = $3, next_attempt_at = coalesce($4, next_attempt_at),
+                    last_error = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN now() END
+                WHERE id = $1
+                """,
+                row["id"],
+                status,
+                attempts,
+                next_at,
+                error,
+            )
+            if outcome.status_code == 410:
+                await conn.execute(
+                    """UPDATE webhook_endpoints
+                       SET status = 'disabled', disabled_reason = 'the receiver answered 410 Gone', updated_at = now()
+                       WHERE id = $1""",
+                    row["endpoint_id"],
+                )
+        return len(rows)
+
+
+async def run_deliverer(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event, database_url: str) -> None:
+    """Deliver as soon as a delivery is inserted (LISTEN), and on a 1 s poll for retries."""
+    wake = asyncio.Event()
+    listener: asyncpg.Connection | None = None
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        while not stop.is_set():
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await asyncpg.connect(database_url)
+                    await listener.add_listener(CHANNEL, lambda *_: wake.set())
+                while await deliver_due(pool, client, settings):
+                    pass
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("webhook deliverer: %s", exc)
+                listener = None
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(stop, wake), 1.0)
+    if listener is not None:
+        with contextlib.suppress(Exception):
+            await listener.close()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    tasks = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,127 @@
+"""The matching score: eligibility, coverage by activities, ranking and readable reasons (pure, no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+from services.contracts.territories import territories_of_commune
+from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights, distance_km, evaluate, score
+
+BESANCON = (47.2378, 6.0241)
+PLACE = frozenset(territories_of_commune("25056"))
+
+
+def need(**overrides: object) -> NeedProfile:
+    values: dict[str, object] = {
+        "id": "need-1",
+        "owner_id": "authority-1",
+        "themes": frozenset({"reemploi"}),
+        "service_types": frozenset({"fourniture_biens"}),
+        "place_codes": PLACE,
+        "lat": BESANCON[0],
+        "lon": BESANCON[1],
+        "perimeter": frozenset({"COM-25056"}),
+    }
+    values.update(overrides)
+    return NeedProfile(**values)  # type: ignore[arg-type]
+
+
+def actor(commune: str = "25056", lat: float = 47.2500, lon: float = 6.0600, **overrides: object) -> ActorProfile:
+    values: dict[str, object] = {
+        "id": "actor-1",
+        "name": "Ressourcerie",
+        "kind": "association",
+        "themes": frozenset({"reemploi"}),
+        "service_types": frozenset({"fourniture_biens"}),
+        "territories": frozenset(territories_of_commune(commune)),
+        "lat": lat,
+        "lon": lon,
+    }
+    values.update(overrides)
+    return ActorProfile(**values)  # type: ignore[arg-type]
+
+
+def test_the_ressourcerie_3_km_away_is_matched_with_readable_reasons() -> None:
+    value, reasons = score(need(), actor())
+    assert 0.5 < value <= 1
+    codes = [r.code for r in reasons]
+    assert codes[0] == "perimeter" and "themes" in codes and "distance" in codes
+    distance_text = next(r.text for r in reasons if r.code == "distance")
+    assert distance_text.startswith("à 3,") and distance_text.endswith(" km")
+    assert any("Réemploi" in r.text for r in reasons if r.code == "themes")
+
+
+def test_the_ressourcerie_80_km_away_is_not_matched() -> None:
+    far = actor(commune="39300", lat=46.67, lon=5.55)  # Lons-le-Saunier, ~80 km
+    assert 70 < distance_km(*BESANCON, 46.67, 5.55) < 90
+    value, reasons = score(need(), far)
+    assert value == 0 and reasons[0].code == "excluded"
+
+
+def test_the_bike_workshop_next_door_is_not_matched_unless_an_activity_covers_the_need() -> None:
+    bike = actor(themes=frozenset({"mobilite"}), service_types=frozenset({"prestation_service"}))
+    assert score(need(), bike)[0] == 0
+    reuse = Activity("reemploi", "fourniture_biens", "radius", radius_km=10)
+    bike_with_reuse = actor(
+        commune="25058", themes=frozenset({"mobilite", "reemploi"}), activities=(reuse,)
+    )  # Beure: outside the commune perimeter, reached by its 10 km activity
+    value, reasons = score(need(), bike_with_reuse)
+    assert value > 0 and reasons[0].code == "activity" and "rayon" in reasons[0].text
+
+
+def test_an_activity_covers_a_place_only_for_its_own_theme() -> None:
+    other = Activity("mobilite", "prestation_service", "national")
+    outsider = actor(
+        commune="75056", lat=48.85, lon=2.35, themes=frozenset({"reemploi", "mobilite"}), activities=(other,)
+    )
+    assert score(need(), outsider)[0] == 0
+    national = Activity("reemploi", "fourniture_biens", "national")
+    value, reasons = score(need(), actor(commune="75056", lat=48.85, lon=2.35, activities=(national,)))
+    assert value > 0 and "toute la France" in reasons[0].text
+
+
+def test_a_need_on_an_epci_reaches_actors_of_its_member_communes() -> None:
+    epci = next(code for code in PLACE if code.startswith("EPCI-"))
+    neighbour = actor(commune="25058", lat=47.2100, lon=5.9990)  # Beure, in Grand Besançon Métropole
+    assert score(need(perimeter=frozenset({epci})), neighbour)[0] > 0
+    assert score(need(perimeter=frozenset({"COM-25056"})), neighbour)[0] == 0
+
+
+def test_a_radius_perimeter_reaches_actors_within_it() -> None:
+    neighbour = actor(commune="25058", lat=47.2100, lon=5.9990)
+    assert score(need(perimeter=frozenset(), perimeter_radius_km=10.0), neighbour)[0] > 0
+    assert score(need(perimeter=frozenset(), perimeter_radius_km=1.0), neighbour)[0] == 0
+
+
+def test_kinds_the_owner_and_authorities_are_excluded() -> None:
+    assert score(need(eligible_kinds=frozenset({"siae"})), actor())[0] == 0
+    assert score(need(eligible_kinds=frozenset({"siae"})), actor(kind="siae"))[0] > 0
+    assert score(need(), actor(kind="local_authority"))[0] == 0
+    assert score(need(), actor(id="authority-1"))[0] == 0
+
+
+def test_closer_and_more_relevant_actors_rank_higher() -> None:
+    near, far = actor(lat=47.24, lon=6.03), actor(lat=47.30, lon=6.10)
+    assert score(need(), near)[0] > score(need(), far)[0]
+    assert score(need(), actor(text_relevance=0.6))[0] > score(need(), actor(text_relevance=0.0))[0]
+    both = actor(service_types=frozenset({"fourniture_biens", "formation"}))
+    none = actor(service_types=frozenset({"formation"}))
+    assert score(need(), both)[0] > score(need(), none)[0]
+
+
+def test_the_qpv_bonus_counts_only_when_the_need_asks_for_it() -> None:
+    in_qpv, outside = actor(qpv_code="QN02502M"), actor()
+    assert score(need(), in_qpv)[0] == score(need(), outside)[0]
+    asked = need(qpv_priority=True)
+    value, reasons = score(asked, in_qpv)
+    assert value > score(asked, outside)[0]
+    assert any(r.code == "qpv" and "QN02502M" in r.text for r in reasons)
+
+
+def test_weights_change_the_score_and_reasons_carry_their_share() -> None:
+    result = evaluate(need(), actor())
+    shares = sum(r.weight for r in result.reasons)
+    assert abs(shares - result.score) < 0.01
+    distance_only = Weights(themes=0, service_types=0, distance=1, text=0, qpv=0, distance_scale_km=15)
+    closeness = math.exp(-distance_km(*BESANCON, 47.25, 6.06) / 15)
+    assert abs(evaluate(need(), actor(), distance_only).score - closeness) < 1e-3
