@@ -165,6 +165,15 @@ class DevStack:
                 "MAILLAGE_LOG_LEVEL": s.log_level,
             }
         )
+        # On one machine, partners' test receivers are local and there is no mail server: webhooks may
+        # reach loopback, and e-mails are recorded in the matching database unless SMTP is configured.
+        env["MAILLAGE_WEBHOOK_ALLOW_PRIVATE"] = os.environ.get("MAILLAGE_WEBHOOK_ALLOW_PRIVATE", "true")
+        env["MAILLAGE_EMAIL_ENABLED"] = os.environ.get(
+            "MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in os.environ else "false"
+        )
+        for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "SMTP_SENDER"):
+            if f"MAILLAGE_{name}" in os.environ:
+                env[f"MAILLAGE_{name}"] = os.environ[f"MAILLAGE_{name}"]
         for process in PROCESSES:
             env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
         for service in SERVICES:

@@ -1,0 +1,127 @@
+"""Fixtures that run the matching service for real (API and workers), with an SMTP sink and a webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from services.common.app import create_service_app
+from services.common.auth import Role, mint_token
+from services.common.db import ensure_database, migrate
+from services.common.embedded import free_port
+from services.common.settings import Settings, with_database
+from tests.integration.directory_fixtures import Directory
+
+
+class SmtpSink:
+    """Keeps every message an SMTP client sends (aiosmtpd handler)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: each path answers a scripted list of statuses, then 200."""
+
+    url: str
+    scripts: dict[str, list[int]] = field(default_factory=dict)
+    received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+
+    def ids(self, path: str) -> Counter[str]:
+        return Counter(h["webhook-id"] for p, h, _ in self.received if p == path)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.received.append((path, headers, body))
+        script = self.scripts.get(path, [])
+        status = script.pop(0) if script else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@dataclass
+class Matching:
+    url: str
+    settings: Settings
+    database_url: str
+    admin: dict[str, str]
+    smtp: SmtpSink
+    receiver: Receiver
+
+    def token(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> dict[str, str]:
+        token = mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)
+        return {"Authorization": "Bearer " + token}
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+
+async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task, port
+
+
+@pytest.fixture(scope="session")
+async def matching(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Matching]:
+    """Matching with role `all` on a fresh database, reading the directory's actors from the broker."""
+    database_url = with_database(postgres_url, f"maillage_matching_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["services.common", "services.matching"])
+    sink = SmtpSink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    receiver = Receiver("")
+    receiver_server, receiver_task, receiver_port = await _serve(receiver)
+    receiver.url = f"http://127.0.0.1:{receiver_port}"
+    own = settings.model_copy(
+        update={
+            "matching_database_url": database_url,
+            "directory_url": directory.url,
+            "smtp_port": smtp_port,
+            "webhook_allow_private": True,
+            "webhook_retry_base_s": 0.05,
+            "need_expiry_interval_s": 0.5,
+            "match_max_interested": 2,
+        }
+    )
+    server, serving, port = await _serve(create_service_app("matching", "all", own))
+    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+    try:
+        yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)
+    finally:
+        server.should_exit = True
+        receiver_server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(serving, receiver_task), 30)
+        controller.stop()
