@@ -38,7 +38,7 @@ class SmtpSink:
 
 @dataclass
 class Receiver:
-    """A webhook receiver: each path answers a scripted list of statuses, then 200."""
+    """A webhook receiver: on each path, every webhook-id gets a scripted list of statuses, then 200."""
 
     url: str
     scripts: dict[str, list[int]] = field(default_factory=dict)
@@ -58,9 +58,10 @@ class Receiver:
                 break
         path = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        earlier = sum(1 for p, h, _ in self.received if p == path and h.get("webhook-id") == headers.get("webhook-id"))
         self.received.append((path, headers, body))
-        script = self.scripts.get(path, [])
-        status = script.pop(0) if script else 200
+        script = self.scripts.get(path, [])  # the same script for each webhook-id
+        status = script[earlier] if earlier < len(script) else 200
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
