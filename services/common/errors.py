@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,6 +71,30 @@ class PreconditionRequired(MaillageError):
 
 class Unavailable(MaillageError):
     status, code, title = 503, "UNAVAILABLE", "Temporarily unavailable"
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """A path id; one that is not a UUID names nothing, hence 404."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"no {what} {value}") from exc
+
+
+def parse_if_match(value: str | None, what: str, read_path: str) -> int:
+    """The version an If-Match header names (428 when missing, 422 when not a version)."""
+    if value is None:
+        raise PreconditionRequired(
+            f"send If-Match with the version you edited (the ETag of GET {read_path})",
+            field="If-Match",
+            rule="required",
+        )
+    try:
+        return int(value.strip().removeprefix("W/").strip('"'))
+    except ValueError as exc:
+        raise ValidationFailed(
+            f'If-Match must be the {what}\'s version, e.g. "3"', field="If-Match", rule="format"
+        ) from exc
 
 
 def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:

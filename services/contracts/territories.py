@@ -115,6 +115,14 @@ def normalize_territory(code: str) -> str:
     return f"{kind}-{value}"
 
 
+def normalize_territories(codes: list[str]) -> list[str]:
+    """Each code in canonical form, without repeats; ValueError with the first bad code's reason."""
+    try:
+        return list(dict.fromkeys(normalize_territory(code) for code in codes))
+    except TerritoryError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def territories_of_commune(code: str) -> tuple[str, ...]:
     """The canonical codes of every territory containing the commune: COM, EPCI (if any), DEP, REG."""
     commune = resolve_commune(code)

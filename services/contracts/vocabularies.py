@@ -85,3 +85,11 @@ ACTOR_KINDS_BY_CODE = _index(ACTOR_KINDS)
 def unknown_codes(codes: list[str] | tuple[str, ...], vocabulary: dict[str, Term]) -> list[str]:
     """The codes that are not in a vocabulary, in the order given."""
     return [code for code in codes if code not in vocabulary]
+
+
+def check_codes(codes: list[str], vocabulary: dict[str, Term], what: str) -> list[str]:
+    """The codes without repeats; ValueError naming the unknown ones (for pydantic validators)."""
+    unknown = unknown_codes(codes, vocabulary)
+    if unknown:
+        raise ValueError(f"unknown {what} code(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(codes))

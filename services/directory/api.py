@@ -10,13 +10,13 @@ import asyncpg
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from services.common import errors
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.errors import (
     Conflict,
     Forbidden,
     NotFound,
-    PreconditionRequired,
     ValidationFailed,
 )
 from services.common.outbox import enqueue
@@ -60,25 +60,11 @@ def require_editor(principal: Principal, actor_id: str) -> None:
 
 
 def parse_id(actor_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(actor_id)
-    except ValueError as exc:
-        raise NotFound(f"no actor {actor_id}") from exc
+    return errors.parse_id(actor_id, "actor")
 
 
 def parse_if_match(if_match: str | None) -> int:
-    if if_match is None:
-        raise PreconditionRequired(
-            "send If-Match with the version you edited (the ETag of GET /v1/actors/{id})",
-            field="If-Match",
-            rule="required",
-        )
-    try:
-        return int(if_match.strip().removeprefix("W/").strip('"'))
-    except ValueError as exc:
-        raise ValidationFailed(
-            'If-Match must be the actor\'s version, e.g. "3"', field="If-Match", rule="format"
-        ) from exc
+    return errors.parse_if_match(if_match, "actor", "/v1/actors/{id}")
 
 
 def etag(actor: ActorRead) -> str:

@@ -17,6 +17,7 @@ from services.contracts.vocabularies import (
     ACTOR_KINDS_BY_CODE,
     SERVICE_TYPES_BY_CODE,
     THEMES_BY_CODE,
+    check_codes,
 )
 
 RNA_PATTERN = re.compile(r"^W\d{9}$")
@@ -29,13 +30,6 @@ MAX_RADIUS_KM = 500.0
 class ActorStatus(StrEnum):
     active = "active"
     archived = "archived"
-
-
-def _check_codes(values: list[str], vocabulary: dict[str, Any], what: str) -> list[str]:
-    unknown = [code for code in values if code not in vocabulary]
-    if unknown:
-        raise ValueError(f"unknown {what} code(s): {', '.join(unknown)}")
-    return list(dict.fromkeys(values))
 
 
 def normalize_siret(value: str) -> str:
@@ -59,13 +53,7 @@ class Area(BaseModel):
         if self.kind == "territories":
             if not self.territories:
                 raise ValueError("an area of kind 'territories' lists at least one territory code")
-            codes = []
-            for code in self.territories:
-                try:
-                    codes.append(territories.normalize_territory(code))
-                except territories.TerritoryError as exc:
-                    raise ValueError(str(exc)) from exc
-            self.territories = list(dict.fromkeys(codes))
+            self.territories = territories.normalize_territories(self.territories)
         elif self.kind == "radius" and self.radius_km is None:
             raise ValueError("an area of kind 'radius' needs radius_km")
         return self
@@ -81,12 +69,12 @@ class Activity(BaseModel):
     @field_validator("theme")
     @classmethod
     def _theme(cls, value: str) -> str:
-        return _check_codes([value], THEMES_BY_CODE, "theme")[0]
+        return check_codes([value], THEMES_BY_CODE, "theme")[0]
 
     @field_validator("service_type")
     @classmethod
     def _service_type(cls, value: str) -> str:
-        return _check_codes([value], SERVICE_TYPES_BY_CODE, "service type")[0]
+        return check_codes([value], SERVICE_TYPES_BY_CODE, "service type")[0]
 
 
 class Contact(BaseModel):
@@ -146,12 +134,12 @@ class ActorFields(BaseModel):
     @field_validator("themes")
     @classmethod
     def _themes(cls, value: list[str]) -> list[str]:
-        return _check_codes(value, THEMES_BY_CODE, "theme")
+        return check_codes(value, THEMES_BY_CODE, "theme")
 
     @field_validator("service_types")
     @classmethod
     def _service_types(cls, value: list[str]) -> list[str]:
-        return _check_codes(value, SERVICE_TYPES_BY_CODE, "service type")
+        return check_codes(value, SERVICE_TYPES_BY_CODE, "service type")
 
     @field_validator("qpv_code")
     @classmethod
@@ -184,7 +172,7 @@ class ActorCreate(ActorFields):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        return _check_codes([value], ACTOR_KINDS_BY_CODE, "actor kind")[0]
+        return check_codes([value], ACTOR_KINDS_BY_CODE, "actor kind")[0]
 
     @field_validator("commune_code")
     @classmethod

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Header, Query, Response
 
+from services.common import errors
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, Principal, Role
-from services.common.errors import Conflict, Forbidden, NotFound, PreconditionRequired, ValidationFailed
+from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
 from services.common.outbox import enqueue
 from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
 from services.matching import engine, store, webhooks
@@ -38,26 +39,17 @@ SERVICE = "matching"
 router = APIRouter(prefix="/v1", tags=["matching"])
 
 
-def parse_id(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"no {what} {value}") from exc
-
-
 def parse_if_match(if_match: str | None) -> int:
-    if if_match is None:
-        raise PreconditionRequired(
-            "send If-Match with the version you edited (the ETag of GET /v1/needs/{id})",
-            field="If-Match",
-            rule="required",
-        )
-    try:
-        return int(if_match.strip().removeprefix("W/").strip('"'))
-    except ValueError as exc:
-        raise ValidationFailed(
-            'If-Match must be the need\'s version, e.g. "3"', field="If-Match", rule="format"
-        ) from exc
+    return errors.parse_if_match(if_match, "need", "/v1/needs/{id}")
+
+
+async def need_or_404(
+    conn: asyncpg.Connection | asyncpg.Pool, need_id: str, *, for_update: bool = False
+) -> asyncpg.Record:
+    row = await store.get_need(conn, parse_id(need_id, "need"), for_update=for_update)
+    if row is None:
+        raise NotFound(f"no need {need_id}")
+    return row
 
 
 def require_owner(principal: Principal, owner_id: str) -> None:
@@ -127,9 +119,8 @@ async def list_needs(
     rows = await store.list_needs(
         pool, owner_id=owner, statuses=[s.value for s in status] if status else None, after=cursor, limit=first + 1
     )
-    items = []
-    for row in rows[:first]:
-        items.append(store.need_read(row, await store.owner_of(pool, row["owner_id"])).model_dump(mode="json"))
+    owners = {oid: await store.owner_of(pool, oid) for oid in {row["owner_id"] for row in rows[:first]}}
+    items = [store.need_read(row, owners[row["owner_id"]]).model_dump(mode="json") for row in rows[:first]]
     next_cursor = None
     if len(rows) > first:
         last_row = rows[first - 1]
@@ -141,9 +132,7 @@ async def list_needs(
 
 @router.get("/needs/{need_id}", response_model=NeedRead, summary="One need")
 async def get_need(need_id: str, pool: DbPool, principal: CurrentPrincipal, response: Response) -> NeedRead:
-    row = await store.get_need(pool, parse_id(need_id, "need"))
-    if row is None:
-        raise NotFound(f"no need {need_id}")
+    row = await need_or_404(pool, need_id)
     need = store.need_read(row, await store.owner_of(pool, row["owner_id"]))
     response.headers["ETag"] = f'"{need.version}"'
     return need
@@ -161,9 +150,7 @@ async def update_need(
     expected = parse_if_match(if_match)
     nid = parse_id(need_id, "need")
     async with pool.acquire() as conn, conn.transaction():
-        current = await store.get_need(conn, nid, for_update=True)
-        if current is None:
-            raise NotFound(f"no need {need_id}")
+        current = await need_or_404(conn, need_id, for_update=True)
         require_owner(principal, str(current["owner_id"]))
         if current["status"] != "published":
             raise Conflict(f"the need is {current['status']}: only an open need is edited", field="status", rule="open")
@@ -183,9 +170,7 @@ async def update_need(
 async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal, pool: DbPool) -> NeedRead:
     nid = parse_id(need_id, "need")
     async with pool.acquire() as conn, conn.transaction():
-        current = await store.get_need(conn, nid, for_update=True)
-        if current is None:
-            raise NotFound(f"no need {need_id}")
+        current = await need_or_404(conn, need_id, for_update=True)
         require_owner(principal, str(current["owner_id"]))
         if current["status"] != "published":
             raise Conflict(f"the need is already {current['status']}", field="status", rule="open")
@@ -196,9 +181,7 @@ async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal,
     "/needs/{need_id}/matches", response_model=list[MatchRead], summary="The actors matched to a need, best first"
 )
 async def need_matches(need_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
-    row = await store.get_need(pool, parse_id(need_id, "need"))
-    if row is None:
-        raise NotFound(f"no need {need_id}")
+    row = await need_or_404(pool, need_id)
     if not can_read_need_matches(principal, str(row["owner_id"])):
         raise Forbidden("a need's matches are for its owner, partners and admins")
     return [store.match_read(r) for r in await store.list_matches(pool, need_id=row["id"])]

@@ -62,9 +62,8 @@ async def match_need(conn: asyncpg.Connection, need_id: uuid.UUID, settings: Set
     if need is None or need.status != "published" or need.deadline <= store.now():
         return 0
     weights = Weights.from_settings(settings)
-    place_codes = (await conn.fetchval("SELECT place_codes FROM needs WHERE id = $1", need_id)) or []
-    profile = store.need_profile(need, place_codes)
-    found = await store.candidates(conn, need, place_codes, weights, settings.match_k * CANDIDATE_FACTOR)
+    profile = store.need_profile(need)
+    found = await store.candidates(conn, need, weights, settings.match_k * CANDIDATE_FACTOR)
     scored = []
     for actor in found:
         result = evaluate(profile, actor, weights)
@@ -83,9 +82,7 @@ async def match_actor(conn: asyncpg.Connection, actor_id: uuid.UUID, settings: S
     created = 0
     for need_row, text_rank in await store.open_needs_for(conn, actor_id):
         need = store.need_read(need_row, await store.owner_of(conn, need_row["owner_id"]))
-        result = evaluate(
-            store.need_profile(need, need_row["place_codes"]), store.actor_profile(row, text_rank), weights
-        )
+        result = evaluate(store.need_profile(need), store.actor_profile(row, text_rank), weights)
         if not result.eligible or result.score < settings.match_min_score:
             continue
         await conn.execute("SELECT 1 FROM needs WHERE id = $1 FOR UPDATE", need_row["id"])

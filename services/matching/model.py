@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from services.contracts import territories
 from services.contracts.events import GeoPoint, MatchReasonV1, MatchV1, NeedV1, PerimeterV1
-from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, SERVICE_TYPES_BY_CODE, THEMES_BY_CODE
+from services.contracts.territories import normalize_territories
+from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, SERVICE_TYPES_BY_CODE, THEMES_BY_CODE, check_codes
 
 MAX_RADIUS_KM = 300.0
 
@@ -51,13 +52,6 @@ class MatchStatus(StrEnum):
 PENDING_MATCH = (MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed, MatchStatus.interested)
 
 
-def _codes(values: list[str], vocabulary: dict[str, Any], what: str) -> list[str]:
-    unknown = [code for code in values if code not in vocabulary]
-    if unknown:
-        raise ValueError(f"unknown {what} code(s): {', '.join(unknown)}")
-    return list(dict.fromkeys(values))
-
-
 class Perimeter(BaseModel):
     """Where the need looks for actors; empty means the owner's own territory."""
 
@@ -68,16 +62,7 @@ class Perimeter(BaseModel):
     )
     radius_km: float | None = Field(None, gt=0, le=MAX_RADIUS_KM, description="Around the need's place")
 
-    @field_validator("territories")
-    @classmethod
-    def _territories(cls, values: list[str]) -> list[str]:
-        codes = []
-        for code in values:
-            try:
-                codes.append(territories.normalize_territory(code))
-            except territories.TerritoryError as exc:
-                raise ValueError(str(exc)) from exc
-        return list(dict.fromkeys(codes))
+    _territories = field_validator("territories")(normalize_territories)
 
 
 Title = Annotated[str, Field(min_length=3, max_length=200)]
@@ -98,17 +83,17 @@ class NeedFields(BaseModel):
     @field_validator("themes")
     @classmethod
     def _themes(cls, values: list[str]) -> list[str]:
-        return _codes(values, THEMES_BY_CODE, "theme")
+        return check_codes(values, THEMES_BY_CODE, "theme")
 
     @field_validator("service_types")
     @classmethod
     def _service_types(cls, values: list[str]) -> list[str]:
-        return _codes(values, SERVICE_TYPES_BY_CODE, "service type")
+        return check_codes(values, SERVICE_TYPES_BY_CODE, "service type")
 
     @field_validator("eligible_kinds")
     @classmethod
     def _kinds(cls, values: list[str]) -> list[str]:
-        return _codes(values, ACTOR_KINDS_BY_CODE, "actor kind")
+        return check_codes(values, ACTOR_KINDS_BY_CODE, "actor kind")
 
     @model_validator(mode="after")
     def _budget(self) -> NeedFields:

@@ -82,7 +82,7 @@ def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProf
 
 # --- needs ------------------------------------------------------------------------------------------
 
-NEED_COLUMNS = """id, version, owner_id, title, description, kind, themes, service_types, commune_code, place_codes,
+NEED_COLUMNS = """id, version, owner_id, title, description, kind, themes, service_types, commune_code,
     lat, lon, perimeter, perimeter_radius_km, eligible_kinds, budget_min, budget_max, deadline, qpv_priority,
     status, closing_comment, created_at, updated_at"""
 
@@ -140,13 +140,13 @@ def need_read(row: asyncpg.Record, owner: asyncpg.Record | None) -> NeedRead:
     )
 
 
-def need_profile(need: NeedRead, place_codes: Sequence[str]) -> NeedProfile:
+def need_profile(need: NeedRead) -> NeedProfile:
     return NeedProfile(
         id=need.id,
         owner_id=need.owner_id,
         themes=frozenset(need.themes),
         service_types=frozenset(need.service_types),
-        place_codes=frozenset(place_codes),
+        place_codes=frozenset(territories.territories_of_commune(need.commune_code)),
         lat=need.location.lat,
         lon=need.location.lon,
         perimeter=frozenset(need.effective_perimeter),
@@ -164,7 +164,6 @@ def _need_values(body: NeedCreate | NeedUpdate) -> list[Any]:
         body.themes,
         body.service_types,
         body.commune_code,
-        list(territories.territories_of_commune(body.commune_code)),
         body.location.lat,
         body.location.lon,
         body.perimeter.territories,
@@ -180,10 +179,10 @@ def _need_values(body: NeedCreate | NeedUpdate) -> list[Any]:
 async def insert_need(conn: asyncpg.Connection, owner_id: uuid.UUID, body: NeedCreate) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         f"""
-        INSERT INTO needs (id, owner_id, title, description, kind, themes, service_types, commune_code, place_codes,
+        INSERT INTO needs (id, owner_id, title, description, kind, themes, service_types, commune_code,
                            lat, lon, perimeter, perimeter_radius_km, eligible_kinds, budget_min, budget_max,
                            deadline, qpv_priority)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
         RETURNING {NEED_COLUMNS}
         """,
         uuid.uuid4(),
@@ -199,8 +198,8 @@ async def update_need(
     row: asyncpg.Record | None = await conn.fetchrow(
         f"""
         UPDATE needs SET title = $3, description = $4, kind = $5, themes = $6, service_types = $7,
-            commune_code = $8, place_codes = $9, lat = $10, lon = $11, perimeter = $12, perimeter_radius_km = $13,
-            eligible_kinds = $14, budget_min = $15, budget_max = $16, deadline = $17, qpv_priority = $18,
+            commune_code = $8, lat = $9, lon = $10, perimeter = $11, perimeter_radius_km = $12,
+            eligible_kinds = $13, budget_min = $14, budget_max = $15, deadline = $16, qpv_priority = $17,
             version = version + 1, updated_at = now()
         WHERE id = $1 AND version = $2 AND status = 'published'
         RETURNING {NEED_COLUMNS}
@@ -307,7 +306,7 @@ def _rank_sql(weights: Weights, qpv_priority: bool) -> tuple[str, list[float]]:
 
 
 async def candidates(
-    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, place_codes: Sequence[str], weights: Weights, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
 ) -> list[ActorProfile]:
     """Actors that may answer the need, best first: each geographic rule is one index probe."""
     rank, rank_params = _rank_sql(weights, need.qpv_priority)
@@ -347,7 +346,7 @@ async def candidates(
         need.location.lon,
         need.effective_perimeter,
         radius,
-        list(place_codes),
+        list(territories.territories_of_commune(need.commune_code)),
         limit,
         need.qpv_priority,
         f"{need.title} {need.description}",

@@ -54,7 +54,6 @@ CREATE TABLE needs (
     themes              text[]           NOT NULL DEFAULT '{}',
     service_types       text[]           NOT NULL DEFAULT '{}',
     commune_code        text             NOT NULL,
-    place_codes         text[]           NOT NULL,  -- COM, EPCI, DEP, REG of the place
     lat                 double precision NOT NULL,
     lon                 double precision NOT NULL,
     perimeter           text[]           NOT NULL DEFAULT '{}',
