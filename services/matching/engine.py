@@ -75,7 +75,10 @@ async def match_need(conn: asyncpg.Connection, need_id: uuid.UUID, settings: Set
 
 async def match_actor(conn: asyncpg.Connection, actor_id: uuid.UUID, settings: Settings) -> int:
     """Match a new or changed actor against open needs: it joins a need's matches when it would rank in its top K."""
-    row = await conn.fetchrow("SELECT * FROM actors WHERE id = $1 AND status = 'active'", actor_id)
+    row = await conn.fetchrow(
+        "SELECT a.*, t.activities FROM actors a JOIN actor_texts t USING (id) WHERE a.id = $1 AND a.status = 'active'",
+        actor_id,
+    )
     if row is None:
         return 0
     weights = Weights.from_settings(settings)

@@ -74,6 +74,12 @@ class NeedProfile:
     perimeter_radius_km: float | None = None
     eligible_kinds: frozenset[str] = frozenset()
     qpv_priority: bool = False
+    qpv_prefix: str = "QN"  # QPV codes of the need's département (QN + 3 digits): a QPV elsewhere is no bonus
+
+
+def qpv_prefix(departement: str) -> str:
+    """The prefix of the QPV codes of a département (QN02501M is in the Doubs, 025)."""
+    return "QN" + departement.zfill(3)
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,7 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
     relevance = max(0.0, min(1.0, actor.text_relevance))
     parts.append(("text", weights.text, relevance, "description proche du besoin" if relevance >= 0.1 else None))
     if need.qpv_priority:
-        in_qpv = actor.qpv_code is not None
+        in_qpv = actor.qpv_code is not None and actor.qpv_code.startswith(need.qpv_prefix)
         parts.append(("qpv", weights.qpv, 1.0 if in_qpv else 0.0, f"en QPV {actor.qpv_code}" if in_qpv else None))
 
     total_weight = sum(weight for _, weight, _, _ in parts) or 1.0

@@ -12,7 +12,7 @@ import asyncpg
 from services.contracts import territories
 from services.contracts.events import ActorV1
 from services.matching.model import PENDING_MATCH, MatchRead, NeedCreate, NeedRead, NeedUpdate
-from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights
+from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights, qpv_prefix
 
 # --- actor replica ------------------------------------------------------------------------------
 
@@ -24,16 +24,14 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
     reach = sorted({code for a in actor.activities if a.area.kind == "territories" for code in a.area.territories})
     radii = [a.area.radius_km or 0.0 for a in actor.activities if a.area.kind == "radius"]
     national = any(a.area.kind == "national" for a in actor.activities)
-    row = await conn.fetchval(
+    applied = await conn.fetchval(
         """
-        INSERT INTO actors (id, version, name, description, kind, themes, service_types, activities,
-                            commune_code, territories, reach, reach_radius_km, national, lat, lon, qpv_code,
-                            legal_form, status, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+        INSERT INTO actors (id, version, name, kind, themes, service_types, commune_code, territories, reach,
+                            reach_radius_km, national, lat, lon, qpv_code, legal_form, status, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
         ON CONFLICT (id) DO UPDATE SET
-            version = EXCLUDED.version, name = EXCLUDED.name, description = EXCLUDED.description,
-            kind = EXCLUDED.kind, themes = EXCLUDED.themes, service_types = EXCLUDED.service_types,
-            activities = EXCLUDED.activities, commune_code = EXCLUDED.commune_code,
+            version = EXCLUDED.version, name = EXCLUDED.name, kind = EXCLUDED.kind, themes = EXCLUDED.themes,
+            service_types = EXCLUDED.service_types, commune_code = EXCLUDED.commune_code,
             territories = EXCLUDED.territories, reach = EXCLUDED.reach,
             reach_radius_km = EXCLUDED.reach_radius_km, national = EXCLUDED.national, lat = EXCLUDED.lat,
             lon = EXCLUDED.lon, qpv_code = EXCLUDED.qpv_code, legal_form = EXCLUDED.legal_form,
@@ -44,11 +42,9 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
         uuid.UUID(actor.id),
         actor.version,
         actor.name,
-        actor.description,
         actor.kind,
         themes,
         service_types,
-        [a.model_dump(mode="json") for a in actor.activities],
         actor.commune_code,
         list(actor.territories) or list(territories.territories_of_commune(actor.commune_code)),
         reach,
@@ -61,7 +57,20 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
         actor.status,
         datetime.fromisoformat(actor.updated_at),
     )
-    return bool(row)
+    if not applied:
+        return False
+    await conn.execute(
+        """
+        INSERT INTO actor_texts (id, name, description, activities) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (id) DO UPDATE SET
+            name = EXCLUDED.name, description = EXCLUDED.description, activities = EXCLUDED.activities
+        """,
+        uuid.UUID(actor.id),
+        actor.name,
+        actor.description,
+        [a.model_dump(mode="json") for a in actor.activities],
+    )
+    return True
 
 
 def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProfile:
@@ -153,6 +162,7 @@ def need_profile(need: NeedRead) -> NeedProfile:
         perimeter_radius_km=need.perimeter.radius_km,
         eligible_kinds=frozenset(need.eligible_kinds),
         qpv_priority=need.qpv_priority,
+        qpv_prefix=qpv_prefix(territories.resolve_commune(need.commune_code).departement),
     )
 
 
@@ -275,31 +285,39 @@ async def list_needs(
 NEED_QUERY = """(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(l), ' | '), ''))
    FROM (SELECT l FROM unnest(tsvector_to_array(to_tsvector('fr_unaccent', {text}))) AS l
          WHERE length(l) > 2 LIMIT 40) AS lexemes)"""
+RERANK_FACTOR = 4  # the structured rank keeps this many times `limit` actors; text relevance reorders them
 
 
-def _rank_sql(weights: Weights, qpv_priority: bool) -> tuple[str, list[float]]:
-    """The score of scoring.evaluate in SQL (the coverage test stays in Python); $-params from $13 on."""
+def _overlap(param: str, count: int, column: str) -> str:
+    """How many of the need's codes ($param, `count` of them) the actor's `column` holds, as SQL."""
+    return " + ".join(f"(({param}::text[])[{i}] = ANY({column}))::int" for i in range(1, count + 1)) or "0"
+
+
+def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
+    """The score of scoring.evaluate in SQL without its text part (added on the short list); $13-$18."""
     total = weights.themes + weights.service_types + weights.distance + weights.text
-    if qpv_priority:
+    if need.qpv_priority:
         total += weights.qpv
     total = total or 1.0
-    sql = """(
-        $13 * cardinality(ARRAY(SELECT unnest(a.themes) INTERSECT SELECT unnest($2::text[])))::float8
-            / greatest(cardinality($2::text[]), 1)
-      + $14 * CASE WHEN cardinality($3::text[]) = 0 THEN 1.0 ELSE
-            cardinality(ARRAY(SELECT unnest(a.service_types) INTERSECT SELECT unnest($3::text[])))::float8
-            / cardinality($3::text[]) END
-      + $15 * CASE WHEN a.lat IS NULL THEN 0.0
-                   ELSE exp(-(earth_distance(p.place, ll_to_earth(a.lat, a.lon)) / 1000.0) / $18) END
-      + $16 * ts_rank(a.search, p.query, 32)
-      + $17 * CASE WHEN $11 AND a.qpv_code IS NOT NULL THEN 1.0 ELSE 0.0 END
+    themes = f"({_overlap('$2', len(need.themes), 'c.themes')})::float8 / {max(len(need.themes), 1)}"
+    services = (
+        f"({_overlap('$3', len(need.service_types), 'c.service_types')})::float8 / {len(need.service_types)}"
+        if need.service_types
+        else "1.0"
+    )
+    sql = f"""(
+        $13 * {themes}
+      + $14 * {services}
+      + $15 * CASE WHEN c.lat IS NULL THEN 0.0
+                   ELSE exp(-(earth_distance(p.place, ll_to_earth(c.lat, c.lon)) / 1000.0) / $18) END
+      + $17 * CASE WHEN $11 AND c.qpv_code LIKE $19 THEN 1.0 ELSE 0.0 END
     )"""
     params = [
         weights.themes / total,
         weights.service_types / total,
         weights.distance / total,
         weights.text / total,
-        (weights.qpv / total) if qpv_priority else 0.0,
+        (weights.qpv / total) if need.qpv_priority else 0.0,
         weights.distance_scale_km,
     ]
     return sql, params
@@ -308,33 +326,48 @@ def _rank_sql(weights: Weights, qpv_priority: bool) -> tuple[str, list[float]]:
 async def candidates(
     conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
 ) -> list[ActorProfile]:
-    """Actors that may answer the need, best first: each geographic rule is one index probe."""
-    rank, rank_params = _rank_sql(weights, need.qpv_priority)
+    """Actors that may answer the need, best first.
+
+    Each geographic rule is one index probe over the narrow replica rows; the union is ranked by the
+    structured criteria (themes, service types, distance, QPV) and cut to `RERANK_FACTOR * limit`;
+    only that short list reads the actors' texts, adds the full-text relevance and is cut to `limit`.
+    """
+    rank, rank_params = _rank_sql(weights, need)
     radius = need.perimeter.radius_km or 0.0
+    columns = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
     rows = await conn.fetch(
         f"""
         WITH p AS (
-            SELECT ll_to_earth($5, $6) AS place, {NEED_QUERY.format(text="$12")} AS query
+            SELECT ll_to_earth($5, $6) AS place
         ), cand AS (
-            SELECT id FROM actors WHERE status = 'active' AND themes && $2 AND territories && $7
+            SELECT {columns} FROM actors a WHERE a.status = 'active' AND a.themes && $2 AND a.territories && $7
             UNION
-            SELECT a.id FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
+            SELECT {columns} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
                AND earth_box(p.place, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
                AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND a.themes && $2
             UNION
-            SELECT id FROM actors WHERE status = 'active' AND reach <> '{{}}' AND reach && $9 AND themes && $2
+            SELECT {columns} FROM actors a
+             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND a.themes && $2
             UNION
-            SELECT a.id FROM actors a, p WHERE a.status = 'active' AND a.reach_radius_km > 0 AND a.lat IS NOT NULL
-               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place AND a.themes && $2
+            SELECT {columns} FROM actors a, p WHERE a.status = 'active' AND a.reach_radius_km > 0
+               AND a.lat IS NOT NULL AND a.themes && $2
+               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place
             UNION
-            SELECT id FROM actors WHERE status = 'active' AND national AND themes && $2
+            SELECT {columns} FROM actors a WHERE a.status = 'active' AND a.national AND a.themes && $2
+        ), short AS (
+            SELECT c.id, {rank} AS structured
+            FROM cand c, p
+            WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
+                                       ELSE c.kind = ANY($4) END)
+            ORDER BY structured DESC, c.id
+            LIMIT $10 * {RERANK_FACTOR}
+        ), q AS (
+            SELECT {NEED_QUERY.format(text="$12")} AS query
         )
         SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               a.activities, ts_rank(a.search, p.query, 32) AS text_rank, {rank} AS rank
-        FROM cand JOIN actors a USING (id), p
-        WHERE a.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN a.kind <> 'local_authority'
-                                   ELSE a.kind = ANY($4) END)
-          AND $10::int > 0
+               t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
+               s.structured + $16 * ts_rank(t.search, q.query, 32) AS rank
+        FROM short s JOIN actors a USING (id) JOIN actor_texts t USING (id), q
         ORDER BY rank DESC, a.id
         LIMIT $10
         """,
@@ -351,6 +384,7 @@ async def candidates(
         need.qpv_priority,
         f"{need.title} {need.description}",
         *rank_params,
+        qpv_prefix(territories.resolve_commune(need.commune_code).departement) + "%",
     )
     return [actor_profile(row, float(row["text_rank"])) for row in rows]
 
@@ -359,8 +393,9 @@ async def open_needs_for(conn: asyncpg.Connection, actor_id: uuid.UUID) -> list[
     """Open needs sharing a theme with the actor, with the text relevance of the actor to each."""
     rows = await conn.fetch(
         f"""
-        SELECT n.*, ts_rank(a.search, {NEED_QUERY.format(text="n.title || ' ' || n.description")}, 32) AS text_rank
-        FROM actors a JOIN needs n ON n.status = 'published' AND n.deadline > now() AND n.themes && a.themes
+        SELECT n.*, ts_rank(t.search, {NEED_QUERY.format(text="n.title || ' ' || n.description")}, 32) AS text_rank
+        FROM actors a JOIN actor_texts t USING (id)
+        JOIN needs n ON n.status = 'published' AND n.deadline > now() AND n.themes && a.themes
         WHERE a.id = $1 AND a.status = 'active'
         """,
         actor_id,

@@ -118,6 +118,23 @@ class TestTheRunningStack:
         assert f"{dev.url('gateway')}/graphql" in text
         assert dev.token.count(".") == 2
 
+    def test_the_demo_needs_are_published_and_matched(self, dev: Dev) -> None:
+        from services.matching.demo import DEMO_NEEDS
+
+        assert f"demo needs: {len(DEMO_NEEDS)} published, 0 already there" in dev.output
+        admin = {"Authorization": f"Bearer {dev.token}"}
+        needs = httpx.get(f"{dev.url('matching')}/v1/needs", params={"first": 100}, headers=admin, timeout=5).json()
+        assert {n["title"] for n in needs["items"]} == {d.title for d in DEMO_NEEDS}
+        first = next(n for n in needs["items"] if n["title"] == DEMO_NEEDS[0].title)
+        deadline = time.monotonic() + 20
+        while True:
+            matches = httpx.get(f"{dev.url('matching')}/v1/needs/{first['id']}/matches", headers=admin, timeout=5)
+            names = [m["actor_name"] for m in matches.json()]
+            if names or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert names and names[0] == "Ressourcerie Besançon"
+
     def test_every_process_is_ready(self, dev: Dev) -> None:
         for process in ("gateway", "directory", "events", "matching"):
             response = httpx.get(f"{dev.url(process)}/readyz", timeout=5)
@@ -184,6 +201,7 @@ class TestStartAndStop:
         second = start_dev(home, ports)
         try:
             assert asyncio.run(read_mark()) == 7
+            assert any(line.startswith("demo needs: 0 published,") for line in second.output)
         finally:
             assert stop_dev(second) == 0
         assert leftovers(home) == []

@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 
 from services.contracts.territories import territories_of_commune
-from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights, distance_km, evaluate, score
+from services.matching.scoring import (
+    Activity,
+    ActorProfile,
+    NeedProfile,
+    Weights,
+    distance_km,
+    evaluate,
+    qpv_prefix,
+    score,
+)
 
 BESANCON = (47.2378, 6.0241)
 PLACE = frozenset(territories_of_commune("25056"))
@@ -21,6 +30,7 @@ def need(**overrides: object) -> NeedProfile:
         "lat": BESANCON[0],
         "lon": BESANCON[1],
         "perimeter": frozenset({"COM-25056"}),
+        "qpv_prefix": qpv_prefix("25"),
     }
     values.update(overrides)
     return NeedProfile(**values)  # type: ignore[arg-type]
@@ -116,6 +126,9 @@ def test_the_qpv_bonus_counts_only_when_the_need_asks_for_it() -> None:
     value, reasons = score(asked, in_qpv)
     assert value > score(asked, outside)[0]
     assert any(r.code == "qpv" and "QN02502M" in r.text for r in reasons)
+    elsewhere = actor(qpv_code="QN04501M")  # a QPV of Orléans is no reason to favour it for Besançon
+    assert score(asked, elsewhere)[0] == score(asked, outside)[0]
+    assert qpv_prefix("2A") == "QN02A" and qpv_prefix("974") == "QN974"
 
 
 def test_weights_change_the_score_and_reasons_carry_their_share() -> None:
