@@ -1,4 +1,4 @@
-"""The `maillage` command: serve a process, run the embedded stack, mint tokens, migrate, replay, inspect DLQs."""
+"""The `maillage` command: serve, run the embedded stack, mint tokens, migrate, replay, rebuild replicas, DLQs."""
 
 from __future__ import annotations
 
@@ -175,6 +175,44 @@ def replay(
     typer.echo(
         f"{count} event(s) of {service.value} since {start.isoformat()} queued for "
         "publication; the service's relay (worker role) sends them in order"
+    )
+
+
+class ReplicaService(StrEnum):
+    matching = "matching"
+
+
+@app.command()
+def rebuild(
+    service: Annotated[ReplicaService, typer.Argument(help="Whose actor replica to refill")],
+    since: Annotated[
+        str | None, typer.Option(help="Only actors changed since (ISO time or 2h, 3d); default: all")
+    ] = None,
+) -> None:
+    """Refill a service's actor replica from the directory's snapshot API (newer versions only).
+
+    Actors that were missing or older are applied as if their event had just arrived: matching
+    matches them against open needs. The topic keeps the replica current afterwards.
+    """
+    from services.common.replica import rebuild as rebuild_replica
+    from services.matching.engine import apply_actor
+
+    settings = get_settings()
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        report = asyncio.run(
+            rebuild_replica(
+                settings, service.value, lambda conn, actor: apply_actor(conn, actor, settings), since=start
+            )
+        )
+    except OSError as exc:
+        raise _fail(f"cannot reach the directory at {settings.directory_url} or the database: {exc}") from exc
+    typer.echo(
+        f"{report.read} actor(s) read from the directory, {report.applied} applied to the {service.value} replica; "
+        f"snapshot watermark {report.watermark}"
     )
 
 

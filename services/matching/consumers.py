@@ -26,7 +26,7 @@ from services.contracts.events import (
     NeedPublished,
     NeedUpdated,
 )
-from services.matching import emails, engine, store, webhooks
+from services.matching import emails, engine, webhooks
 
 logger = logging.getLogger("maillage.matching")
 
@@ -36,8 +36,7 @@ def engine_handlers(
 ) -> dict[str, Callable[[asyncpg.Connection, CloudEvent, EventPayload | None], Awaitable[None]]]:
     async def on_actor(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, ActorRegistered | ActorUpdated | ActorArchived)
-        if await store.upsert_actor(conn, payload.actor) and payload.actor.status == "active":
-            await engine.match_actor(conn, uuid.UUID(payload.actor.id), settings)
+        await engine.apply_actor(conn, payload.actor, settings)
 
     async def on_need(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, NeedPublished | NeedUpdated)

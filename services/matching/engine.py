@@ -9,7 +9,7 @@ import asyncpg
 
 from services.common.outbox import enqueue
 from services.common.settings import Settings
-from services.contracts.events import EventPayload, MatchFound, MatchWithdrawn, NeedClosed
+from services.contracts.events import ActorV1, EventPayload, MatchFound, MatchWithdrawn, NeedClosed
 from services.matching import store
 from services.matching.model import MatchStatus, NeedRead
 from services.matching.scoring import ActorProfile, Weights, evaluate
@@ -71,6 +71,15 @@ async def match_need(conn: asyncpg.Connection, need_id: uuid.UUID, settings: Set
             scored.append((actor, result.score, [r.as_dict() for r in result.reasons]))
     scored.sort(key=lambda item: (-item[1], item[0].id))
     return await _store_matches(conn, need, scored[: settings.match_k], settings)
+
+
+async def apply_actor(conn: asyncpg.Connection, actor: ActorV1, settings: Settings) -> bool:
+    """Keep a newer actor state in the replica and match it against open needs; False when not newer."""
+    if not await store.upsert_actor(conn, actor):
+        return False
+    if actor.status == "active":
+        await match_actor(conn, uuid.UUID(actor.id), settings)
+    return True
 
 
 async def match_actor(conn: asyncpg.Connection, actor_id: uuid.UUID, settings: Settings) -> int:
