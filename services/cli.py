@@ -194,6 +194,8 @@ def rebuild(
     Actors that were missing or older are applied as if their event had just arrived: matching
     matches them against open needs. The topic keeps the replica current afterwards.
     """
+    import httpx
+
     from services.common.replica import rebuild as rebuild_replica
     from services.matching.engine import apply_actor
 
@@ -208,7 +210,7 @@ def rebuild(
                 settings, service.value, lambda conn, actor: apply_actor(conn, actor, settings), since=start
             )
         )
-    except OSError as exc:
+    except (OSError, httpx.HTTPError) as exc:
         raise _fail(f"cannot reach the directory at {settings.directory_url} or the database: {exc}") from exc
     typer.echo(
         f"{report.read} actor(s) read from the directory, {report.applied} applied to the {service.value} replica; "
