@@ -205,11 +205,7 @@ def rebuild(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     try:
-        report = asyncio.run(
-            rebuild_replica(
-                settings, service.value, lambda conn, actor: apply_actor(conn, actor, settings), since=start
-            )
-        )
+        report = asyncio.run(rebuild_replica(settings, service.value, apply_actor, since=start))
     except (OSError, httpx.HTTPError) as exc:
         raise _fail(f"cannot reach the directory at {settings.directory_url} or the database: {exc}") from exc
     typer.echo(

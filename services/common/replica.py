@@ -46,18 +46,18 @@ async def snapshot_pages(
 async def rebuild(
     settings: Settings,
     service: str,
-    apply: Callable[[asyncpg.Connection, ActorV1], Awaitable[bool]],
+    apply: Callable[[asyncpg.Connection, ActorV1, Settings], Awaitable[bool]],
     *,
     since: datetime | None = None,
 ) -> RebuildReport:
-    """Apply every actor of the snapshot with `apply` (newer versions only), one transaction per page."""
+    """Apply every actor of the snapshot with the service's `apply` (newer versions only), a transaction per page."""
     report = RebuildReport()
     pool = await create_pool(settings.database_url_for(service), min_size=1, max_size=2)
     try:
         async for actors, watermark in snapshot_pages(settings, service, since=since):
             async with pool.acquire() as conn, conn.transaction():
                 for actor in actors:
-                    report.applied += bool(await apply(conn, actor))
+                    report.applied += bool(await apply(conn, actor, settings))
             report.read += len(actors)
             report.watermark = report.watermark or watermark
     finally:

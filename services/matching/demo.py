@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from services.contracts import territories
 from services.contracts.events import ActorV1
 from services.directory.demo import DEMO_FILE
 from services.directory.imports import read_csv_lines, row_to_actor
-from services.directory.model import derived_geography
+from services.directory.model import ActorRead, derived_geography, to_contract
 
 
 @dataclass(frozen=True)
@@ -251,21 +252,23 @@ def demo_actor_id(source_id: str) -> str:
 
 
 def demo_actors() -> list[tuple[str, ActorV1]]:
-    """The demo actors as the directory would publish them: (source id, actor state)."""
-    import csv
-
+    """The demo actors as the directory would publish them (its own `to_contract`): (source id, actor state)."""
     reader = csv.DictReader(line for line in read_csv_lines(str(DEMO_FILE)) if not line.startswith("#"))
     actors = []
-    now = datetime.now(UTC).isoformat()
+    now = datetime.now(UTC)
     for row in reader:
         actor = row_to_actor(row)
         source_id = actor.source_id or ""
-        data = actor.model_dump(mode="json", exclude={"contact"})
-        data.update(derived_geography(actor.commune_code))
-        actors.append(
-            (
-                source_id,
-                ActorV1.model_validate({**data, "id": demo_actor_id(source_id), "version": 1, "updated_at": now}),
-            )
+        read = ActorRead.model_validate(
+            {
+                **actor.model_dump(mode="json"),
+                **derived_geography(actor.commune_code),
+                "id": demo_actor_id(source_id),
+                "version": 1,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+            }
         )
+        actors.append((source_id, to_contract(read)))
     return actors

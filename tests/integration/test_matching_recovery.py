@@ -42,12 +42,7 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
         await conn.execute("DELETE FROM actors WHERE id = $1", lost)
         await conn.execute("UPDATE actors SET version = 0, name = 'périmé' WHERE id = $1", stale)
 
-        settings = matching.settings
-
-        async def apply(c: asyncpg.Connection, actor: object) -> bool:
-            return await engine.apply_actor(c, actor, settings)  # type: ignore[arg-type]
-
-        report = await rebuild(settings, "matching", apply)
+        report = await rebuild(matching.settings, "matching", engine.apply_actor)
         assert report.read >= 4 and report.applied >= 2 and report.watermark
         back = await conn.fetchrow(
             "SELECT a.version, a.name, t.description FROM actors a JOIN actor_texts t USING (id) WHERE a.id = $1", lost
@@ -57,7 +52,7 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
         assert await conn.fetchval("SELECT name FROM actors WHERE id = $1", stale) == actors["far"]["name"]
         # Nothing newer than the replica now: a second pass applies none of these actors again.
         versions = dict(await conn.fetch("SELECT id, version FROM actors WHERE id = ANY($1)", [lost, stale]))
-        await rebuild(settings, "matching", apply)
+        await rebuild(matching.settings, "matching", engine.apply_actor)
         assert dict(await conn.fetch("SELECT id, version FROM actors WHERE id = ANY($1)", [lost, stale])) == versions
     finally:
         await conn.close()
