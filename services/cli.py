@@ -179,6 +179,7 @@ def replay(
 
 
 class ReplicaService(StrEnum):
+    events = "events"
     matching = "matching"
 
 
@@ -192,12 +193,17 @@ def rebuild(
     """Refill a service's actor replica from the directory's snapshot API (newer versions only).
 
     Actors that were missing or older are applied as if their event had just arrived: matching
-    matches them against open needs. The topic keeps the replica current afterwards.
+    matches them against open needs, events flags the events of archived organizers. The topic keeps
+    the replica current afterwards.
     """
     import httpx
 
+    from services.common.app import load_service_module
     from services.common.replica import rebuild as rebuild_replica
-    from services.matching.engine import apply_actor
+
+    apply_actor = load_service_module(
+        service.value, "engine" if service is ReplicaService.matching else "consumers"
+    ).apply_actor
 
     settings = get_settings()
     try:

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
     smtp_sender: str = Field("Maillage <notifications@maillage.localhost>", description="From: of e-mails")
     public_app_url: str = Field("http://127.0.0.1:8100", description="Base URL e-mails link to")
+    public_events_url: str = Field(
+        "http://127.0.0.1:8102", description="Public base URL of the events API (cancel links in e-mails, feeds)"
+    )
     email_enabled: bool = Field(True, description="Send e-mails (off: they are only recorded)")
     webhook_allow_private: bool = Field(
         False, description="Let webhooks reach private, loopback and link-local addresses (tests, make run)"

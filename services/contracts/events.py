@@ -216,3 +216,104 @@ class MatchWithdrawn(EventPayload):
     """The need closed before the actor was selected."""
 
     match: MatchV1
+
+
+# --- events: territorial events and their registrations ------------------------------
+EVENT_TOPIC = "maillage.events.event.v1"
+REGISTRATION_TOPIC = "maillage.events.registration.v1"
+
+
+class PlaceV1(BaseModel):
+    """Where an event happens; no personal data (an organizer's address is public)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    address: str | None = None
+    commune_code: str | None = None
+    location: GeoPoint | None = None
+
+
+class EventV1(BaseModel):
+    """The whole public state of a territorial event; seats are counts, never people."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    version: int
+    title: str
+    description: str = ""
+    kind: str
+    themes: list[str] = []
+    organizer_ids: list[str]
+    starts_at: str  # ISO 8601 in UTC
+    ends_at: str
+    timezone: str = "Europe/Paris"
+    place: PlaceV1 | None = None
+    online_url: str | None = None
+    capacity: int | None = None
+    registration_mode: str
+    status: str
+    confirmed: int = 0
+    waitlisted: int = 0
+    updated_at: str
+
+
+@event_type("org.maillage.events.event.published", EVENT_TOPIC)
+class EventPublished(EventPayload):
+    event: EventV1
+
+
+@event_type("org.maillage.events.event.updated", EVENT_TOPIC)
+class EventUpdated(EventPayload):
+    event: EventV1
+
+
+@event_type("org.maillage.events.event.cancelled", EVENT_TOPIC)
+class EventCancelled(EventPayload):
+    event: EventV1
+    reason: str | None = None
+
+
+class RegistrationV1(BaseModel):
+    """A registration without the person: a person participant is only `participant_kind = person`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    event_id: str
+    participant_kind: str  # "actor" | "person"
+    actor_id: str | None = None  # an organisation, public like the directory's actors
+    status: str  # pending | confirmed | waitlisted | cancelled | rejected
+    updated_at: str
+
+
+@event_type("org.maillage.events.registration.requested", REGISTRATION_TOPIC)
+class RegistrationRequested(EventPayload):
+    """On an event taking registrations on approval: waits for an organizer."""
+
+    registration: RegistrationV1
+
+
+@event_type("org.maillage.events.registration.confirmed", REGISTRATION_TOPIC)
+class RegistrationConfirmed(EventPayload):
+    registration: RegistrationV1
+
+
+@event_type("org.maillage.events.registration.waitlisted", REGISTRATION_TOPIC)
+class RegistrationWaitlisted(EventPayload):
+    registration: RegistrationV1
+
+
+@event_type("org.maillage.events.registration.promoted", REGISTRATION_TOPIC)
+class RegistrationPromoted(EventPayload):
+    """A seat freed up: the first of the waiting list is now confirmed."""
+
+    registration: RegistrationV1
+
+
+@event_type("org.maillage.events.registration.cancelled", REGISTRATION_TOPIC)
+class RegistrationCancelled(EventPayload):
+    """Cancelled by the participant, by an organizer, rejected, or because the event was cancelled."""
+
+    registration: RegistrationV1
+    reason: str | None = None

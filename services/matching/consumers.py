@@ -27,6 +27,9 @@ from services.contracts.events import (
     NeedUpdated,
 )
 from services.matching import emails, engine, webhooks
+from services.matching.engine import apply_actor
+
+__all__ = ["apply_actor", "build_consumers", "build_tasks"]
 
 logger = logging.getLogger("maillage.matching")
 

@@ -7,24 +7,18 @@ recipient actor's contact at send time. Each e-mail has a stable id (its Message
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import uuid
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 
-import aiosmtplib
 import asyncpg
 import httpx
 
+from services.common import mail
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts.events import MatchV1
 
-logger = logging.getLogger("maillage.emails")
 EMAIL_NAMESPACE = uuid.UUID("0b7f3c52-2f5d-4c43-8a52-3f0f7b2b8c61")
-MAX_ATTEMPTS = 8
 SERVICE_PRINCIPAL = Principal(subject="service:matching", role=Role.ADMIN)
 
 
@@ -98,63 +92,11 @@ async def address_of(client: httpx.AsyncClient, settings: Settings, actor_id: uu
     return str(email) if email else None
 
 
-async def send_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: Settings) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """SELECT id, recipient_actor, subject, body, attempts FROM emails
-               WHERE status = 'pending' AND next_attempt_at <= now()
-               ORDER BY next_attempt_at LIMIT 20 FOR UPDATE SKIP LOCKED"""
-        )
-        for row in rows:
-            attempts = row["attempts"] + 1
-            try:
-                address = await address_of(client, settings, row["recipient_actor"])
-                if address is None:
-                    await conn.execute(
-                        "UPDATE emails SET status = 'no_address', attempts = $2 WHERE id = $1", row["id"], attempts
-                    )
-                    continue
-                message = EmailMessage()
-                message["From"] = settings.smtp_sender
-                message["To"] = address
-                message["Subject"] = row["subject"]
-                message["Message-ID"] = f"<{row['id']}@maillage>"
-                message.set_content(row["body"])
-                await aiosmtplib.send(
-                    message,
-                    hostname=settings.smtp_host,
-                    port=settings.smtp_port,
-                    username=settings.smtp_username or None,
-                    password=settings.smtp_password or None,
-                    start_tls=settings.smtp_starttls,
-                    timeout=10,
-                )
-                await conn.execute(
-                    "UPDATE emails SET status = 'sent', to_address = $2, attempts = $3, sent_at = now() WHERE id = $1",
-                    row["id"],
-                    address,
-                    attempts,
-                )
-            except (aiosmtplib.SMTPException, httpx.HTTPError, OSError) as exc:
-                status = "pending" if attempts < MAX_ATTEMPTS else "abandoned"
-                await conn.execute(
-                    "UPDATE emails SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5 WHERE id = $1",
-                    row["id"],
-                    status,
-                    attempts,
-                    str(exc)[:500],
-                    datetime.now(UTC) + timedelta(seconds=min(2**attempts, 3600)),
-                )
-        return len(rows)
-
-
 async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Send pending e-mails, looking each recipient's address up in the directory at send time."""
     async with httpx.AsyncClient(timeout=10) as client:
-        while not stop.is_set():
-            try:
-                while await send_due(pool, client, settings):
-                    pass
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("e-mail sender: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+
+        async def recipient(row: asyncpg.Record) -> str | None:
+            return await address_of(client, settings, row["recipient_actor"])
+
+        await mail.run_sender(pool, settings, stop, recipient)

@@ -1,0 +1,90 @@
+"""Sending a service's `emails` table through SMTP: at least once, the same Message-ID on every retry, with backoff.
+
+Each service writes its e-mails as rows in the transaction of the change they tell about; this
+sender delivers them. Where the address comes from is the service's business (`address_of`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import aiosmtplib
+import asyncpg
+import httpx
+
+from services.common.settings import Settings
+
+logger = logging.getLogger("maillage.emails")
+MAX_ATTEMPTS = 8
+
+AddressOf = Callable[[asyncpg.Record], Awaitable[str | None]]
+
+
+def message(settings: Settings, to: str, subject: str, body: str, message_id: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = settings.smtp_sender
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Message-ID"] = f"<{message_id}@maillage>"
+    mail.set_content(body)
+    return mail
+
+
+async def send_due(pool: asyncpg.Pool, settings: Settings, address_of: AddressOf) -> int:
+    """Send the e-mails that are due (a batch); a row without an address ends as `no_address`."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """SELECT * FROM emails WHERE status = 'pending' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT 20 FOR UPDATE SKIP LOCKED"""
+        )
+        for row in rows:
+            attempts = row["attempts"] + 1
+            try:
+                address = await address_of(row)
+                if address is None:
+                    await conn.execute(
+                        "UPDATE emails SET status = 'no_address', attempts = $2 WHERE id = $1", row["id"], attempts
+                    )
+                    continue
+                await aiosmtplib.send(
+                    message(settings, address, row["subject"], row["body"], str(row["id"])),
+                    hostname=settings.smtp_host,
+                    port=settings.smtp_port,
+                    username=settings.smtp_username or None,
+                    password=settings.smtp_password or None,
+                    start_tls=settings.smtp_starttls,
+                    timeout=10,
+                )
+                await conn.execute(
+                    "UPDATE emails SET status = 'sent', to_address = $2, attempts = $3, sent_at = now() WHERE id = $1",
+                    row["id"],
+                    address,
+                    attempts,
+                )
+            except (aiosmtplib.SMTPException, httpx.HTTPError, OSError) as exc:
+                status = "pending" if attempts < MAX_ATTEMPTS else "abandoned"
+                await conn.execute(
+                    "UPDATE emails SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5 WHERE id = $1",
+                    row["id"],
+                    status,
+                    attempts,
+                    str(exc)[:500],
+                    datetime.now(UTC) + timedelta(seconds=min(2**attempts, 3600)),
+                )
+        return len(rows)
+
+
+async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event, address_of: AddressOf) -> None:
+    while not stop.is_set():
+        try:
+            while await send_due(pool, settings, address_of):
+                pass
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.warning("e-mail sender: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)

@@ -1,0 +1,123 @@
+"""E-mails in French to persons who register: written with the change they tell about, sent at least once.
+
+Each one carries a link that cancels the registration without an account: the link's token is an
+HMAC of the registration id under a key derived from the internal key, so nothing secret is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import uuid
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from services.common import mail
+from services.common.settings import Settings
+
+EMAIL_NAMESPACE = uuid.UUID("5d0e1c1e-7d0b-4a7e-9f39-2b0c4ad7e3a4")
+
+# What happened to the registration → (subject, first paragraph).
+MESSAGES = {
+    "confirmed": ("Inscription confirmée : {title}", "Votre inscription à « {title} » est confirmée."),
+    "waitlisted": (
+        "Liste d'attente : {title}",
+        "L'événement « {title} » est complet : vous êtes sur la liste d'attente (position {position}). "
+        "Nous vous écrirons si une place se libère.",
+    ),
+    "promoted": (
+        "Une place s'est libérée : {title}",
+        "Une place s'est libérée pour « {title} » : votre inscription est maintenant confirmée.",
+    ),
+    "pending": (
+        "Demande d'inscription reçue : {title}",
+        "Votre demande d'inscription à « {title} » est bien reçue ; les organisateurs vont l'examiner.",
+    ),
+    "rejected": (
+        "Inscription non retenue : {title}",
+        "Les organisateurs de « {title} » n'ont pas pu retenir votre inscription.",
+    ),
+    "cancelled": ("Inscription annulée : {title}", "Votre inscription à « {title} » est annulée."),
+    "event_cancelled": (
+        "Événement annulé : {title}",
+        "L'événement « {title} » est annulé par ses organisateurs ; votre inscription l'est donc aussi.",
+    ),
+}
+LIVE = ("confirmed", "waitlisted", "promoted", "pending")
+
+
+def _key(settings: Settings) -> bytes:
+    return hmac.new(settings.internal_key.encode(), b"maillage/registration-cancel", hashlib.sha256).digest()
+
+
+def cancel_token(settings: Settings, registration_id: uuid.UUID | str) -> str:
+    return hmac.new(_key(settings), str(registration_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def check_cancel_token(settings: Settings, registration_id: uuid.UUID | str, token: str) -> bool:
+    return hmac.compare_digest(cancel_token(settings, registration_id), token)
+
+
+def cancel_link(settings: Settings, registration_id: uuid.UUID | str) -> str:
+    base = settings.public_events_url.rstrip("/")
+    return f"{base}/v1/registrations/{registration_id}/cancel?token={cancel_token(settings, registration_id)}"
+
+
+def compose(
+    what: str, event: asyncpg.Record, registration_id: uuid.UUID, settings: Settings, *, position: int | None = None
+) -> tuple[str, str]:
+    """(subject, body) of the e-mail telling a person what happened to their registration."""
+    subject, opening = MESSAGES[what]
+    title = event["title"]
+    zone = ZoneInfo(event["timezone"])
+    starts = event["starts_at"].astimezone(zone)
+    where = ", ".join(part for part in (event["address"], event["online_url"]) if part) or "lieu à préciser"
+    lines = [
+        "Bonjour,",
+        "",
+        opening.format(title=title, position=position or "?"),
+        "",
+        f"Quand : le {starts:%d/%m/%Y à %H:%M} ({event['timezone']})",
+        f"Où : {where}",
+    ]
+    if what in LIVE:
+        lines += ["", f"Vous ne pourrez pas venir ? Annulez en un clic : {cancel_link(settings, registration_id)}"]
+    lines += ["", "-- Maillage"]
+    return subject.format(title=title), "\n".join(lines)
+
+
+async def record(
+    conn: asyncpg.Connection,
+    what: str,
+    registration: asyncpg.Record,
+    event: asyncpg.Record,
+    settings: Settings,
+    *,
+    position: int | None = None,
+) -> bool:
+    """Write the e-mail of a person's registration change (nothing for an actor); its id is stable per change."""
+    if registration["participant_kind"] != "person" or not registration["person_email"]:
+        return False
+    subject, body = compose(what, event, registration["id"], settings, position=position)
+    inserted = await conn.fetchval(
+        """INSERT INTO emails (id, registration_id, subject, body, status, to_address)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING true""",
+        uuid.uuid5(EMAIL_NAMESPACE, f"{registration['id']}:{what}"),
+        registration["id"],
+        subject,
+        body,
+        "pending" if settings.email_enabled else "recorded",
+        registration["person_email"],
+    )
+    return bool(inserted)
+
+
+async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Send pending e-mails to the address written with them (erased ones never leave)."""
+
+    async def address(row: asyncpg.Record) -> str | None:
+        return str(row["to_address"]) if row["to_address"] else None
+
+    await mail.run_sender(pool, settings, stop, address)
