@@ -1,6 +1,7 @@
 """Integration fixtures shared across modules."""
 
 from tests.integration.directory_fixtures import directory
+from tests.integration.events_fixtures import events
 from tests.integration.matching_fixtures import matching
 
-__all__ = ["directory", "matching"]
+__all__ = ["directory", "events", "matching"]

@@ -83,8 +83,9 @@ class Matching:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
 
 
-async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    port = free_port()
+async def serve(app: Any, port: int | None = None) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Run an ASGI app with uvicorn on a free port (or the one given) until the server has started."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -103,7 +104,7 @@ async def matching(settings: Settings, postgres_url: str, directory: Directory) 
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     receiver = Receiver("")
-    receiver_server, receiver_task, receiver_port = await _serve(receiver)
+    receiver_server, receiver_task, receiver_port = await serve(receiver)
     receiver.url = f"http://127.0.0.1:{receiver_port}"
     own = settings.model_copy(
         update={
@@ -116,7 +117,7 @@ async def matching(settings: Settings, postgres_url: str, directory: Directory) 
             "match_max_interested": 2,
         }
     )
-    server, serving, port = await _serve(create_service_app("matching", "all", own))
+    server, serving, port = await serve(create_service_app("matching", "all", own))
     admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
     try:
         yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)

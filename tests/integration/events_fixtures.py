@@ -1,0 +1,69 @@
+"""Fixtures that run the events service for real (API, actor replica, outbox relay, e-mail sender) with an SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from services.common.app import create_service_app
+from services.common.auth import Role, mint_token
+from services.common.db import ensure_database, migrate
+from services.common.embedded import free_port
+from services.common.settings import Settings, with_database
+from tests.integration.directory_fixtures import Directory
+from tests.integration.matching_fixtures import SmtpSink, serve
+
+
+@dataclass
+class Events:
+    url: str
+    settings: Settings
+    database_url: str
+    admin: dict[str, str]
+    smtp: SmtpSink
+
+    def token(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> dict[str, str]:
+        return {"Authorization": "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)}
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=30, limits=httpx.Limits(max_connections=600, max_keepalive_connections=600)
+        )
+
+
+@pytest.fixture(scope="session")
+async def events(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Events]:
+    """Events with role `all` on a fresh database, its actor replica fed by the directory through the broker."""
+    database_url = with_database(postgres_url, f"maillage_events_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["services.common", "services.events"])
+    sink = SmtpSink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    port = free_port()
+    own = settings.model_copy(
+        update={
+            "events_database_url": database_url,
+            "directory_url": directory.url,
+            "smtp_port": smtp_port,
+            "public_events_url": f"http://127.0.0.1:{port}",
+            "db_pool_max": 20,
+        }
+    )
+    server, serving, _ = await serve(create_service_app("events", "all", own), port)
+    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+    try:
+        yield Events(f"http://127.0.0.1:{port}", own, database_url, admin, sink)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 30)
+        controller.stop()
