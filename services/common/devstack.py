@@ -120,10 +120,11 @@ class DevStack:
             for process in PROCESSES:
                 self.spawn(process)
             self.wait_ready(timeout_s)
-            try:
-                self.load_demo_needs()
-            except (httpx.HTTPError, KeyError, ValueError) as exc:  # demo data must not stop the hub
-                self.say(f"demo needs not loaded: {exc!r}")
+            for what, load in (("needs", self.load_demo_needs), ("events", self.load_demo_events)):
+                try:
+                    load()
+                except (httpx.HTTPError, KeyError, ValueError) as exc:  # demo data must not stop the hub
+                    self.say(f"demo {what} not loaded: {exc!r}")
         self.say(self.banner(time.monotonic() - started))
 
     async def _prepare(self) -> None:
@@ -163,11 +164,7 @@ class DevStack:
         published = kept = 0
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=10, headers=admin) as http:
-            authorities: dict[str, dict[str, object]] = {}
-            for edge in http.get(f"{directory}/v1/actors", params={"kinds": "local_authority", "first": 100}).json()[
-                "edges"
-            ]:
-                authorities.setdefault(edge["node"]["commune_code"], edge["node"])
+            authorities = self._demo_authorities(http, directory)
             titles: dict[str, set[str]] = {}
             for demo in DEMO_NEEDS:
                 owner = authorities.get(demo.authority)
@@ -191,6 +188,46 @@ class DevStack:
                 else:
                     self.say(f"demo need {demo.title!r} not published: {response.status_code} {response.text[:200]}")
         self.say(f"demo needs: {published} published, {kept} already there")
+
+    def load_demo_events(self, timeout_s: float = 30.0) -> None:
+        """Publish the demo events through the events API, once (an organizer's event of the same title is kept)."""
+        from services.events.demo import DEMO_EVENTS
+
+        admin = {"Authorization": "Bearer " + self.admin_token()}
+        directory, events = self.settings.url_for("directory"), self.settings.url_for("events")
+        published = kept = 0
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=10, headers=admin) as http:
+            authorities = self._demo_authorities(http, directory)
+            for demo in DEMO_EVENTS:
+                owner = authorities.get(demo.authority)
+                if owner is None:
+                    continue
+                owner_id = str(owner["id"])
+                mine = http.get(f"{events}/v1/actors/{owner_id}/events", params={"first": 100}).json()
+                if demo.title in {edge["node"]["title"] for edge in mine["edges"]}:
+                    kept += 1
+                    continue
+                body = demo.body(owner_id, owner["location"])  # type: ignore[arg-type]
+                while True:  # the events replica may still be reading the demo actors
+                    response = http.post(f"{events}/v1/events", json=body)
+                    if response.status_code != 422 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                if response.status_code == 201:
+                    published += 1
+                else:
+                    self.say(f"demo event {demo.title!r} not published: {response.status_code} {response.text[:200]}")
+        self.say(f"demo events: {published} published, {kept} already there")
+
+    @staticmethod
+    def _demo_authorities(http: httpx.Client, directory: str) -> dict[str, dict[str, object]]:
+        """The demo local authorities by the INSEE code of their commune."""
+        authorities: dict[str, dict[str, object]] = {}
+        page = http.get(f"{directory}/v1/actors", params={"kinds": "local_authority", "first": 100}).json()
+        for edge in page["edges"]:
+            authorities.setdefault(edge["node"]["commune_code"], edge["node"])
+        return authorities
 
     def child_env(self) -> dict[str, str]:
         s = self.settings

@@ -118,6 +118,18 @@ class TestTheRunningStack:
         assert f"{dev.url('gateway')}/graphql" in text
         assert dev.token.count(".") == 2
 
+    def test_the_demo_events_are_published_with_their_feeds(self, dev: Dev) -> None:
+        from services.events.demo import DEMO_EVENTS
+
+        assert f"demo events: {len(DEMO_EVENTS)} published, 0 already there" in dev.output
+        found = httpx.get(f"{dev.url('events')}/v1/events", params={"first": 100}, timeout=5).json()
+        titles = {edge["node"]["title"] for edge in found["edges"]}
+        assert titles == {d.title for d in DEMO_EVENTS}
+        forum = next(e["node"] for e in found["edges"] if e["node"]["title"] == DEMO_EVENTS[0].title)
+        assert forum["capacity"] == 1500 and forum["flags"] == []
+        feed = httpx.get(f"{dev.url('events')}/v1/feeds/territories/DEP-25.ics", timeout=5)
+        assert feed.status_code == 200 and "Forum de l'ESS du Grand Besançon" in feed.text
+
     def test_the_demo_needs_are_published_and_matched(self, dev: Dev) -> None:
         from services.matching.demo import DEMO_NEEDS
 
@@ -202,6 +214,7 @@ class TestStartAndStop:
         try:
             assert asyncio.run(read_mark()) == 7
             assert any(line.startswith("demo needs: 0 published,") for line in second.output)
+            assert any(line.startswith("demo events: 0 published,") for line in second.output)
         finally:
             assert stop_dev(second) == 0
         assert leftovers(home) == []
