@@ -43,12 +43,9 @@ from services.events.model import (
     EventUpdate,
     RegistrationCreate,
     RegistrationDecision,
-    RegistrationMode,
     RegistrationRead,
     RegistrationStatus,
-    admission,
     json_ld,
-    placement,
 )
 
 SERVICE = "events"
@@ -390,7 +387,13 @@ PAYLOADS: dict[str, type[EventPayload]] = {
 
 
 async def tell(
-    conn: asyncpg.Connection, registration: asyncpg.Record, event: asyncpg.Record, settings: Settings, what: str
+    conn: asyncpg.Connection,
+    registration: asyncpg.Record,
+    event: asyncpg.Record,
+    settings: Settings,
+    what: str,
+    *,
+    position: int | None = None,
 ) -> None:
     """Publish what happened to a registration (keyed by event) and e-mail the person it concerns."""
     contract = store.registration_read(registration, with_person=False).to_contract()
@@ -400,7 +403,8 @@ async def tell(
     else:
         payload = RegistrationCancelled(registration=contract, reason=what)
     await enqueue(conn, service=SERVICE, key=str(registration["event_id"]), payload=payload)
-    position = await store.waitlist_position(conn, registration) if what == "waitlisted" else None
+    if what == "waitlisted" and position is None:
+        position = await store.waitlist_position(conn, registration)
     await emails.record(conn, what, registration, event, settings, position=position)
 
 
@@ -434,49 +438,47 @@ async def register(
     settings: AppSettings,
     response: Response,
 ) -> RegistrationRead:
+    event = await event_or_404(pool, event_id, principal)
+    organizer_ids = [str(o) for o in event["organizer_ids"]]
+    actor_uuid = None
+    if body.actor_id is not None:
+        if not (principal.acts_for(body.actor_id) or manages(principal, organizer_ids)):
+            raise Forbidden("an actor registers itself (organizers and admins may register any actor)")
+        actor_uuid = uuid.UUID(body.actor_id)
+        actor = (await store.actors_by_id(pool, [actor_uuid])).get(actor_uuid)
+        if actor is None or actor["status"] != "active":
+            raise ValidationFailed(
+                f"actor_id: {body.actor_id} is not an active actor of the directory", field="actor_id", rule="exists"
+            )
     async with pool.acquire() as conn, conn.transaction():
-        # The event row lock serialises the registrations of one event: seats are counted exactly.
-        event = await event_or_404(conn, event_id, principal, for_update=True)
-        organizer_ids = [str(o) for o in event["organizer_ids"]]
-        if event["status"] != EventStatus.published:
-            raise Conflict(f"the event is {event['status']}: no registration", field="status", rule="published")
-        if event["registration_mode"] == RegistrationMode.closed:
-            raise Conflict("this event does not take registrations", field="registration_mode", rule="closed")
-        if event["starts_at"] <= store.now():
-            raise Conflict("the event has started: registrations are closed", field="starts_at", rule="not_started")
-        actor_uuid = None
-        if body.actor_id is not None:
-            if not (principal.acts_for(body.actor_id) or manages(principal, organizer_ids)):
-                raise Forbidden("an actor registers itself (organizers and admins may register any actor)")
-            actor_uuid = uuid.UUID(body.actor_id)
-            actor = (await store.actors_by_id(conn, [actor_uuid])).get(actor_uuid)
-            if actor is None or actor["status"] != "active":
-                raise ValidationFailed(
-                    f"actor_id: {body.actor_id} is not an active actor of the directory",
-                    field="actor_id",
-                    rule="exists",
-                )
-        status = placement(event["registration_mode"], event["capacity"], event["confirmed"], event["waitlisted"])
-        row = await store.insert_registration(
+        # The event row is locked inside this one call and until the commit: seats are counted exactly.
+        outcome, row, position = await store.register(
             conn,
             event["id"],
             actor_id=actor_uuid,
             person_name=body.person.name if body.person else None,
             person_email=body.person.email if body.person else None,
-            status=status,
             comment=body.comment,
             created_by=principal.subject,
         )
         if row is None:
-            raise Conflict(
-                "this participant is already registered for the event",
-                field="actor_id" if actor_uuid else "person.email",
-                rule="unique",
-            )
-        await tell(conn, row, event, settings, status.value)
-        position = await store.waitlist_position(conn, row)
+            if outcome == "duplicate":
+                field = "actor_id" if actor_uuid else "person.email"
+                raise Conflict("this participant is already registered for the event", field=field, rule="unique")
+            if outcome not in REFUSALS:
+                raise NotFound(f"no event {event_id}")
+            detail, field, rule = REFUSALS[outcome]
+            raise Conflict(detail, field=field, rule=rule)
+        await tell(conn, row, event, settings, outcome, position=position)
     response.headers["Location"] = f"/v1/registrations/{row['id']}"
     return store.registration_read(row, with_person=can_see_person(principal, event), position=position)
+
+
+REFUSALS = {  # outcome of register_participant → (detail, field, rule) of the 409
+    "not_published": ("the event is not published: no registration", "status", "published"),
+    "closed": ("this event does not take registrations", "registration_mode", "closed"),
+    "started": ("the event has started: registrations are closed", "starts_at", "not_started"),
+}
 
 
 @router.get(
@@ -677,7 +679,7 @@ async def _decide(
         if approve:
             if event["status"] != EventStatus.published:
                 raise Conflict(f"the event is {event['status']}", field="status", rule="published")
-            status = admission(event["capacity"], event["confirmed"], event["waitlisted"])
+            status = await store.seat_for(conn, event["id"])
             moved = await store.move(conn, row, status, comment)
             await tell(conn, moved, event, settings, status.value)
         else:

@@ -294,20 +294,6 @@ def seats_left(capacity: int | None, confirmed: int) -> int | None:
     return None if capacity is None else max(capacity - confirmed, 0)
 
 
-def placement(mode: str, capacity: int | None, confirmed: int, waitlisted: int) -> RegistrationStatus:
-    """Where a new registration goes: pending on approval, confirmed while seats remain, else waitlisted."""
-    if mode == RegistrationMode.approval:
-        return RegistrationStatus.pending
-    return admission(capacity, confirmed, waitlisted)
-
-
-def admission(capacity: int | None, confirmed: int, waitlisted: int) -> RegistrationStatus:
-    """An admitted registration takes a seat, unless none is left or others already wait for one."""
-    if capacity is None or (confirmed < capacity and waitlisted == 0):
-        return RegistrationStatus.confirmed
-    return RegistrationStatus.waitlisted
-
-
 def json_ld(event: EventRead, url: str, organizers: list[dict[str, Any]]) -> dict[str, Any]:
     """The schema.org `Event` of a public event (https://schema.org/Event)."""
     status = {

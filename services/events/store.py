@@ -308,39 +308,37 @@ COUNTER = {
 }
 
 
-async def insert_registration(
+async def register(
     conn: asyncpg.Connection,
     event_id: uuid.UUID,
     *,
     actor_id: uuid.UUID | None,
     person_name: str | None,
     person_email: str | None,
-    status: RegistrationStatus,
     comment: str | None,
     created_by: str,
-) -> asyncpg.Record | None:
-    """None when this participant already holds a live registration for the event."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""
-        INSERT INTO registrations (id, event_id, participant_kind, actor_id, person_name, person_email, status,
-                                   comment, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        ON CONFLICT DO NOTHING
-        RETURNING {REGISTRATION_COLUMNS}
-        """,
-        uuid.uuid4(),
+) -> tuple[str, asyncpg.Record | None, int | None]:
+    """(outcome, registration, waiting-list position) from `register_participant` (one round trip, see 0001)."""
+    result = await conn.fetchrow(
+        "SELECT outcome, registration, place_in_line FROM register_participant($1, $2, $3, $4, $5, $6, $7)",
         event_id,
-        "actor" if actor_id else "person",
+        uuid.uuid4(),
         actor_id,
         person_name,
         person_email,
-        status.value,
         comment,
         created_by,
     )
-    if row is not None:
-        await _count(conn, event_id, None, status)
-    return row
+    assert result is not None
+    registration = result["registration"]
+    if registration is not None and registration["id"] is None:  # a NULL row of a composite type
+        registration = None
+    return result["outcome"], registration, result["place_in_line"]
+
+
+async def seat_for(conn: asyncpg.Connection, event_id: uuid.UUID) -> RegistrationStatus:
+    """Where an admitted registration goes now (the same SQL rule as registering)."""
+    return RegistrationStatus(await conn.fetchval("SELECT seat_for(e) FROM events e WHERE id = $1", event_id))
 
 
 async def move(

@@ -21,10 +21,7 @@ from services.events.model import (
     EventStatus,
     Organizer,
     RegistrationCreate,
-    RegistrationStatus,
-    admission,
     json_ld,
-    placement,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -73,21 +70,6 @@ def read(**overrides: Any) -> EventRead:
     }
     data.update(overrides)
     return EventRead(**data)
-
-
-class TestSeats:
-    def test_open_registrations_fill_seats_then_the_waiting_list(self) -> None:
-        assert placement("open", 2, 0, 0) == RegistrationStatus.confirmed
-        assert placement("open", 2, 1, 0) == RegistrationStatus.confirmed
-        assert placement("open", 2, 2, 0) == RegistrationStatus.waitlisted
-        assert placement("open", None, 10_000, 0) == RegistrationStatus.confirmed, "no capacity, no limit"
-        assert placement("open", 0, 0, 0) == RegistrationStatus.waitlisted
-
-    def test_nobody_jumps_the_waiting_list(self) -> None:
-        assert admission(5, 4, 1) == RegistrationStatus.waitlisted
-
-    def test_on_approval_everything_waits_for_an_organizer(self) -> None:
-        assert placement("approval", 10, 0, 0) == RegistrationStatus.pending
 
 
 class TestEventRules:

@@ -103,3 +103,40 @@ CREATE TABLE emails (
 );
 CREATE INDEX emails_due_idx ON emails (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX emails_registration_idx ON emails (registration_id);
+
+-- Where an admitted registration goes: a seat while some are free and nobody waits, else the waiting list.
+CREATE FUNCTION seat_for(ev events) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN ev.capacity IS NULL OR (ev.confirmed < ev.capacity AND ev.waitlisted = 0)
+                THEN 'confirmed' ELSE 'waitlisted' END
+$$;
+
+-- One registration in one round trip: the event row is locked only for this call and the caller's commit,
+-- so a burst on one event is serialised by the database, not by the API's round trips.
+-- outcome: pending | confirmed | waitlisted | no_event | not_published | closed | started | duplicate
+CREATE FUNCTION register_participant(
+    p_event uuid, p_id uuid, p_actor uuid, p_name text, p_email text, p_comment text, p_created_by text,
+    OUT outcome text, OUT registration registrations, OUT place_in_line integer
+) LANGUAGE plpgsql AS $$
+DECLARE
+    ev events;
+BEGIN
+    SELECT * INTO ev FROM events WHERE id = p_event FOR UPDATE;
+    IF NOT FOUND THEN outcome := 'no_event'; RETURN; END IF;
+    IF ev.status <> 'published' THEN outcome := 'not_published'; RETURN; END IF;
+    IF ev.registration_mode = 'closed' THEN outcome := 'closed'; RETURN; END IF;
+    IF ev.starts_at <= now() THEN outcome := 'started'; RETURN; END IF;
+    outcome := CASE WHEN ev.registration_mode = 'approval' THEN 'pending' ELSE seat_for(ev) END;
+    INSERT INTO registrations (id, event_id, participant_kind, actor_id, person_name, person_email, status,
+                               comment, created_by)
+    VALUES (p_id, p_event, CASE WHEN p_actor IS NULL THEN 'person' ELSE 'actor' END, p_actor, p_name, p_email,
+            outcome, p_comment, p_created_by)
+    ON CONFLICT DO NOTHING
+    RETURNING * INTO registration;
+    IF NOT FOUND THEN outcome := 'duplicate'; RETURN; END IF;
+    UPDATE events SET confirmed = confirmed + (outcome = 'confirmed')::int,
+                      waitlisted = waitlisted + (outcome = 'waitlisted')::int,
+                      pending = pending + (outcome = 'pending')::int
+    WHERE id = p_event;
+    IF outcome = 'waitlisted' THEN place_in_line := ev.waitlisted + 1; END IF;
+END
+$$;
