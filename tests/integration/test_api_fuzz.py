@@ -1,7 +1,8 @@
-"""Property testing of the directory's REST API from its OpenAPI document: no input gets a 5xx."""
+"""Property testing of the directory's and the events' REST APIs from their OpenAPI documents: no input gets a 5xx."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,7 +11,6 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
@@ -18,17 +18,17 @@ from services.common.auth import Role, mint_token
 from services.common.embedded import free_port
 from services.common.settings import Settings
 from tests.integration.directory_fixtures import Directory
+from tests.integration.events_fixtures import Events
 
 
-@pytest.fixture(scope="module")
-def directory_process(directory: Directory) -> Iterator[tuple[str, dict[str, str]]]:
-    """The directory API in its own process (schemathesis calls it synchronously)."""
-    s: Settings = directory.settings
+@contextlib.contextmanager
+def serve_process(service: str, database_url: str, s: Settings) -> Iterator[str]:
+    """One service's API in its own process (schemathesis calls it synchronously); yields its URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
     env.update(
         {
-            "MAILLAGE_DIRECTORY_DATABASE_URL": directory.database_url,
+            f"MAILLAGE_{service.upper()}_DATABASE_URL": database_url,
             "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
             "MAILLAGE_JWT_KEYS": s.jwt_keys,
             "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
@@ -37,7 +37,7 @@ def directory_process(directory: Directory) -> Iterator[tuple[str, dict[str, str
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api", "--port", str(port)],
+        [sys.executable, "-m", "services.cli", "serve", service, "--role", "api", "--port", str(port)],
         env=env,
         start_new_session=True,
     )
@@ -49,14 +49,15 @@ def directory_process(directory: Directory) -> Iterator[tuple[str, dict[str, str
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    admin = {"Authorization": "Bearer " + mint_token(s, role=Role.ADMIN)}
-    yield url, admin
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(20)
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
 
 
-def test_no_input_gets_a_server_error(directory_process: tuple[str, dict[str, str]]) -> None:
-    url, admin = directory_process
+def fuzz(url: str, admin: dict[str, str]) -> list[str]:
+    """Every operation of the service's OpenAPI document, 25 generated cases each; none may get a 5xx."""
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
     checked = []
     for result in schema.get_all_operations():
@@ -72,4 +73,16 @@ def test_no_input_gets_a_server_error(directory_process: tuple[str, dict[str, st
 
         no_server_error()
         checked.append(operation.label)
-    assert len(checked) >= 9, checked
+    return checked
+
+
+def test_no_input_gets_a_server_error(directory: Directory) -> None:
+    with serve_process("directory", directory.database_url, directory.settings) as url:
+        checked = fuzz(url, {"Authorization": "Bearer " + mint_token(directory.settings, role=Role.ADMIN)})
+        assert len(checked) >= 9, checked
+
+
+def test_no_input_to_events_gets_a_server_error(events: Events) -> None:
+    with serve_process("events", events.database_url, events.settings) as url:
+        checked = fuzz(url, events.admin)
+        assert len(checked) >= 20, checked
