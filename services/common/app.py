@@ -7,7 +7,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -15,6 +15,8 @@ import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import CurrentPrincipal
 from services.common.consumer import IdempotentConsumer
@@ -77,27 +79,43 @@ def load_service_module(service: str, module: str) -> Any:
     return importlib.import_module(f"services.{service}.{module}")
 
 
+class CorrelationMiddleware:
+    """Correlation id in and out, and the request histogram (plain ASGI: no per-request task or stream)."""
+
+    def __init__(self, app: ASGIApp, process: str) -> None:
+        self.app = app
+        self.process = process
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = Headers(scope=scope).get(CORRELATION_HEADER) or new_correlation_id()
+        token = correlation_id.set(cid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[CORRELATION_HEADER] = cid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+            route = scope.get("route")
+            HTTP_REQUESTS.labels(
+                self.process, scope["method"], getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
+
+
 def install_observability(app: FastAPI, process: str) -> None:
     """Correlation ids in and out, request metrics, and the `/metrics` endpoint."""
 
-    @app.middleware("http")
-    async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        cid = request.headers.get(CORRELATION_HEADER) or new_correlation_id()
-        token = correlation_id.set(cid)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        route = request.scope.get("route")
-        HTTP_REQUESTS.labels(
-            process,
-            request.method,
-            getattr(route, "path", "unmatched"),
-            str(response.status_code),
-        ).observe(time.perf_counter() - started)
-        response.headers[CORRELATION_HEADER] = cid
-        return response
+    app.add_middleware(CorrelationMiddleware, process=process)
 
     @app.get("/metrics", include_in_schema=False)
     async def _metrics() -> Response:
