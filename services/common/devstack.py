@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 
@@ -155,75 +155,84 @@ class DevStack:
             + (f", {report.rejected_count} rejected: {report.rejected[:3]}" if report.rejected_count else "")
         )
 
-    def load_demo_needs(self, timeout_s: float = 30.0) -> None:
+    def load_demo_needs(self) -> None:
         """Publish the demo needs through the matching API, once (a need already there is kept)."""
         from services.matching.demo import DEMO_NEEDS
 
+        matching = self.settings.url_for("matching")
+
+        def titles(http: httpx.Client, owner_id: str) -> set[str]:
+            items = http.get(f"{matching}/v1/needs", params={"owner_id": owner_id, "first": 100}).json()
+            return {need["title"] for need in items["items"]}
+
+        self._publish_demo(
+            "needs",
+            DEMO_NEEDS,
+            f"{matching}/v1/needs",
+            titles,
+            lambda demo, owner_id, owner: {**demo.body(owner["location"]), "owner_id": owner_id},
+        )
+
+    def load_demo_events(self) -> None:
+        """Publish the demo events through the events API, once (an organizer's event of the same title is kept)."""
+        from services.events.demo import DEMO_EVENTS
+
+        events = self.settings.url_for("events")
+
+        def titles(http: httpx.Client, owner_id: str) -> set[str]:
+            mine = http.get(f"{events}/v1/actors/{owner_id}/events", params={"first": 100}).json()
+            return {edge["node"]["title"] for edge in mine["edges"]}
+
+        self._publish_demo(
+            "events",
+            DEMO_EVENTS,
+            f"{events}/v1/events",
+            titles,
+            lambda demo, owner_id, owner: demo.body(owner_id, owner["location"]),
+        )
+
+    def _publish_demo(
+        self,
+        what: str,
+        items: Sequence[Any],
+        url: str,
+        titles_of: Callable[[httpx.Client, str], set[str]],
+        body_of: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+        timeout_s: float = 30.0,
+    ) -> None:
+        """POST each demo item of a demo authority (by its commune) unless that authority has one of that title."""
         admin = {"Authorization": "Bearer " + self.admin_token()}
-        directory, matching = self.settings.url_for("directory"), self.settings.url_for("matching")
         published = kept = 0
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=10, headers=admin) as http:
-            authorities = self._demo_authorities(http, directory)
+            authorities = self._demo_authorities(http, self.settings.url_for("directory"))
             titles: dict[str, set[str]] = {}
-            for demo in DEMO_NEEDS:
+            for demo in items:
                 owner = authorities.get(demo.authority)
                 if owner is None:
                     continue
                 owner_id = str(owner["id"])
                 if owner_id not in titles:
-                    items = http.get(f"{matching}/v1/needs", params={"owner_id": owner_id, "first": 100}).json()
-                    titles[owner_id] = {need["title"] for need in items["items"]}
+                    titles[owner_id] = titles_of(http, owner_id)
                 if demo.title in titles[owner_id]:
                     kept += 1
                     continue
-                body = {**demo.body(owner["location"]), "owner_id": owner_id}  # type: ignore[arg-type]
-                while True:  # the matching replica may still be reading the demo actors
-                    response = http.post(f"{matching}/v1/needs", json=body)
+                body = body_of(demo, owner_id, owner)
+                while True:  # the service's replica may still be reading the demo actors
+                    response = http.post(url, json=body)
                     if response.status_code != 422 or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)
                 if response.status_code == 201:
                     published += 1
                 else:
-                    self.say(f"demo need {demo.title!r} not published: {response.status_code} {response.text[:200]}")
-        self.say(f"demo needs: {published} published, {kept} already there")
-
-    def load_demo_events(self, timeout_s: float = 30.0) -> None:
-        """Publish the demo events through the events API, once (an organizer's event of the same title is kept)."""
-        from services.events.demo import DEMO_EVENTS
-
-        admin = {"Authorization": "Bearer " + self.admin_token()}
-        directory, events = self.settings.url_for("directory"), self.settings.url_for("events")
-        published = kept = 0
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=10, headers=admin) as http:
-            authorities = self._demo_authorities(http, directory)
-            for demo in DEMO_EVENTS:
-                owner = authorities.get(demo.authority)
-                if owner is None:
-                    continue
-                owner_id = str(owner["id"])
-                mine = http.get(f"{events}/v1/actors/{owner_id}/events", params={"first": 100}).json()
-                if demo.title in {edge["node"]["title"] for edge in mine["edges"]}:
-                    kept += 1
-                    continue
-                body = demo.body(owner_id, owner["location"])  # type: ignore[arg-type]
-                while True:  # the events replica may still be reading the demo actors
-                    response = http.post(f"{events}/v1/events", json=body)
-                    if response.status_code != 422 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.2)
-                if response.status_code == 201:
-                    published += 1
-                else:
-                    self.say(f"demo event {demo.title!r} not published: {response.status_code} {response.text[:200]}")
-        self.say(f"demo events: {published} published, {kept} already there")
+                    self.say(f"demo {what} {demo.title!r} not published: {response.status_code} {response.text[:200]}")
+        self.say(f"demo {what}: {published} published, {kept} already there")
 
     @staticmethod
-    def _demo_authorities(http: httpx.Client, directory: str) -> dict[str, dict[str, object]]:
+    def _demo_authorities(http: httpx.Client, directory: str) -> dict[str, dict[str, Any]]:
         """The demo local authorities by the INSEE code of their commune."""
-        authorities: dict[str, dict[str, object]] = {}
+        authorities: dict[str, dict[str, Any]] = {}
         page = http.get(f"{directory}/v1/actors", params={"kinds": "local_authority", "first": 100}).json()
         for edge in page["edges"]:
             authorities.setdefault(edge["node"]["commune_code"], edge["node"])

@@ -6,6 +6,7 @@ import logging
 import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -135,6 +136,16 @@ def install_error_handlers(app: FastAPI) -> None:
                 "instance": request.url.path,
                 "errors": errors,
             }
+        )
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable_text(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL text cannot hold NUL (U+0000); the statement failed, its transaction rolled back.
+        return _problem_response(
+            ValidationFailed(
+                "a text field holds a character that cannot be stored (NUL, U+0000)", field="body", rule="text"
+            ).problem(request.url.path)
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from services.common import errors
+from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.errors import (
@@ -20,7 +20,6 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.outbox import enqueue
-from services.contracts import territories
 from services.contracts.events import ActorArchived, ActorRegistered, ActorUpdated, EventPayload
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES, Term
 from services.directory import imports, store
@@ -273,24 +272,9 @@ async def search_actors(
         ("themes", themes, THEMES_BY_CODE),
         ("service_types", service_types, SERVICE_TYPES_BY_CODE),
     ):
-        unknown = [v for v in values if v not in vocabulary]
-        if unknown:
-            raise ValidationFailed(f"unknown {name} code(s): {', '.join(unknown)}", field=name, rule="vocabulary")
-    codes = []
-    for code in territory:
-        try:
-            codes.append(territories.normalize_territory(code))
-        except territories.TerritoryError as exc:
-            raise ValidationFailed(str(exc), field="territory", rule=exc.rule) from exc
-    near = None
-    given = [v is not None for v in (lat, lon, radius_km)]
-    if any(given):
-        if not all(given):
-            raise ValidationFailed(
-                "near needs lat, lon and radius_km together", field="radius_km", rule="required_together"
-            )
-        assert lat is not None and lon is not None and radius_km is not None
-        near = (lat, lon, radius_km)
+        filters.check_vocabulary(name, values, vocabulary)
+    codes = filters.territory_codes(territory)
+    near = filters.near(lat, lon, radius_km)
     query = store.ActorSearch(
         text=(text or "").strip() or None,
         kinds=kinds,

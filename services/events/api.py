@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from services.common import errors
+from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
@@ -157,24 +157,8 @@ async def search_events(
             raise ValidationFailed("from/to need a time zone, e.g. 2027-03-01T00:00:00+01:00", field="from", rule="tz")
     if starts_after and starts_before and starts_before <= starts_after:
         raise ValidationFailed("to must be after from", field="to", rule="after_from")
-    unknown = [t for t in themes if t not in THEMES_BY_CODE]
-    if unknown:
-        raise ValidationFailed(f"unknown themes code(s): {', '.join(unknown)}", field="themes", rule="vocabulary")
-    codes = []
-    for code in territory:
-        try:
-            codes.append(territories.normalize_territory(code))
-        except territories.TerritoryError as exc:
-            raise ValidationFailed(str(exc), field="territory", rule=exc.rule) from exc
-    near = None
-    given = [v is not None for v in (lat, lon, radius_km)]
-    if any(given):
-        if not all(given):
-            raise ValidationFailed(
-                "near needs lat, lon and radius_km together", field="radius_km", rule="required_together"
-            )
-        assert lat is not None and lon is not None and radius_km is not None
-        near = (lat, lon, radius_km)
+    filters.check_vocabulary("themes", themes, THEMES_BY_CODE)
+    codes = filters.territory_codes(territory)
     organizer = None
     if organizer_id is not None:
         try:
@@ -186,7 +170,7 @@ async def search_events(
         starts_after=starts_after or store.now(),
         starts_before=starts_before,
         themes=themes,
-        near=near,
+        near=filters.near(lat, lon, radius_km),
         territories=codes,
         organizer=organizer,
         text=(text or "").strip() or None,

@@ -413,6 +413,12 @@ class TestRegistrations:
             bad_mail = await http.post(url, json={"person": {"name": "X", "email": "nope"}}, headers=events.admin)
             assert bad_mail.status_code == 422 and "email" in json.dumps(bad_mail.json())
             assert (await http.post(url, json=person)).status_code == 401
+            nul = await http.post(
+                url, json={"person": {"name": "A\u0000B", "email": f"n-{tag}@x.fr"}}, headers=events.admin
+            )
+            assert nul.status_code == 422 and "NUL" in nul.json()["detail"], "PostgreSQL cannot store it: a 422"
+            nul_erasure = await http.post("/v1/erasures", json={"email": "a\u0000@b.fr"}, headers=events.admin)
+            assert nul_erasure.status_code == 422
 
             # Re-registering after a cancellation is allowed.
             cancelled = await http.post(
