@@ -162,7 +162,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook
 
         ids_per_match: dict[str, set[str]] = defaultdict(set)
         for where, headers, content in matching.receiver.received:
-            if where == path:
+            if where == path and content:  # an empty body is a request cut short by the kill
                 ids_per_match[orjson.loads(content)["data"]["match"]["id"]].add(headers["webhook-id"])
         assert set(ids_per_match) == set(found_ids)  # every match reached the partner
         assert all(len(ids) == 1 for ids in ids_per_match.values())  # under one webhook-id, whatever the retries
