@@ -46,20 +46,29 @@ async def in_replica(events: Events, *actor_ids: str, status: str = "active") ->
 
 
 async def organizers(directory: Directory, events: Events) -> dict[str, dict[str, Any]]:
-    """A city, an association co-organizing with it, and an unrelated actor, all in the events replica."""
+    """A city, an association co-organizing with it, and an unrelated actor, all in the events replica.
+
+    They live in Strasbourg with a theme of their own, so that they never compete with the actors
+    the matching tests expect in Besançon (every test shares one directory and one broker).
+    """
     tag = uuid.uuid4().hex[:6]
+    elsewhere = {
+        "commune_code": "67482",
+        "location": {"lat": 48.5734, "lon": 7.7521},
+        "themes": ["culture"],
+        "service_types": ["prestation_service"],
+        "activities": [],
+        "qpv_code": None,
+    }
     city = await create(
         directory,
-        name=f"Ville de Besançon {tag}",
+        **{**elsewhere, "themes": [], "service_types": []},
+        name=f"Ville de Strasbourg {tag}",
         kind="local_authority",
         legal_form="Commune",
-        themes=[],
-        service_types=[],
-        activities=[],
-        qpv_code=None,
     )
-    association = await create(directory, name=f"Tiers-lieu La Fabrique {tag}", activities=[])
-    other = await create(directory, name=f"Autre association {tag}", activities=[])
+    association = await create(directory, **elsewhere, name=f"Tiers-lieu La Fabrique {tag}")
+    other = await create(directory, **elsewhere, name=f"Autre association {tag}")
     await in_replica(events, city["id"], association["id"], other["id"])
     return {"city": city, "association": association, "other": other}
 
