@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
+
+from pydantic import BaseModel, Field
 
 from services.common.errors import ValidationFailed
 from services.contracts import territories
@@ -34,3 +37,19 @@ def near(lat: float | None, lon: float | None, radius_km: float | None) -> tuple
             "near needs lat, lon and radius_km together", field="radius_km", rule="required_together"
         )
     return (lat, lon, radius_km)
+
+
+class BatchRequest(BaseModel):
+    """Ids to read at once (the gateway's loaders); answers keep their order, null where nothing is found."""
+
+    ids: list[str] = Field(max_length=500)
+
+    def uuids(self) -> list[uuid.UUID | None]:
+        """Each id as a UUID, None for one that is not (it names nothing)."""
+        wanted: list[uuid.UUID | None] = []
+        for value in self.ids:
+            try:
+                wanted.append(uuid.UUID(value))
+            except ValueError:
+                wanted.append(None)
+        return wanted

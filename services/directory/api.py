@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, Field
 
 from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
@@ -136,18 +135,9 @@ async def actors_snapshot(
     return {"items": items, "next": next_after, "watermark": watermark.isoformat()}
 
 
-class BatchRequest(BaseModel):
-    ids: list[str] = Field(max_length=500)
-
-
 @router.post("/actors/batch", summary="Actors by ids, in the order asked (null when unknown)")
-async def actors_batch(body: BatchRequest, pool: DbPool, principal: OptionalPrincipal) -> dict[str, Any]:
-    wanted: list[uuid.UUID | None] = []
-    for value in body.ids:
-        try:
-            wanted.append(uuid.UUID(value))
-        except ValueError:
-            wanted.append(None)
+async def actors_batch(body: filters.BatchRequest, pool: DbPool, principal: OptionalPrincipal) -> dict[str, Any]:
+    wanted = body.uuids()
     rows = await store.get_actors(pool, [w for w in wanted if w is not None])
     by_id = {row["id"]: row for row in rows}
     items: list[dict[str, Any] | None] = []

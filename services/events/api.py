@@ -193,18 +193,9 @@ async def search_events(
     }
 
 
-class BatchRequest(BaseModel):
-    ids: list[str] = Field(max_length=500)
-
-
 @router.post("/events/batch", summary="Events by ids, in the order asked (null when unknown or not visible)")
-async def events_batch(body: BatchRequest, pool: DbPool, principal: OptionalPrincipal) -> dict[str, Any]:
-    wanted: list[uuid.UUID | None] = []
-    for value in body.ids:
-        try:
-            wanted.append(uuid.UUID(value))
-        except ValueError:
-            wanted.append(None)
+async def events_batch(body: filters.BatchRequest, pool: DbPool, principal: OptionalPrincipal) -> dict[str, Any]:
+    wanted = body.uuids()
     rows = await store.get_events(pool, [w for w in wanted if w is not None])
     visible = [
         row
