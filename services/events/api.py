@@ -18,7 +18,7 @@ from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.settings import Settings
 from services.contracts import territories
 from services.contracts.events import (
@@ -136,7 +136,6 @@ async def create_event(body: EventCreate, principal: CurrentPrincipal, pool: DbP
 @router.get("/events", summary="Search events in chronological order")
 async def search_events(
     pool: DbPool,
-    principal: OptionalPrincipal,
     starts_after: Annotated[
         datetime | None, Query(alias="from", description="Events not over at this time (default: now)")
     ] = None,
@@ -181,6 +180,11 @@ async def search_events(
         page = await store.search_events(pool, query, first=first, after=after, with_total=with_total)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="after", rule="cursor") from exc
+    return await connection(pool, page)
+
+
+async def connection(pool: asyncpg.Pool, page: store.Page) -> dict[str, Any]:
+    """A page of events in the Relay shape the gateway maps: edges with cursors, page info, total."""
     reads = await store.events_read(pool, [row for row, _, _ in page.rows], [d for _, d, _ in page.rows])
     edges = [
         {"cursor": cursor, "node": event.model_dump(mode="json")}
@@ -224,14 +228,7 @@ async def organizer_events(
         page = await store.search_events(pool, query, first=first, after=after, with_total=False)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="after", rule="cursor") from exc
-    reads = await store.events_read(pool, [row for row, _, _ in page.rows])
-    return {
-        "edges": [
-            {"cursor": cursor, "node": event.model_dump(mode="json")}
-            for event, (_, _, cursor) in zip(reads, page.rows, strict=True)
-        ],
-        "page_info": {"has_next_page": page.has_next, "end_cursor": page.rows[-1][2] if page.rows else None},
-    }
+    return await connection(pool, page)
 
 
 @router.get("/events/{event_id}.ics", summary="One event as iCalendar", response_class=Response)
@@ -244,10 +241,10 @@ async def event_ics(event_id: str, pool: DbPool, principal: OptionalPrincipal, s
 @router.get("/events/{event_id}/jsonld", summary="One event as schema.org Event JSON-LD")
 async def event_jsonld(event_id: str, pool: DbPool, principal: OptionalPrincipal, settings: AppSettings) -> Response:
     event = await read_one(pool, await event_or_404(pool, event_id, principal))
-    return JSONResponse(await _json_ld(pool, event, settings), media_type="application/ld+json")
+    return JSONResponse(_json_ld(event, settings), media_type="application/ld+json")
 
 
-async def _json_ld(pool: asyncpg.Pool, event: EventRead, settings: Settings) -> dict[str, Any]:
+def _json_ld(event: EventRead, settings: Settings) -> dict[str, Any]:
     organizers = [
         {"@type": "Organization", "@id": f"urn:uuid:{o.id}", "name": o.name or o.id} for o in event.organizers
     ]
@@ -269,7 +266,7 @@ async def get_event(
 ) -> Any:
     event = await read_one(pool, await event_or_404(pool, event_id, principal))
     if "application/ld+json" in request.headers.get("accept", ""):
-        return JSONResponse(await _json_ld(pool, event, settings), media_type="application/ld+json")
+        return JSONResponse(_json_ld(event, settings), media_type="application/ld+json")
     etag(response, event.version)
     return event
 
@@ -305,9 +302,9 @@ async def update_event(
                 rule="below_confirmed",
             )
         row = await store.update_event(conn, current["id"], body)
-        await promote(conn, row, settings)
-        row = await store.get_event(conn, current["id"])
-        assert row is not None
+        if await promote(conn, row, settings):  # the seat counts changed
+            row = await store.get_event(conn, current["id"])
+            assert row is not None
         event = await read_one(conn, row)
         if event.status == EventStatus.published:
             await enqueue(conn, service=SERVICE, key=event.id, payload=EventUpdated(event=event.to_contract()))
@@ -339,12 +336,23 @@ async def cancel_event(
         require_manager(principal, [str(o) for o in current["organizer_ids"]])
         if current["status"] == EventStatus.cancelled:
             raise Conflict("the event is already cancelled", field="status", rule="cancelled")
-        row = await store.set_event_status(conn, current["id"], EventStatus.cancelled.value, body.reason)
-        for registration in await store.live_registrations(conn, current["id"]):
-            cancelled = await store.move(conn, registration, RegistrationStatus.cancelled)
-            await tell(conn, cancelled, row, settings, "event_cancelled")
-        row = await store.get_event(conn, current["id"])
-        assert row is not None
+        await store.set_event_status(conn, current["id"], EventStatus.cancelled.value, body.reason)
+        row, cancelled = await store.cancel_live(conn, current["id"])
+        await enqueue_many(
+            conn,
+            service=SERVICE,
+            events=[
+                (
+                    str(row["id"]),
+                    RegistrationCancelled(
+                        registration=store.registration_read(r, with_person=False).to_contract(),
+                        reason="event_cancelled",
+                    ),
+                )
+                for r in cancelled
+            ],
+        )
+        await emails.record(conn, "event_cancelled", cancelled, row, settings)
         event = await read_one(conn, row)
         await enqueue(
             conn, service=SERVICE, key=event.id, payload=EventCancelled(event=event.to_contract(), reason=body.reason)
@@ -381,7 +389,7 @@ async def tell(
     await enqueue(conn, service=SERVICE, key=str(registration["event_id"]), payload=payload)
     if what == "waitlisted" and position is None:
         position = await store.waitlist_position(conn, registration)
-    await emails.record(conn, what, registration, event, settings, position=position)
+    await emails.record(conn, what, [registration], event, settings, position=position)
 
 
 async def promote(conn: asyncpg.Connection, event: asyncpg.Record, settings: Settings) -> int:

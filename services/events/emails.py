@@ -91,27 +91,34 @@ def compose(
 async def record(
     conn: asyncpg.Connection,
     what: str,
-    registration: asyncpg.Record,
+    registrations: list[asyncpg.Record],
     event: asyncpg.Record,
     settings: Settings,
     *,
     position: int | None = None,
-) -> bool:
-    """Write the e-mail of a person's registration change (nothing for an actor); its id is stable per change."""
-    if registration["participant_kind"] != "person" or not registration["person_email"]:
-        return False
-    subject, body = compose(what, event, registration["id"], settings, position=position)
-    inserted = await conn.fetchval(
+) -> int:
+    """Write the e-mails of these registrations' change to their persons (actors get none); ids stable per change."""
+    rows = []
+    for registration in registrations:
+        if registration["participant_kind"] != "person" or not registration["person_email"]:
+            continue
+        subject, body = compose(what, event, registration["id"], settings, position=position)
+        rows.append(
+            (
+                uuid.uuid5(EMAIL_NAMESPACE, f"{registration['id']}:{what}"),
+                registration["id"],
+                subject,
+                body,
+                "pending" if settings.email_enabled else "recorded",
+                registration["person_email"],
+            )
+        )
+    await conn.executemany(
         """INSERT INTO emails (id, registration_id, subject, body, status, to_address)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING true""",
-        uuid.uuid5(EMAIL_NAMESPACE, f"{registration['id']}:{what}"),
-        registration["id"],
-        subject,
-        body,
-        "pending" if settings.email_enabled else "recorded",
-        registration["person_email"],
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
+        rows,
     )
-    return bool(inserted)
+    return len(rows)
 
 
 async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:

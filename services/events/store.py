@@ -218,7 +218,6 @@ class EventSearch:
     organizer: uuid.UUID | None = None
     text: str | None = None
     statuses: list[str] = field(default_factory=lambda: [EventStatus.published.value])
-    ids: list[uuid.UUID] | None = None
 
 
 @dataclass
@@ -265,8 +264,6 @@ async def search_events(
         where.append(f"territories && {arg(query.territories)}::text[]")
     if query.organizer is not None:
         where.append(f"organizer_ids @> ARRAY[{arg(query.organizer)}::uuid]")
-    if query.ids is not None:
-        where.append(f"id = ANY({arg(query.ids)}::uuid[])")
     if query.text:
         where.append(f"search @@ websearch_to_tsquery('fr_unaccent', {arg(query.text)})")
     if query.near is not None:
@@ -392,13 +389,22 @@ async def list_registrations(
     return rows
 
 
-async def live_registrations(conn: asyncpg.Connection, event_id: uuid.UUID) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT {REGISTRATION_COLUMNS} FROM registrations
-            WHERE event_id = $1 AND status IN ('pending', 'confirmed', 'waitlisted') ORDER BY seq FOR UPDATE""",
+async def cancel_live(conn: asyncpg.Connection, event_id: uuid.UUID) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """Cancel every live registration of a cancelled event at once (its row is locked).
+
+    Returns the event with its seats emptied and the registrations cancelled, in arrival order.
+    """
+    rows = await conn.fetch(
+        f"""UPDATE registrations SET status = 'cancelled', updated_at = now()
+            WHERE event_id = $1 AND status IN ('pending', 'confirmed', 'waitlisted')
+            RETURNING {REGISTRATION_COLUMNS}""",
         event_id,
     )
-    return rows
+    event: asyncpg.Record = await conn.fetchrow(
+        f"UPDATE events SET confirmed = 0, waitlisted = 0, pending = 0 WHERE id = $1 RETURNING {EVENT_COLUMNS}",
+        event_id,
+    )
+    return event, sorted(rows, key=lambda row: row["seq"])
 
 
 async def first_waitlisted(conn: asyncpg.Connection, event_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:

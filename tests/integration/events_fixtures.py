@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from services.common.app import create_service_app
 from services.common.auth import Role, mint_token
-from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
-from services.common.settings import Settings, with_database
+from services.common.settings import Settings
 from tests.integration.directory_fixtures import Directory
-from tests.integration.matching_fixtures import SmtpSink, serve
+from tests.integration.matching_fixtures import SmtpSink, fresh_database, serve, smtp_sink
 
 
 @dataclass
@@ -41,29 +38,23 @@ class Events:
 @pytest.fixture(scope="session")
 async def events(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Events]:
     """Events with role `all` on a fresh database, its actor replica fed by the directory through the broker."""
-    database_url = with_database(postgres_url, f"maillage_events_test_{uuid.uuid4().hex[:8]}")
-    await ensure_database(database_url)
-    await migrate(database_url, ["services.common", "services.events"])
-    sink = SmtpSink()
-    smtp_port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
+    database_url = await fresh_database(postgres_url, "events")
     port = free_port()
-    own = settings.model_copy(
-        update={
-            "events_database_url": database_url,
-            "directory_url": directory.url,
-            "smtp_port": smtp_port,
-            "public_events_url": f"http://127.0.0.1:{port}",
-            "db_pool_max": 20,
-        }
-    )
-    server, serving, _ = await serve(create_service_app("events", "all", own), port)
-    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
-    try:
-        yield Events(f"http://127.0.0.1:{port}", own, database_url, admin, sink)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 30)
-        controller.stop()
+    with smtp_sink() as (sink, smtp_port):
+        own = settings.model_copy(
+            update={
+                "events_database_url": database_url,
+                "directory_url": directory.url,
+                "smtp_port": smtp_port,
+                "public_events_url": f"http://127.0.0.1:{port}",
+                "db_pool_max": 20,
+            }
+        )
+        server, serving, _ = await serve(create_service_app("events", "all", own), port)
+        admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+        try:
+            yield Events(f"http://127.0.0.1:{port}", own, database_url, admin, sink)
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, 30)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -95,37 +95,52 @@ async def serve(app: Any, port: int | None = None) -> tuple[uvicorn.Server, asyn
     return server, task, port
 
 
+async def fresh_database(postgres_url: str, service: str) -> str:
+    """A new database for one service's tests, migrated."""
+    database_url = with_database(postgres_url, f"maillage_{service}_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["services.common", f"services.{service}"])
+    return database_url
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
+    """A local SMTP server keeping every message (aiosmtpd), and its port."""
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture(scope="session")
 async def matching(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Matching]:
     """Matching with role `all` on a fresh database, reading the directory's actors from the broker."""
-    database_url = with_database(postgres_url, f"maillage_matching_test_{uuid.uuid4().hex[:8]}")
-    await ensure_database(database_url)
-    await migrate(database_url, ["services.common", "services.matching"])
-    sink = SmtpSink()
-    smtp_port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
+    database_url = await fresh_database(postgres_url, "matching")
     receiver = Receiver("")
     receiver_server, receiver_task, receiver_port = await serve(receiver)
     receiver.url = f"http://127.0.0.1:{receiver_port}"
-    own = settings.model_copy(
-        update={
-            "matching_database_url": database_url,
-            "directory_url": directory.url,
-            "smtp_port": smtp_port,
-            "webhook_allow_private": True,
-            "webhook_retry_base_s": 0.05,
-            "need_expiry_interval_s": 0.5,
-            "match_max_interested": 2,
-        }
-    )
-    server, serving, port = await serve(create_service_app("matching", "all", own))
-    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
-    try:
-        yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)
-    finally:
-        server.should_exit = True
-        receiver_server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(serving, receiver_task), 30)
-        controller.stop()
+    with smtp_sink() as (sink, smtp_port):
+        own = settings.model_copy(
+            update={
+                "matching_database_url": database_url,
+                "directory_url": directory.url,
+                "smtp_port": smtp_port,
+                "webhook_allow_private": True,
+                "webhook_retry_base_s": 0.05,
+                "need_expiry_interval_s": 0.5,
+                "match_max_interested": 2,
+            }
+        )
+        server, serving, port = await serve(create_service_app("matching", "all", own))
+        admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+        try:
+            yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)
+        finally:
+            server.should_exit = True
+            receiver_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(serving, receiver_task), 30)
