@@ -1,37 +1,231 @@
-"""The gateway's ASGI app: GraphQL at /graphql, authenticated callers, probes and metrics."""
+"""The gateway's ASGI app: GraphQL (HTTP and WebSocket) behind its guard, iCalendar feeds, probes and metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+import asyncpg
+import httpx
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 
-from gateway.schema import schema
+from gateway.auth import Caller, RateLimiter, authenticate, rate_key
+from gateway.clients import ServiceClients
+from gateway.schema import create_schema
+from gateway.subscriptions import MatchFeed
+from gateway.types.common import GatewayContext
 from services.common.app import install_observability
-from services.common.auth import get_optional_principal
+from services.common.db import create_pool
 from services.common.errors import MaillageError, install_error_handlers
 from services.common.settings import Settings
 
+GRAPHQL_PATH = "/graphql"
+
+
+@dataclass
+class Gateway:
+    """What every request shares: settings, the services' client, the credential store, the match feed."""
+
+    settings: Settings
+    clients: ServiceClients
+    pool: asyncpg.Pool
+    feed: MatchFeed
+    limiter: RateLimiter
+
+
+def graphql_error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A refusal before execution, in the GraphQL response shape."""
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers=headers)
+
+
+class GraphQLGuard:
+    """Before GraphQL runs: body size, the caller (revocation checked), the caller's rate, and the time limit."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        gateway: Gateway = self.state["gateway"]
+        settings = gateway.settings
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = settings.gateway_max_body_bytes
+        declared = headers.get("content-length")
+        too_large = graphql_error(413, f"request body over {limit} bytes", "BAD_USER_INPUT")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return
+        try:
+            caller = await authenticate(settings, gateway.pool, headers.get("authorization"))
+        except MaillageError as exc:
+            await graphql_error(401, exc.detail, "UNAUTHENTICATED", {"WWW-Authenticate": "Bearer"})(
+                scope, receive, send
+            )
+            return
+        if caller is None or not caller.principal.is_admin:
+            client = scope.get("client")
+            key = rate_key(caller, client[0] if client else None)
+            wait = gateway.limiter.retry_after(key, caller.rate_limit_per_minute if caller else None)
+            if wait is not None:
+                await graphql_error(
+                    429,
+                    f"rate limit reached: retry in {wait:.1f} s",
+                    "RATE_LIMITED",
+                    {"Retry-After": str(max(1, round(wait)))},
+                )(scope, receive, send)
+                return
+        scope.setdefault("state", {})["caller"] = caller
+
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(settings.gateway_request_timeout_s):
+                await self.app(scope, bounded_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+        except TimeoutError:
+            if not started:
+                await graphql_error(
+                    504,
+                    f"the request took over {settings.gateway_request_timeout_s:g} s and was stopped",
+                    "UNAVAILABLE",
+                )(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class MaillageGraphQLRouter(GraphQLRouter[GatewayContext, None]):
+    """Strawberry's router; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+
+    async def on_ws_connect(self, context: GatewayContext) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        authorization = params.get("Authorization") or params.get("authorization")
+        if authorization is None and context.request is not None:
+            authorization = context.request.headers.get("authorization")
+        if authorization is None:
+            return None
+        try:
+            context.caller = await authenticate(context.gateway.settings, context.gateway.pool, str(authorization))
+        except MaillageError as exc:
+            raise ConnectionRejectionError({"message": exc.detail, "code": "UNAUTHENTICATED"}) from None
+        context.fresh_loaders()
+        return None
+
 
 def create_gateway_app(settings: Settings) -> FastAPI:
-    async def context(request: Request) -> dict[str, Any]:
-        try:
-            principal, auth_error = await get_optional_principal(request), None
-        except MaillageError as exc:
-            # Refused by the fields that need a caller, with this reason.
-            principal, auth_error = None, exc.detail
-        return {"request": request, "principal": principal, "auth_error": auth_error, "settings": settings}
+    shared: dict[str, Any] = {}
 
-    app = FastAPI(title="Maillage gateway", version="0.1.0")
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(
+            settings.database_url_for("gateway"), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        clients = ServiceClients(settings)
+        feed = MatchFeed(settings)
+        stop = asyncio.Event()
+        feeding = asyncio.create_task(feed.run(stop), name="match-feed")
+        shared["gateway"] = Gateway(
+            settings,
+            clients,
+            pool,
+            feed,
+            RateLimiter(settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst),
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+            await clients.aclose()
+            await pool.close()
+
+    async def context(connection: HTTPConnection) -> GatewayContext:
+        # The guard authenticated an HTTP request; a WebSocket authenticates in `connection_init`.
+        caller: Caller | None = connection.scope.get("state", {}).get("caller")
+        return GatewayContext(shared["gateway"], caller)
+
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    app = FastAPI(title="Maillage gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     install_observability(app, "gateway")
-    app.include_router(GraphQLRouter(schema, context_getter=context), prefix="/graphql")
+    router = MaillageGraphQLRouter(
+        create_schema(settings),
+        context_getter=context,
+        graphql_ide="graphiql",
+        allowed_origins=origins,
+        multipart_uploads_enabled=False,
+    )
+    app.include_router(router, prefix=GRAPHQL_PATH)
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:
-        return JSONResponse({"ready": True})
+        return JSONResponse({"ready": "gateway" in shared})
 
+    feeds = {
+        "events": "/v1/events/{id}.ics",
+        "organizers": "/v1/feeds/organizers/{id}.ics",
+        "territories": "/v1/feeds/territories/{id}.ics",
+        "themes": "/v1/feeds/themes/{id}.ics",
+    }
+
+    @app.get("/ical/{kind}/{name}.ics", summary="iCalendar feeds at stable public URLs (from the events service)")
+    async def _ical(kind: str, name: str, request: Request) -> Response:
+        gateway: Gateway = shared["gateway"]
+        if kind not in feeds:
+            return JSONResponse({"detail": f"no feed kind {kind}; one of {sorted(feeds)}"}, 404)
+        try:
+            upstream = await gateway.clients.request(
+                "events",
+                "GET",
+                feeds[kind].format(id=name),
+                principal=None,
+                headers={"If-None-Match": request.headers.get("if-none-match", "")},
+            )
+        except httpx.HTTPError:  # the events service is down: say so plainly
+            return JSONResponse({"detail": "the events service is unavailable"}, 503, headers={"Retry-After": "5"})
+        passed = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
+        return Response(upstream.content, upstream.status_code, headers=passed)
+
+    app.add_middleware(GraphQLGuard, state=shared)
+    if origins:  # outermost, so that refusals carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     return app

@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
+from gateway.errors import from_response, unavailable
 from services.common.auth import PRINCIPAL_HEADER, Principal, mint_internal
 from services.common.observability import CORRELATION_HEADER, correlation_id
 from services.common.settings import SERVICES, Settings
+
+UPSTREAM_CALLS = Counter(
+    "maillage_gateway_upstream_requests_total", "Calls from the gateway to the services", ["service", "outcome"]
+)
 
 
 class ServiceClients:
@@ -18,7 +24,7 @@ class ServiceClients:
         self.settings = settings
         self.base_urls = {service: settings.url_for(service) for service in SERVICES}
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(5.0, connect=1.0),
+            timeout=httpx.Timeout(settings.gateway_upstream_timeout_s, connect=1.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             transport=transport,
         )
@@ -32,10 +38,34 @@ class ServiceClients:
         return headers
 
     async def request(
-        self, service: str, method: str, path: str, *, principal: Principal | None, **kwargs: Any
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        principal: Principal | None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         url = self.base_urls[service] + path
-        return await self.http.request(method, url, headers=self.headers(principal), **kwargs)
+        return await self.http.request(method, url, headers={**self.headers(principal), **(headers or {})}, **kwargs)
+
+    async def call(self, service: str, method: str, path: str, *, principal: Principal | None, **kwargs: Any) -> Any:
+        """The JSON a service answers; its refusals and its absence become GraphQL errors with their codes."""
+        try:
+            response = await self.request(service, method, path, principal=principal, **kwargs)
+        except httpx.TimeoutException:
+            UPSTREAM_CALLS.labels(service, "timeout").inc()
+            raise unavailable(service, "timed out") from None
+        except httpx.TransportError:
+            UPSTREAM_CALLS.labels(service, "unreachable").inc()
+            raise unavailable(service, "unreachable") from None
+        UPSTREAM_CALLS.labels(service, str(response.status_code)).inc()
+        if response.status_code >= 400:
+            raise from_response(service, response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -1,40 +1,35 @@
-"""The public GraphQL schema (the foundation's part: who am I; the domain issues add the rest)."""
+"""The public GraphQL schema: the contract's queries, mutations and subscription, composed from the domain types."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from functools import partial
+from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.types import Info
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.schema.config import StrawberryConfig
 
-from services.common.auth import Principal
+from gateway.errors import PublicErrors, error
+from gateway.types import actors as actor_types
+from gateway.types import credentials as credential_types
+from gateway.types import events as event_types
+from gateway.types import matching as matching_types
+from gateway.types import webhooks as webhook_types
+from gateway.types.common import GInfo, PrincipalType, Theme, require_principal
+from services.common.auth import Role
+from services.common.settings import Settings
+from services.contracts.vocabularies import THEMES
 
-
-@strawberry.type(description="The authenticated caller")
-class PrincipalType:
-    subject: str
-    role: str
-    actor_id: strawberry.ID | None
-    scopes: list[str]
-
-
-def _principal(info: Info[dict[str, Any], None]) -> Principal:
-    principal: Principal | None = info.context.get("principal")
-    if principal is None:
-        reason = info.context.get("auth_error")
-        raise GraphQLError(
-            reason or "authentication required: send Authorization: Bearer <token>",
-            extensions={"code": "UNAUTHENTICATED"},
-        )
-    return principal
+SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="The caller of this request")
-    def me(self, info: Info[dict[str, Any], None]) -> PrincipalType:
-        principal = _principal(info)
+    def me(self, info: GInfo) -> PrincipalType:
+        principal = require_principal(info)
         return PrincipalType(
             subject=principal.subject,
             role=principal.role.value,
@@ -42,5 +37,95 @@ class Query:
             scopes=sorted(principal.scopes),
         )
 
+    actor = strawberry.field(resolver=actor_types.actor, description="One actor by id")
+    actors = strawberry.field(resolver=actor_types.actors, description="Search the directory")
+    event = strawberry.field(resolver=event_types.event, description="One event by id")
+    events = strawberry.field(resolver=event_types.events, description="Events, soonest first")
+    need = strawberry.field(resolver=matching_types.need, description="One need by id")
+    needs = strawberry.field(resolver=matching_types.needs, description="Needs, newest first")
+    match = strawberry.field(resolver=matching_types.match, description="One match by id")
+    webhooks = strawberry.field(resolver=webhook_types.webhooks, description="Your endpoints")
+    credentials = strawberry.field(resolver=credential_types.credentials, description="Issued credentials (admins)")
 
-schema = strawberry.Schema(query=Query)
+    @strawberry.field(description="The themes of the controlled vocabulary")
+    def themes(self) -> list[Theme]:
+        return [Theme(code=term.code, label=term.label) for term in THEMES]
+
+
+@strawberry.type
+class Mutation:
+    register_actor = strawberry.mutation(resolver=actor_types.register_actor)
+    update_actor = strawberry.mutation(resolver=actor_types.update_actor)
+    publish_event = strawberry.mutation(resolver=event_types.publish_event)
+    register_for_event = strawberry.mutation(resolver=event_types.register_for_event)
+    cancel_registration = strawberry.mutation(resolver=event_types.cancel_registration)
+    publish_need = strawberry.mutation(resolver=matching_types.publish_need)
+    close_need = strawberry.mutation(resolver=matching_types.close_need)
+    respond_to_match = strawberry.mutation(resolver=matching_types.respond_to_match)
+    mark_match_viewed = strawberry.mutation(resolver=matching_types.mark_match_viewed)
+    select_match = strawberry.mutation(resolver=matching_types.select_match)
+    create_webhook = strawberry.mutation(resolver=webhook_types.create_webhook)
+    update_webhook = strawberry.mutation(resolver=webhook_types.update_webhook)
+    rotate_webhook_secret = strawberry.mutation(resolver=webhook_types.rotate_webhook_secret)
+    delete_webhook = strawberry.mutation(resolver=webhook_types.delete_webhook)
+    retry_webhook_delivery = strawberry.mutation(resolver=webhook_types.retry_webhook_delivery)
+    issue_credential = strawberry.mutation(resolver=credential_types.issue_credential)
+    revoke_credential = strawberry.mutation(resolver=credential_types.revoke_credential)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Matches as they are found: a local authority sees its needs', an actor its own"
+    )
+    async def match_found(
+        self, info: GInfo, need_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[matching_types.Match, None]:
+        principal = require_principal(info)
+        gateway = info.context.gateway
+        if need_id is not None and principal.role is Role.COLLECTIVITY:
+            need = await gateway.clients.call("matching", "GET", f"/v1/needs/{need_id}", principal=principal)
+            if need["owner_id"] != principal.actor_id:
+                raise error("a local authority follows the matches of its own needs only", "FORBIDDEN")
+        async with gateway.feed.subscribe(principal, str(need_id) if need_id else None) as subscriber:
+            while True:
+                found = await subscriber.queue.get()
+                info.context.fresh_loaders()  # each match's actor and need are read afresh
+                updated = datetime.fromisoformat(found.updated_at)
+                yield matching_types.Match(
+                    id=strawberry.ID(found.id),
+                    need_id=strawberry.ID(found.need_id),
+                    actor_id=strawberry.ID(found.actor_id),
+                    score=found.score,
+                    reasons=[
+                        matching_types.MatchReason(code=r.code, text=r.text, weight=r.weight) for r in found.reasons
+                    ],
+                    status=found.status,
+                    response_comment=found.response_comment,
+                    created_at=updated,
+                    updated_at=updated,
+                )
+
+
+def create_schema(settings: Settings) -> strawberry.Schema:
+    """The schema with the settings' protections: depth, token and alias limits; parser and validation caches."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(),
+        extensions=[
+            # Factories: each operation gets its own instances (the caches are shared at module level).
+            partial(MaxTokensLimiter, max_token_count=settings.gateway_max_tokens),
+            partial(ParserCache, maxsize=512),
+            partial(MaxAliasesLimiter, max_alias_count=settings.gateway_max_aliases),
+            partial(QueryDepthLimiter, max_depth=settings.gateway_max_depth),
+            partial(ValidationCache, maxsize=512),
+            PublicErrors,  # last, so that it sees every error raised before it
+        ],
+    )
+
+
+def sdl(settings: Settings | None = None) -> str:
+    """The schema's SDL as committed in gateway/schema.graphql."""
+    return str(create_schema(settings or Settings(_env_file=None)).as_str()) + "\n"

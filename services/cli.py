@@ -36,6 +36,13 @@ class Service(StrEnum):
     matching = "matching"
 
 
+class Database(StrEnum):
+    directory = "directory"
+    events = "events"
+    matching = "matching"
+    gateway = "gateway"
+
+
 class RoleOption(StrEnum):
     api = "api"
     worker = "worker"
@@ -85,12 +92,13 @@ def dev(
 
 @app.command()
 def migrate(
-    service: Annotated[list[Service] | None, typer.Argument(help="Default: every service")] = None,
+    service: Annotated[list[Database] | None, typer.Argument(help="Default: every service and the gateway")] = None,
 ) -> None:
-    """Create each service's database if missing and apply its migrations."""
+    """Create each service's database (and the gateway's) if missing and apply its migrations."""
     from services.common.runtime import prepare_databases
+    from services.common.settings import DATABASES
 
-    chosen = tuple(s.value for s in service) if service else SERVICES
+    chosen = tuple(s.value for s in service) if service else DATABASES
     applied = asyncio.run(prepare_databases(get_settings(), chosen))
     for name, files in applied.items():
         typer.echo(f"{name}: {len(files)} migration(s) applied" + (f" ({', '.join(files)})" if files else ""))

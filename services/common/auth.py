@@ -96,8 +96,9 @@ def mint_token(
     actor_id: str | None = None,
     scopes: Iterable[str] = (),
     ttl: timedelta = timedelta(hours=1),
+    token_id: str | None = None,
 ) -> str:
-    """A public token signed with the active key (`settings.jwt_active_kid`)."""
+    """A public token signed with the active key (`settings.jwt_active_kid`); `token_id` is its jti."""
     keys = settings.signing_keys()
     if not keys:
         raise ValueError('no signing key configured: set MAILLAGE_JWT_KEYS to {"kid": "secret"}')
@@ -106,7 +107,7 @@ def mint_token(
         raise ValueError("no active signing key: set MAILLAGE_JWT_ACTIVE_KID")
     if kid not in keys:
         raise ValueError(f"active kid {kid!r} is not among the configured keys {sorted(keys)}")
-    principal = _new_principal(role, subject, actor_id, scopes)
+    principal = _new_principal(role, subject, actor_id, scopes, token_id)
     return _encode(
         principal,
         key=keys[kid],
@@ -213,7 +214,9 @@ OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 # --- internals ----------------------------------------------------------------------
 
 
-def _new_principal(role: Role | str, subject: str | None, actor_id: str | None, scopes: Iterable[str]) -> Principal:
+def _new_principal(
+    role: Role | str, subject: str | None, actor_id: str | None, scopes: Iterable[str], token_id: str | None = None
+) -> Principal:
     try:
         role = Role(role)
     except ValueError:
@@ -227,6 +230,7 @@ def _new_principal(role: Role | str, subject: str | None, actor_id: str | None, 
         role=role,
         actor_id=actor_id,
         scopes=frozenset(scopes),
+        token_id=token_id,
     )
 
 
@@ -251,7 +255,7 @@ def _encode(
         "scopes": sorted(principal.scopes),
         "iat": now,
         "exp": now + ttl,
-        "jti": uuid.uuid4().hex,
+        "jti": uuid.uuid4().hex if forwarded or not principal.token_id else principal.token_id,
     }
     if principal.actor_id:
         claims["actor"] = principal.actor_id

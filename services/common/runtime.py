@@ -12,7 +12,7 @@ from services.common.db import ensure_database, migrate
 from services.common.embedded import PortInUse, port_is_free
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.observability import configure_logging
-from services.common.settings import SERVICES, Settings
+from services.common.settings import DATABASES, Settings
 
 logger = logging.getLogger("maillage.runtime")
 
@@ -43,10 +43,12 @@ def check_secrets(settings: Settings) -> None:
 
 
 def migration_packages(service: str) -> list[str]:
+    if service == "gateway":
+        return ["gateway"]  # credentials only: the gateway has no outbox or inbox
     return ["services.common", f"services.{service}"]
 
 
-async def prepare_databases(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
+async def prepare_databases(settings: Settings, services: tuple[str, ...] = DATABASES) -> dict[str, list[str]]:
     """Create each service's database if missing and apply its migrations."""
     applied: dict[str, list[str]] = {}
     for service in services:

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("directory", "events", "matching")
 PROCESSES = (*SERVICES, "gateway")
+DATABASES = (*SERVICES, "gateway")  # the gateway keeps partner credentials in its own
 ServiceName = Literal["directory", "events", "matching"]
 
 DEFAULT_PORTS = {"gateway": 8100, "directory": 8101, "events": 8102, "matching": 8103}
@@ -44,6 +45,9 @@ class Settings(BaseSettings):
     )
     matching_database_url: str | None = Field(
         None, description="Matching's database (default: database_url with maillage_matching)"
+    )
+    gateway_database_url: str | None = Field(
+        None, description="Gateway's database of partner credentials (default: database_url with maillage_gateway)"
     )
     db_pool_min: int = Field(2, description="Minimum connections per process pool")
     db_pool_max: int = Field(10, description="Maximum connections per process pool")
@@ -119,6 +123,22 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request")
     webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is abandoned")
     webhook_retry_base_s: float = Field(2.0, gt=0, description="First retry delay of a webhook (doubles, jittered)")
+
+    # --- the GraphQL gateway: browsers, limits and protection -----------------------------
+    cors_origins: str = Field(
+        "", description="Origins of browser partner apps allowed to call the gateway, comma-separated (* for any)"
+    )
+    gateway_max_depth: int = Field(10, ge=2, description="Deepest nesting of fields a query may ask for")
+    gateway_max_tokens: int = Field(2000, ge=100, description="Most lexical tokens in one GraphQL document")
+    gateway_max_aliases: int = Field(30, ge=1, description="Most aliases in one GraphQL document")
+    gateway_max_page_size: int = Field(100, ge=1, le=100, description="Largest `first` of a connection")
+    gateway_max_body_bytes: int = Field(65_536, ge=1024, description="Largest GraphQL request body")
+    gateway_request_timeout_s: float = Field(10.0, gt=0, description="Longest a GraphQL request may run")
+    gateway_upstream_timeout_s: float = Field(5.0, gt=0, description="Timeout of one call to a service")
+    gateway_rate_limit_per_minute: int = Field(
+        600, ge=1, description="Requests per minute per credential (anonymous: per client address), per replica"
+    )
+    gateway_rate_limit_burst: int = Field(60, ge=1, description="Requests a credential may send at once")
 
     # --- observability ----------------------------------------------------------
     log_level: str = Field("INFO", description="Log level")

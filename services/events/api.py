@@ -231,6 +231,23 @@ async def organizer_events(
     return await connection(pool, page)
 
 
+class OrganizersEvents(filters.BatchRequest):
+    """Organizers whose next events are wanted, and how many each."""
+
+    first: int = Field(3, ge=1, le=MAX_PAGE)
+
+
+@router.post("/actors/events/batch", summary="The next events of several organizers, in one call")
+async def organizers_events(body: OrganizersEvents, pool: DbPool, principal: OptionalPrincipal) -> dict[str, Any]:
+    wanted = body.uuids()
+    organizers = [w for w in wanted if w is not None]
+    managed = [oid for oid in organizers if manages(principal, [str(oid)])]
+    found = await store.next_events_of(pool, organizers, managed=managed, first=body.first, starts_after=store.now())
+    reads = await store.events_read(pool, [row for rows in found.values() for row in rows])
+    by_id = {event.id: event.model_dump(mode="json") for event in reads}
+    return {"items": [[by_id[str(row["id"])] for row in found[w]] if w is not None else None for w in wanted]}
+
+
 @router.get("/events/{event_id}.ics", summary="One event as iCalendar", response_class=Response)
 async def event_ics(event_id: str, pool: DbPool, principal: OptionalPrincipal, settings: AppSettings) -> Response:
     event = await read_one(pool, await event_or_404(pool, event_id, principal))

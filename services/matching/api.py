@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Header, Query, Response
 
-from services.common import errors
+from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
@@ -128,6 +128,21 @@ async def list_needs(
             f"{last_row['created_at'].isoformat()}|{last_row['id']}".encode()
         ).decode()
     return {"items": items, "next": next_cursor}
+
+
+@router.post("/needs/batch", summary="Needs by ids, in the order asked (null when unknown)")
+async def needs_batch(body: filters.BatchRequest, pool: DbPool, principal: CurrentPrincipal) -> dict[str, Any]:
+    wanted = body.uuids()
+    rows = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
+    owners = {row["id"]: row for row in await store.owners_of(pool, list({r["owner_id"] for r in rows.values()}))}
+    return {
+        "items": [
+            store.need_read(rows[w], owners.get(rows[w]["owner_id"])).model_dump(mode="json")
+            if w is not None and w in rows
+            else None
+            for w in wanted
+        ]
+    }
 
 
 @router.get("/needs/{need_id}", response_model=NeedRead, summary="One need")

@@ -123,6 +123,16 @@ async def owner_of(conn: asyncpg.Connection | asyncpg.Pool, owner_id: uuid.UUID)
     )
 
 
+async def owners_of(conn: asyncpg.Connection | asyncpg.Pool, owner_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT id, kind, legal_form, territories, commune_code, name, status FROM actors
+               WHERE id = ANY($1::uuid[])""",
+            owner_ids,
+        )
+    )
+
+
 def need_read(row: asyncpg.Record, owner: asyncpg.Record | None) -> NeedRead:
     return NeedRead(
         id=str(row["id"]),
@@ -219,6 +229,10 @@ async def update_need(
         *_need_values(body),
     )
     return row
+
+
+async def get_needs(conn: asyncpg.Connection | asyncpg.Pool, need_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(f"SELECT {NEED_COLUMNS} FROM needs WHERE id = ANY($1::uuid[])", need_ids))
 
 
 async def get_need(

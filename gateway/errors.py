@@ -1,0 +1,107 @@
+"""GraphQL errors with `extensions.code`: the services' problem bodies mapped once, and unexpected ones masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import httpx
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+logger = logging.getLogger("maillage.gateway")
+
+CODES = frozenset(
+    {"BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "CONFLICT", "UNAVAILABLE", "RATE_LIMITED"}
+)
+BY_STATUS = {
+    400: "BAD_USER_INPUT",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    412: "CONFLICT",
+    413: "BAD_USER_INPUT",
+    422: "BAD_USER_INPUT",
+    428: "BAD_USER_INPUT",
+    429: "RATE_LIMITED",
+}
+
+
+def error(message: str, code: str, **extensions: Any) -> GraphQLError:
+    """A client-facing GraphQL error; `code` is one of the contract's codes."""
+    return GraphQLError(message, extensions={"code": code, **{k: v for k, v in extensions.items() if v is not None}})
+
+
+def bad_input(message: str, field: str, rule: str = "invalid") -> GraphQLError:
+    return error(message, "BAD_USER_INPUT", field=field, rule=rule)
+
+
+def camel_field(path: str) -> str:
+    """A service's field path (`perimeter.radius_km`, `activities.0.area`) in the schema's camelCase."""
+    path = path.removeprefix("body.").removeprefix("query.")
+    return ".".join(re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), part) for part in path.split("."))
+
+
+def from_response(service: str, response: httpx.Response) -> GraphQLError:
+    """A service's refusal (an RFC 9457 problem body) as a GraphQL error naming the field and the rule."""
+    status = response.status_code
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    if status >= 500:
+        if status != 503:
+            logger.error("%s answered %s: %s", service, status, problem.get("detail") or response.text[:500])
+        return error(f"the {service} service failed to answer; try again", "UNAVAILABLE", service=service)
+    code = problem.get("code") if problem.get("code") in CODES else BY_STATUS.get(status, "BAD_USER_INPUT")
+    extensions: dict[str, Any] = {}
+    errors = problem.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        extensions["field"] = camel_field(str(errors[0].get("field", "")))
+        extensions["rule"] = errors[0].get("rule")
+        if len(errors) > 1:
+            extensions["errors"] = [
+                {"field": camel_field(str(e.get("field", ""))), "rule": e.get("rule"), "message": e.get("message")}
+                for e in errors
+                if isinstance(e, dict)
+            ]
+    message = str(problem.get("detail") or problem.get("title") or f"{service} answered {status}")
+    return error(message, str(code), **extensions)
+
+
+def unavailable(service: str, why: str) -> GraphQLError:
+    return error(
+        f"the {service} service is unavailable ({why}); the rest of the answer is complete",
+        "UNAVAILABLE",
+        service=service,
+    )
+
+
+class PublicErrors(MaskErrors):
+    """Every error leaves with a code: unexpected ones are logged once and masked, client ones get BAD_USER_INPUT."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_unexpected, error_message="Unexpected error; it has been logged.")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        logger.error("unexpected error at %s", error.path, exc_info=error.original_error)
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for item in processed:
+            if not (item.extensions or {}).get("code"):
+                # Syntax, validation and variable errors: the document or the variables are at fault.
+                item.extensions = {**(item.extensions or {}), "code": "BAD_USER_INPUT"}
+        return processed
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)

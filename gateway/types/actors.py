@@ -1,0 +1,342 @@
+"""Actors of the directory: the type, its cross-service edges (events, matches), the filter and the mutations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from gateway.errors import bad_input, error
+from gateway.types.common import (
+    Connection,
+    Edge,
+    GeoPoint,
+    GeoPointInput,
+    GInfo,
+    NearInput,
+    PageInfo,
+    body_of,
+    page_size,
+    require_principal,
+    wants_total,
+)
+
+if TYPE_CHECKING:
+    from gateway.types.matching import Match
+
+    from gateway.types.events import Event
+
+
+@strawberry.enum(description="Where an activity is offered")
+class AreaKind(Enum):
+    TERRITORIES = "territories"
+    RADIUS = "radius"
+    NATIONAL = "national"
+
+
+@strawberry.type(description="Where an activity is offered: INSEE territories, a radius around the actor, or France")
+class Area:
+    kind: AreaKind
+    territories: list[str]
+    radius_km: float | None
+
+
+@strawberry.type(description="A theme and service type offered over an area")
+class Activity:
+    theme: str
+    service_type: str
+    area: Area
+
+
+@strawberry.type(description="How to reach an actor (admins, partners and the actor itself)")
+class Contact:
+    name: str | None
+    email: str | None
+    phone: str | None
+
+
+@strawberry.type(description="An actor of the social and solidarity economy, or a local authority")
+class Actor:
+    id: strawberry.ID
+    version: int
+    name: str
+    description: str
+    kind: str
+    legal_form: str | None
+    siret: str | None
+    rna: str | None
+    local_register: str | None
+    themes: list[str]
+    service_types: list[str]
+    activities: list[Activity]
+    street: str | None
+    postal_code: str | None
+    commune_code: str
+    commune_name: str | None
+    departement: str
+    region: str
+    epci: str | None
+    territories: list[str]
+    location: GeoPoint | None
+    qpv_code: str | None
+    website: str | None
+    networks: list[str]
+    contact: Contact | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    distance_km: float | None = strawberry.field(description="From the `near` point, when searched by it")
+
+    @strawberry.field(description="The next events it organizes, soonest first")
+    async def events(
+        self, info: GInfo, first: int = 5
+    ) -> list[Annotated[Event, strawberry.lazy("gateway.types.events")]]:
+        from gateway.types.events import Event
+
+        size = page_size(info, first)
+        return [Event.of(event) for event in await info.context.loaders.actor_events.load((str(self.id), size))]
+
+    @strawberry.field(description="The needs it was matched to (the actor itself, partners and admins)")
+    async def matches(self, info: GInfo) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]]:
+        from gateway.types.matching import Match
+
+        require_principal(info)
+        return [Match.of(match) for match in await info.context.loaders.actor_matches.load(str(self.id))]
+
+    @staticmethod
+    def of(data: dict[str, Any]) -> Actor:
+        contact = data.get("contact")
+        return Actor(
+            id=strawberry.ID(data["id"]),
+            version=data["version"],
+            name=data["name"],
+            description=data["description"],
+            kind=data["kind"],
+            legal_form=data["legal_form"],
+            siret=data["siret"],
+            rna=data["rna"],
+            local_register=data["local_register"],
+            themes=data["themes"],
+            service_types=data["service_types"],
+            activities=[
+                Activity(
+                    theme=a["theme"],
+                    service_type=a["service_type"],
+                    area=Area(
+                        kind=AreaKind(a["area"]["kind"]),
+                        territories=a["area"].get("territories") or [],
+                        radius_km=a["area"].get("radius_km"),
+                    ),
+                )
+                for a in data["activities"]
+            ],
+            street=data["street"],
+            postal_code=data["postal_code"],
+            commune_code=data["commune_code"],
+            commune_name=data["commune_name"],
+            departement=data["departement"],
+            region=data["region"],
+            epci=data["epci"],
+            territories=data["territories"],
+            location=GeoPoint.of(data["location"]),
+            qpv_code=data["qpv_code"],
+            website=data["website"],
+            networks=data["networks"],
+            contact=Contact(name=contact.get("name"), email=contact.get("email"), phone=contact.get("phone"))
+            if contact
+            else None,
+            status=data["status"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            distance_km=data.get("distance_km"),
+        )
+
+
+ActorConnection = Connection[Actor]
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+@strawberry.input(description="Which actors: every criterion given must hold")
+class ActorFilter:
+    text: str | None = strawberry.field(default=None, description="French full text, accents and typos tolerated")
+    kinds: list[str] | None = None
+    themes: list[str] | None = None
+    service_types: list[str] | None = None
+    near: NearInput | None = None
+    territory: list[str] | None = strawberry.field(default=None, description="INSEE codes: COM-25056, DEP-25…")
+    in_qpv: bool | None = None
+
+
+@strawberry.input
+class AreaInput:
+    kind: AreaKind
+    territories: list[str] | None = None
+    radius_km: float | None = None
+
+
+@strawberry.input
+class ActivityInput:
+    theme: str
+    service_type: str
+    area: AreaInput
+
+
+@strawberry.input
+class ContactInput:
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@strawberry.input(description="A new actor of the directory")
+class RegisterActorInput:
+    name: str
+    kind: str
+    commune_code: str
+    description: str | None = None
+    legal_form: str | None = None
+    siret: str | None = None
+    rna: str | None = None
+    local_register: str | None = None
+    themes: list[str] | None = None
+    service_types: list[str] | None = None
+    activities: list[ActivityInput] | None = None
+    street: str | None = None
+    postal_code: str | None = None
+    location: GeoPointInput | None = None
+    qpv_code: str | None = None
+    website: str | None = None
+    networks: list[str] | None = None
+    contact: ContactInput | None = None
+    source_id: str | None = None
+
+
+@strawberry.input(description="The fields to change; the others keep their value")
+class UpdateActorInput:
+    version: int | None = strawberry.field(
+        default=None, description="The version you edited: refused with CONFLICT if the actor changed since"
+    )
+    name: str | None = None
+    kind: str | None = None
+    commune_code: str | None = None
+    description: str | None = None
+    legal_form: str | None = None
+    siret: str | None = None
+    rna: str | None = None
+    local_register: str | None = None
+    themes: list[str] | None = None
+    service_types: list[str] | None = None
+    activities: list[ActivityInput] | None = None
+    street: str | None = None
+    postal_code: str | None = None
+    location: GeoPointInput | None = None
+    qpv_code: str | None = None
+    website: str | None = None
+    networks: list[str] | None = None
+    contact: ContactInput | None = None
+
+
+UPDATABLE = [
+    "name",
+    "kind",
+    "commune_code",
+    "description",
+    "legal_form",
+    "siret",
+    "rna",
+    "local_register",
+    "themes",
+    "service_types",
+    "activities",
+    "street",
+    "postal_code",
+    "location",
+    "qpv_code",
+    "website",
+    "networks",
+    "contact",
+    "source_id",
+]
+
+
+# --- resolvers ----------------------------------------------------------------------------------------------
+
+
+async def actor(info: GInfo, id: strawberry.ID) -> Actor | None:
+    data = await info.context.loaders.actor.load(str(id))
+    return Actor.of(data) if data else None
+
+
+async def actors(
+    info: GInfo, filter: ActorFilter | None = None, first: int | None = None, after: str | None = None
+) -> Connection[Actor]:
+    size = page_size(info, first)
+    params: dict[str, Any] = {"first": size}
+    if after:
+        params["after"] = after
+    if filter is not None:
+        if filter.text:
+            params["text"] = filter.text
+        for name in ("kinds", "themes", "service_types", "territory"):
+            if getattr(filter, name):
+                params[name] = getattr(filter, name)
+        if filter.near is not None:
+            params.update(lat=filter.near.lat, lon=filter.near.lon, radius_km=filter.near.radius_km)
+        if filter.in_qpv is not None:
+            params["in_qpv"] = str(filter.in_qpv).lower()
+    if wants_total(info):
+        params["with_total"] = "true"
+    page = await info.context.gateway.clients.call(
+        "directory", "GET", "/v1/actors", principal=info.context.principal, params=params
+    )
+    edges = []
+    for edge in page["edges"]:
+        info.context.loaders.actor.prime(edge["node"]["id"], edge["node"])
+        edges.append(Edge(cursor=edge["cursor"], node=Actor.of(edge["node"])))
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page["page_info"]["has_next_page"], end_cursor=page["page_info"]["end_cursor"]
+        ),
+        total_count=page["total_count"],
+    )
+
+
+async def register_actor(info: GInfo, input: RegisterActorInput) -> Actor:
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call(
+        "directory", "POST", "/v1/actors", principal=principal, json=body_of(input)
+    )
+    return Actor.of(data)
+
+
+async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) -> Actor:
+    principal = require_principal(info)
+    clients = info.context.gateway.clients
+    current = await clients.call("directory", "GET", f"/v1/actors/{id}", principal=principal)
+    if input.version is not None and input.version != current["version"]:
+        raise error(
+            f"the actor changed since version {input.version} (now {current['version']})",
+            "CONFLICT",
+            field="version",
+            rule="stale",
+        )
+    changes = body_of(input)
+    changes.pop("version", None)
+    if not changes:
+        raise bad_input("input: give at least one field to change", field="input", rule="not_empty")
+    replacement = {name: current.get(name) for name in UPDATABLE if current.get(name) is not None}
+    replacement.update(changes)
+    data = await clients.call(
+        "directory",
+        "PUT",
+        f"/v1/actors/{id}",
+        principal=principal,
+        json=replacement,
+        headers={"If-Match": f'"{current["version"]}"'},
+    )
+    return Actor.of(data)

@@ -1,0 +1,158 @@
+"""What every domain's types share: the request context, Relay connections, places, themes and input helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import strawberry
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info
+from strawberry.types.unset import UnsetType
+
+from gateway.errors import bad_input, error
+from gateway.loaders import Loaders
+from services.common.auth import Principal, Role
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.auth import Caller
+
+
+class GatewayContext(BaseContext):
+    """One GraphQL request (or one WebSocket connection): the gateway, the caller and this request's loaders."""
+
+    def __init__(self, gateway: Gateway, caller: Caller | None, auth_error: str | None = None) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.caller = caller
+        self.auth_error = auth_error
+        self.connection_params: dict[str, Any] | None = None
+        self.loaders = Loaders(gateway.clients, self.principal)
+
+    @property
+    def principal(self) -> Principal | None:
+        return self.caller.principal if self.caller is not None else None
+
+    def fresh_loaders(self) -> Loaders:
+        """New loaders (a subscription resolves each event with fresh data)."""
+        self.loaders = Loaders(self.gateway.clients, self.principal)
+        return self.loaders
+
+
+GInfo = Info[GatewayContext, None]
+
+
+def context(info: GInfo) -> GatewayContext:
+    return info.context
+
+
+def require_principal(info: GInfo) -> Principal:
+    principal = info.context.principal
+    if principal is None:
+        raise error(
+            info.context.auth_error or "authentication required: send Authorization: Bearer <token>",
+            "UNAUTHENTICATED",
+        )
+    return principal
+
+
+def require_role(info: GInfo, *roles: Role) -> Principal:
+    principal = require_principal(info)
+    if principal.role not in roles:
+        names = " or ".join(role.value for role in roles)
+        raise error(f"this needs the role {names}; you are {principal.role.value}", "FORBIDDEN")
+    return principal
+
+
+def page_size(info: GInfo, first: int | None, default: int = 20) -> int:
+    limit = info.context.gateway.settings.gateway_max_page_size
+    size = default if first is None else first
+    if not 1 <= size <= limit:
+        raise bad_input(f"first: between 1 and {limit}", field="first", rule="max_page_size")
+    return size
+
+
+def body_of(value: Any) -> Any:
+    """An input object as the services' JSON: snake_case keys, unset and null fields left out (service defaults)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: body_of(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None and not isinstance(getattr(value, f.name), UnsetType)
+        }
+    if isinstance(value, list):
+        return [body_of(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+# --- Relay connections ------------------------------------------------------------------------------------
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type(description="Where a page ends and whether another follows")
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    total_count: int | None = strawberry.field(description="Asked for: computed only when selected")
+
+
+def wants_total(info: GInfo) -> bool:
+    """Whether the query selected `totalCount` (counting costs a second query, so only then)."""
+    return any(getattr(selection, "name", None) == "totalCount" for selection in info.selected_fields[0].selections)
+
+
+# --- places and vocabularies --------------------------------------------------------------------------------
+
+
+@strawberry.type(description="WGS 84 coordinates")
+class GeoPoint:
+    lat: float
+    lon: float
+
+    @staticmethod
+    def of(data: dict[str, Any] | None) -> GeoPoint | None:
+        return GeoPoint(lat=data["lat"], lon=data["lon"]) if data else None
+
+
+@strawberry.input(description="WGS 84 coordinates")
+class GeoPointInput:
+    lat: float
+    lon: float
+
+
+@strawberry.input(description="A circle: things within radiusKm of the point")
+class NearInput:
+    lat: float
+    lon: float
+    radius_km: float
+
+
+@strawberry.type(description="A theme of the controlled vocabulary (stable code, French label)")
+class Theme:
+    code: str
+    label: str
+
+
+@strawberry.type(name="Principal", description="The authenticated caller")
+class PrincipalType:
+    subject: str
+    role: str
+    actor_id: strawberry.ID | None
+    scopes: list[str]

@@ -1,0 +1,286 @@
+"""Needs published by local authorities and the matches made for them: types, edges, filter and mutations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from graphql import GraphQLError
+
+from gateway.types.common import (
+    Connection,
+    Edge,
+    GeoPoint,
+    GeoPointInput,
+    GInfo,
+    PageInfo,
+    body_of,
+    page_size,
+    require_principal,
+)
+from services.matching import model
+
+if TYPE_CHECKING:
+    from gateway.types.actors import Actor
+
+# The service's enums, exposed as they are (lower-case values are the API's codes).
+strawberry.enum(model.NeedKind, name="NeedKind")
+strawberry.enum(model.NeedStatus, name="NeedStatus")
+strawberry.enum(model.NeedClosure, name="NeedClosure", description="How a need ends")
+
+
+@strawberry.enum(description="What the matched actor answers")
+class MatchResponse(Enum):
+    INTERESTED = "interested"
+    DECLINED = "declined"
+
+
+@strawberry.type(description="Where a need looks for actors")
+class Perimeter:
+    territories: list[str] = strawberry.field(description="INSEE codes as given (empty: the owner's territory)")
+    radius_km: float | None
+
+
+@strawberry.type(description="What a local authority looks for")
+class Need:
+    id: strawberry.ID
+    version: int
+    owner_id: strawberry.ID
+    title: str
+    description: str
+    kind: str
+    themes: list[str]
+    service_types: list[str]
+    commune_code: str
+    location: GeoPoint
+    perimeter: Perimeter
+    effective_perimeter: list[str] = strawberry.field(description="The territory codes matching used")
+    eligible_kinds: list[str]
+    budget_min: float | None
+    budget_max: float | None
+    deadline: datetime
+    qpv_priority: bool
+    status: str
+    closing_comment: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field(description="The local authority that published it")
+    async def collectivity(self, info: GInfo) -> Annotated[Actor, strawberry.lazy("gateway.types.actors")] | None:
+        from gateway.types.actors import Actor
+
+        data = await info.context.loaders.actor.load(str(self.owner_id))
+        return Actor.of(data) if data else None
+
+    @strawberry.field(description="The actors matched to it, best first (its owner, partners and admins)")
+    async def matches(self, info: GInfo) -> list[Match]:
+        require_principal(info)
+        return [Match.of(match) for match in await info.context.loaders.need_matches.load(str(self.id))]
+
+    @staticmethod
+    def of(data: dict[str, Any]) -> Need:
+        return Need(
+            id=strawberry.ID(data["id"]),
+            version=data["version"],
+            owner_id=strawberry.ID(data["owner_id"]),
+            title=data["title"],
+            description=data["description"],
+            kind=data["kind"],
+            themes=data["themes"],
+            service_types=data["service_types"],
+            commune_code=data["commune_code"],
+            location=GeoPoint(lat=data["location"]["lat"], lon=data["location"]["lon"]),
+            perimeter=Perimeter(
+                territories=data["perimeter"]["territories"], radius_km=data["perimeter"].get("radius_km")
+            ),
+            effective_perimeter=data["effective_perimeter"],
+            eligible_kinds=data["eligible_kinds"],
+            budget_min=data["budget_min"],
+            budget_max=data["budget_max"],
+            deadline=datetime.fromisoformat(data["deadline"]),
+            qpv_priority=data["qpv_priority"],
+            status=data["status"],
+            closing_comment=data.get("closing_comment"),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+        )
+
+
+@strawberry.type(description="One reason behind a score, in French, with its share of the score")
+class MatchReason:
+    code: str
+    text: str
+    weight: float
+
+
+@strawberry.type(description="A need and an actor that can meet it: the score, why, and where they stand")
+class Match:
+    id: strawberry.ID
+    need_id: strawberry.ID
+    actor_id: strawberry.ID
+    score: float
+    reasons: list[MatchReason]
+    status: str
+    response_comment: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    async def need(self, info: GInfo) -> Need | None:
+        data = await info.context.loaders.need.load(str(self.need_id))
+        return Need.of(data) if data else None
+
+    @strawberry.field
+    async def actor(self, info: GInfo) -> Annotated[Actor, strawberry.lazy("gateway.types.actors")] | None:
+        from gateway.types.actors import Actor
+
+        data = await info.context.loaders.actor.load(str(self.actor_id))
+        return Actor.of(data) if data else None
+
+    @staticmethod
+    def of(data: dict[str, Any]) -> Match:
+        return Match(
+            id=strawberry.ID(data["id"]),
+            need_id=strawberry.ID(data["need_id"]),
+            actor_id=strawberry.ID(data["actor_id"]),
+            score=data["score"],
+            reasons=[MatchReason(code=r["code"], text=r["text"], weight=r.get("weight", 0.0)) for r in data["reasons"]],
+            status=data["status"],
+            response_comment=data.get("response_comment"),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+        )
+
+
+NeedConnection = Connection[Need]
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+@strawberry.input(description="Which needs (newest first)")
+class NeedFilter:
+    owner_id: strawberry.ID | None = None
+    statuses: list[model.NeedStatus] | None = None
+
+
+@strawberry.input
+class PerimeterInput:
+    territories: list[str] | None = None
+    radius_km: float | None = None
+
+
+@strawberry.input(description="A need of a local authority; matching starts when it is published")
+class PublishNeedInput:
+    title: str
+    kind: model.NeedKind
+    themes: list[str]
+    commune_code: str = strawberry.field(description="INSEE code of the need's place")
+    location: GeoPointInput
+    deadline: datetime
+    owner_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The publishing local authority (an admin names it; default: the caller's)"
+    )
+    description: str | None = None
+    service_types: list[str] | None = None
+    perimeter: PerimeterInput | None = None
+    eligible_kinds: list[str] | None = None
+    budget_min: float | None = None
+    budget_max: float | None = None
+    qpv_priority: bool | None = None
+
+
+# --- resolvers ----------------------------------------------------------------------------------------------
+
+
+async def need(info: GInfo, id: strawberry.ID) -> Need | None:
+    require_principal(info)
+    data = await info.context.loaders.need.load(str(id))
+    return Need.of(data) if data else None
+
+
+async def needs(
+    info: GInfo, filter: NeedFilter | None = None, first: int | None = None, after: str | None = None
+) -> Connection[Need]:
+    principal = require_principal(info)
+    params: dict[str, Any] = {"first": page_size(info, first)}
+    if after:
+        params["after"] = after
+    if filter is not None:
+        if filter.owner_id:
+            params["owner_id"] = str(filter.owner_id)
+        if filter.statuses:
+            params["status"] = [status.value for status in filter.statuses]
+    page = await info.context.gateway.clients.call("matching", "GET", "/v1/needs", principal=principal, params=params)
+    edges = []
+    for item in page["items"]:
+        info.context.loaders.need.prime(item["id"], item)
+        edges.append(Edge(cursor=item["id"], node=Need.of(item)))
+    if edges and page["next"]:
+        edges[-1].cursor = page["next"]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=page["next"] is not None, end_cursor=page["next"]),
+        total_count=None,
+    )
+
+
+async def match(info: GInfo, id: strawberry.ID) -> Match | None:
+    principal = require_principal(info)
+    try:
+        data = await info.context.gateway.clients.call("matching", "GET", f"/v1/matches/{id}", principal=principal)
+    except GraphQLError as exc:
+        if (exc.extensions or {}).get("code") == "NOT_FOUND":
+            return None
+        raise
+    return Match.of(data)
+
+
+async def publish_need(info: GInfo, input: PublishNeedInput) -> Need:
+    principal = require_principal(info)
+    body = body_of(input)
+    body["deadline"] = body["deadline"].isoformat()
+    data = await info.context.gateway.clients.call("matching", "POST", "/v1/needs", principal=principal, json=body)
+    return Need.of(data)
+
+
+async def close_need(info: GInfo, id: strawberry.ID, status: model.NeedClosure, comment: str | None = None) -> Need:
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call(
+        "matching",
+        "POST",
+        f"/v1/needs/{id}/close",
+        principal=principal,
+        json={"status": status.value, "comment": comment},
+    )
+    return Need.of(data)
+
+
+async def respond_to_match(
+    info: GInfo, id: strawberry.ID, response: MatchResponse, comment: str | None = None
+) -> Match:
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call(
+        "matching",
+        "POST",
+        f"/v1/matches/{id}/respond",
+        principal=principal,
+        json={"response": response.value, "comment": comment},
+    )
+    return Match.of(data)
+
+
+async def mark_match_viewed(info: GInfo, id: strawberry.ID) -> Match:
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call("matching", "POST", f"/v1/matches/{id}/view", principal=principal)
+    return Match.of(data)
+
+
+async def select_match(info: GInfo, id: strawberry.ID, comment: str | None = None) -> Match:
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call(
+        "matching", "POST", f"/v1/matches/{id}/select", principal=principal, json={"comment": comment}
+    )
+    return Match.of(data)
