@@ -17,6 +17,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from gateway.auth import Caller, RateLimiter, authenticate, rate_key
 from gateway.clients import ServiceClients
@@ -126,6 +128,16 @@ class BodyTooLarge(Exception):
 
 class MaillageGraphQLRouter(GraphQLRouter[GatewayContext, None]):
     """Strawberry's router; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        errors: list[dict[str, object]] = response.get("errors") or []  # type: ignore[assignment]
+        for item in errors:
+            # Errors raised while parsing (the token limit) bypass the schema's extensions: code them here.
+            extensions = item.setdefault("extensions", {})
+            if isinstance(extensions, dict):
+                extensions.setdefault("code", "BAD_USER_INPUT")
+        return response
 
     async def on_ws_connect(self, context: GatewayContext) -> dict[str, object] | None:
         params = context.connection_params or {}

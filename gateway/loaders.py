@@ -26,6 +26,7 @@ class Loaders:
         self.actor: DataLoader[str, Json | None] = DataLoader(self._actors, max_batch_size=BATCH)
         self.event: DataLoader[str, Json | None] = DataLoader(self._events, max_batch_size=BATCH)
         self.need: DataLoader[str, Json | None] = DataLoader(self._needs, max_batch_size=BATCH)
+        self.match: DataLoader[str, Json | None] = DataLoader(self._matches, max_batch_size=BATCH)
         self.actor_events: DataLoader[tuple[str, int], list[Json]] = DataLoader(
             self._actor_events, max_batch_size=BATCH
         )
@@ -45,6 +46,9 @@ class Loaders:
 
     async def _needs(self, ids: Sequence[str]) -> list[Json | None]:
         return await self._batch("matching", "/v1/needs/batch", ids)
+
+    async def _matches(self, ids: Sequence[str]) -> list[Json | None]:
+        return await self._batch("matching", "/v1/matches/batch", ids)
 
     async def _actor_events(self, keys: Sequence[tuple[str, int]]) -> list[list[Json]]:
         by_first: dict[int, list[str]] = defaultdict(list)

@@ -8,8 +8,10 @@ from functools import partial
 from pathlib import Path
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from gateway.errors import PublicErrors, error
 from gateway.types import actors as actor_types
@@ -44,6 +46,9 @@ class Query:
     need = strawberry.field(resolver=matching_types.need, description="One need by id")
     needs = strawberry.field(resolver=matching_types.needs, description="Needs, newest first")
     match = strawberry.field(resolver=matching_types.match, description="One match by id")
+    matches = strawberry.field(
+        resolver=matching_types.matches, description="Matches by ids, in that order (null: unknown or not yours)"
+    )
     webhooks = strawberry.field(resolver=webhook_types.webhooks, description="Your endpoints")
     credentials = strawberry.field(resolver=credential_types.credentials, description="Issued credentials (admins)")
 
@@ -107,9 +112,17 @@ class Subscription:
                 )
 
 
+class GatewaySchema(strawberry.Schema):
+    """Strawberry's schema, without its log line per error: a caller's mistake is not the server's (the
+    `PublicErrors` extension logs the unexpected ones once)."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        return None
+
+
 def create_schema(settings: Settings) -> strawberry.Schema:
     """The schema with the settings' protections: depth, token and alias limits; parser and validation caches."""
-    return strawberry.Schema(
+    return GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

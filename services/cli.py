@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from services.common.settings import SERVICES, get_settings
+from services.common.settings import get_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Maillage: the territorial cooperation hub of the ESS."

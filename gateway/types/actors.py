@@ -24,9 +24,8 @@ from gateway.types.common import (
 )
 
 if TYPE_CHECKING:
-    from gateway.types.matching import Match
-
     from gateway.types.events import Event
+    from gateway.types.matching import Match
 
 
 @strawberry.enum(description="Where an activity is offered")
@@ -92,14 +91,14 @@ class Actor:
     @strawberry.field(description="The next events it organizes, soonest first")
     async def events(
         self, info: GInfo, first: int = 5
-    ) -> list[Annotated[Event, strawberry.lazy("gateway.types.events")]]:
+    ) -> list[Annotated[Event, strawberry.lazy("gateway.types.events")]] | None:
         from gateway.types.events import Event
 
         size = page_size(info, first)
         return [Event.of(event) for event in await info.context.loaders.actor_events.load((str(self.id), size))]
 
     @strawberry.field(description="The needs it was matched to (the actor itself, partners and admins)")
-    async def matches(self, info: GInfo) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]]:
+    async def matches(self, info: GInfo) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]] | None:
         from gateway.types.matching import Match
 
         require_principal(info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -20,15 +21,28 @@ from gateway.types.common import (
     require_principal,
     wants_total,
 )
-from services.events import model
 
 if TYPE_CHECKING:
     from gateway.types.actors import Actor
 
 
-# The services' enums, exposed as they are (lower-case values are the API's codes).
-strawberry.enum(model.EventKind, name="EventKind", description="forum, meeting, workshop…")
-strawberry.enum(model.RegistrationMode, name="RegistrationMode")
+@strawberry.enum(description="What kind of event (values: the events service's codes)")
+class EventKind(Enum):
+    FORUM = "forum"
+    MEETING = "meeting"
+    WORKSHOP = "workshop"
+    WEBINAR = "webinar"
+    VISIT = "visit"
+    TRAINING = "training"
+    CONFERENCE = "conference"
+    OTHER = "other"
+
+
+@strawberry.enum(description="open: first come first served; approval: organizers accept each one")
+class RegistrationMode(Enum):
+    OPEN = "open"
+    APPROVAL = "approval"
+    CLOSED = "closed"
 
 
 @strawberry.type(description="Where an event happens")
@@ -65,14 +79,14 @@ class Event:
     updated_at: datetime
 
     @strawberry.field(description="The organizing actors (an archived one still shows)")
-    async def organizers(self, info: GInfo) -> list[Annotated[Actor, strawberry.lazy("gateway.types.actors")]]:
+    async def organizers(self, info: GInfo) -> list[Annotated[Actor, strawberry.lazy("gateway.types.actors")]] | None:
         from gateway.types.actors import Actor
 
         found = await info.context.loaders.actor.load_many([str(oid) for oid in self.organizer_ids])
         return [Actor.of(data) for data in found if data is not None]
 
     @strawberry.field(description="Its registrations in arrival order (organizers and admins only)")
-    async def registrations(self, info: GInfo) -> list[Registration]:
+    async def registrations(self, info: GInfo) -> list[Registration] | None:
         principal = require_principal(info)
         rows = await info.context.gateway.clients.call(
             "events", "GET", f"/v1/events/{self.id}/registrations", principal=principal
@@ -192,7 +206,7 @@ class PlaceInput:
 @strawberry.input(description="A new event; published at once unless draft is true")
 class PublishEventInput:
     title: str
-    kind: model.EventKind
+    kind: EventKind
     organizer_ids: list[strawberry.ID]
     starts_at: datetime = strawberry.field(description="With an offset, or local time in `timezone`")
     ends_at: datetime
@@ -202,7 +216,7 @@ class PublishEventInput:
     place: PlaceInput | None = None
     online_url: str | None = None
     capacity: int | None = None
-    registration_mode: model.RegistrationMode | None = None
+    registration_mode: RegistrationMode | None = None
     draft: bool = False
 
 

@@ -7,8 +7,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
 
+from gateway.errors import bad_input
 from gateway.types.common import (
     Connection,
     Edge,
@@ -20,15 +20,35 @@ from gateway.types.common import (
     page_size,
     require_principal,
 )
-from services.matching import model
 
 if TYPE_CHECKING:
     from gateway.types.actors import Actor
 
-# The service's enums, exposed as they are (lower-case values are the API's codes).
-strawberry.enum(model.NeedKind, name="NeedKind")
-strawberry.enum(model.NeedStatus, name="NeedStatus")
-strawberry.enum(model.NeedClosure, name="NeedClosure", description="How a need ends")
+
+@strawberry.enum
+class NeedKind(Enum):
+    PARTNERSHIP = "partnership"
+    PROCUREMENT = "procurement"
+    QUOTE = "quote"
+    CALL_FOR_PROJECTS = "call_for_projects"
+    VOLUNTEERING = "volunteering"
+    PREMISES = "premises"
+
+
+@strawberry.enum
+class NeedStatus(Enum):
+    PUBLISHED = "published"
+    CLOSED = "closed"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@strawberry.enum(description="How a need ends")
+class NeedClosure(Enum):
+    CLOSED = "closed"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
 
 
 @strawberry.enum(description="What the matched actor answers")
@@ -75,7 +95,7 @@ class Need:
         return Actor.of(data) if data else None
 
     @strawberry.field(description="The actors matched to it, best first (its owner, partners and admins)")
-    async def matches(self, info: GInfo) -> list[Match]:
+    async def matches(self, info: GInfo) -> list[Match] | None:
         require_principal(info)
         return [Match.of(match) for match in await info.context.loaders.need_matches.load(str(self.id))]
 
@@ -163,7 +183,7 @@ NeedConnection = Connection[Need]
 @strawberry.input(description="Which needs (newest first)")
 class NeedFilter:
     owner_id: strawberry.ID | None = None
-    statuses: list[model.NeedStatus] | None = None
+    statuses: list[NeedStatus] | None = None
 
 
 @strawberry.input
@@ -175,7 +195,7 @@ class PerimeterInput:
 @strawberry.input(description="A need of a local authority; matching starts when it is published")
 class PublishNeedInput:
     title: str
-    kind: model.NeedKind
+    kind: NeedKind
     themes: list[str]
     commune_code: str = strawberry.field(description="INSEE code of the need's place")
     location: GeoPointInput
@@ -228,14 +248,19 @@ async def needs(
 
 
 async def match(info: GInfo, id: strawberry.ID) -> Match | None:
-    principal = require_principal(info)
-    try:
-        data = await info.context.gateway.clients.call("matching", "GET", f"/v1/matches/{id}", principal=principal)
-    except GraphQLError as exc:
-        if (exc.extensions or {}).get("code") == "NOT_FOUND":
-            return None
-        raise
-    return Match.of(data)
+    require_principal(info)
+    data = await info.context.loaders.match.load(str(id))
+    return Match.of(data) if data else None
+
+
+async def matches(info: GInfo, ids: list[strawberry.ID]) -> list[Match | None]:
+    require_principal(info)
+    if len(ids) > info.context.gateway.settings.gateway_max_page_size:
+        raise bad_input(
+            f"ids: at most {info.context.gateway.settings.gateway_max_page_size}", field="ids", rule="max_page_size"
+        )
+    found = await info.context.loaders.match.load_many([str(i) for i in ids])
+    return [Match.of(data) if data else None for data in found]
 
 
 async def publish_need(info: GInfo, input: PublishNeedInput) -> Need:
@@ -246,7 +271,7 @@ async def publish_need(info: GInfo, input: PublishNeedInput) -> Need:
     return Need.of(data)
 
 
-async def close_need(info: GInfo, id: strawberry.ID, status: model.NeedClosure, comment: str | None = None) -> Need:
+async def close_need(info: GInfo, id: strawberry.ID, status: NeedClosure, comment: str | None = None) -> Need:
     principal = require_principal(info)
     data = await info.context.gateway.clients.call(
         "matching",

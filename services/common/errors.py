@@ -131,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "type": PROBLEM_TYPE_BASE + "bad-user-input",
                 "title": "Invalid input",
                 "status": 422,
-                "detail": f"{first['field']}: {first['message']}",
+                "detail": f"{first['field']}: {first['message']}" if first["field"] else first["message"],
                 "code": "BAD_USER_INPUT",
                 "instance": request.url.path,
                 "errors": errors,

@@ -230,6 +230,23 @@ async def get_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) ->
     return store.match_read(row)
 
 
+@router.post("/matches/batch", summary="Matches by ids, in the order asked (null when unknown or not yours)")
+async def matches_batch(body: filters.BatchRequest, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
+    wanted = body.uuids()
+    rows = {row["id"]: row for row in await store.get_matches(pool, [w for w in wanted if w is not None])}
+    visible = {
+        match_id: row
+        for match_id, row in rows.items()
+        if can_read_need_matches(principal, str(row["owner_id"])) or principal.acts_for(str(row["actor_id"]))
+    }
+    return {
+        "items": [
+            store.match_read(visible[w]).model_dump(mode="json") if w is not None and w in visible else None
+            for w in wanted
+        ]
+    }
+
+
 @router.post("/matches/{match_id}/view", response_model=MatchRead, summary="The actor saw the need")
 async def view_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
     async with pool.acquire() as conn, conn.transaction():

@@ -493,6 +493,17 @@ async def get_match(
     return row
 
 
+async def get_matches(conn: asyncpg.Connection | asyncpg.Pool, match_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"""SELECT {MATCH_COLUMNS}, a.name AS actor_name, n.owner_id
+                FROM matches m JOIN needs n ON n.id = m.need_id LEFT JOIN actors a ON a.id = m.actor_id
+                WHERE m.id = ANY($1::uuid[])""",
+            match_ids,
+        )
+    )
+
+
 async def set_match_status(
     conn: asyncpg.Connection, match_id: uuid.UUID, status: str, comment: str | None
 ) -> asyncpg.Record:

@@ -2,6 +2,7 @@
 
 from tests.integration.directory_fixtures import directory
 from tests.integration.events_fixtures import events
+from tests.integration.gateway_fixtures import gateway, gateway_settings
 from tests.integration.matching_fixtures import matching
 
-__all__ = ["directory", "events", "matching"]
+__all__ = ["directory", "events", "gateway", "gateway_settings", "matching"]

@@ -1,0 +1,134 @@
+"""Fixtures that run the GraphQL gateway for real in front of the directory, events and matching services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from gateway.app import create_gateway_app
+from services.common.auth import Role, mint_token
+from services.common.db import ensure_database, migrate
+from services.common.settings import Settings, with_database
+from tests.integration.directory_fixtures import Directory
+from tests.integration.events_fixtures import Events
+from tests.integration.matching_fixtures import Matching, serve
+
+
+@dataclass
+class Gateway:
+    url: str
+    settings: Settings
+
+    def bearer(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> str:
+        return "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)
+
+    @property
+    def admin(self) -> str:
+        return self.bearer(Role.ADMIN, subject="admin:test")
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        authorization: str | None = None,
+        *,
+        status: int | None = 200,
+    ) -> dict[str, Any]:
+        """POST a GraphQL request; the whole answer (data and errors)."""
+        headers = {"Authorization": authorization} if authorization else {}
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(
+                self.url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            )
+        if status is not None:
+            assert response.status_code == status, response.text
+        return dict(response.json())
+
+    async def ok(self, query: str, variables: dict[str, Any] | None = None, authorization: str | None = None) -> Any:
+        """The data of a request that must succeed without errors."""
+        answer = await self.gql(query, variables, authorization)
+        assert not answer.get("errors"), answer["errors"]
+        return answer["data"]
+
+    @contextlib.asynccontextmanager
+    async def subscription(
+        self, query: str, variables: dict[str, Any] | None, authorization: str | None
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A graphql-transport-ws subscription; its `next` payloads and `error` messages arrive on the queue."""
+        received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        ws_url = self.url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]) as ws:
+            payload = {"Authorization": authorization} if authorization else {}
+            await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+            ack = json.loads(await ws.recv())
+            assert ack["type"] == "connection_ack", ack
+            await ws.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+            )
+
+            async def pump() -> None:
+                async for raw in ws:
+                    message = json.loads(raw)
+                    if message["type"] in ("next", "error", "complete"):
+                        await received.put(message)
+
+            pumping = asyncio.create_task(pump())
+            await asyncio.sleep(0.2)  # the subscription is registered once the server read the message
+            try:
+                yield received
+            finally:
+                pumping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                    await pumping
+
+
+async def gateway_database(postgres_url: str) -> str:
+    database_url = with_database(postgres_url, f"maillage_gateway_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["gateway"])
+    return database_url
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings, **overrides: Any) -> AsyncIterator[Gateway]:
+    """A gateway on a free port with these settings."""
+    own = settings.model_copy(update=overrides)
+    server, serving, port = await serve(create_gateway_app(own))
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", own)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 30)
+
+
+@pytest.fixture(scope="session")
+async def gateway_settings(
+    settings: Settings, postgres_url: str, directory: Directory, events: Events, matching: Matching
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "gateway_database_url": await gateway_database(postgres_url),
+            "directory_url": directory.url,
+            "events_url": events.url,
+            "matching_url": matching.url,
+            "gateway_rate_limit_per_minute": 100_000,
+            "gateway_rate_limit_burst": 10_000,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def gateway(gateway_settings: Settings) -> AsyncIterator[Gateway]:
+    """The gateway over real HTTP in front of the session's three services."""
+    async with running_gateway(gateway_settings) as running:
+        yield running

@@ -1,0 +1,651 @@
+"""The GraphQL gateway against the real services: the cooperation story, authorisation, loaders, limits, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway import clients as gateway_clients
+from services.common.app import create_service_app
+from services.common.auth import Role
+from services.common.settings import Settings
+from tests.integration.directory_fixtures import Directory
+from tests.integration.events_fixtures import Events
+from tests.integration.gateway_fixtures import Gateway, running_gateway
+from tests.integration.matching_fixtures import Matching, fresh_database, serve
+from tests.integration.test_matching import eventually, in_replica
+
+# Rennes: no other test module places actors or needs there, so top-K lists here hold only these tests' actors.
+RENNES = {"communeCode": "35238", "location": {"lat": 48.1113, "lon": -1.6800}}
+
+REGISTER_ACTOR = """
+mutation($input: RegisterActorInput!) { registerActor(input: $input) { id name kind departement version } }
+"""
+ISSUE = """
+mutation($input: IssueCredentialInput!) {
+  issueCredential(input: $input) { token credential { id role actorId } }
+}
+"""
+PUBLISH_NEED = """
+mutation($input: PublishNeedInput!) { publishNeed(input: $input) { id status ownerId collectivity { name } } }
+"""
+MATCH_FOUND = """
+subscription($needId: ID) {
+  matchFound(needId: $needId) { id needId actorId score status reasons { code text } actor { name } need { title } }
+}
+"""
+
+
+def actor_input(name: str, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": name,
+        "kind": "association",
+        **RENNES,
+        "themes": ["reemploi"],
+        "serviceTypes": ["fourniture_biens"],
+        "activities": [
+            {"theme": "reemploi", "serviceType": "fourniture_biens", "area": {"kind": "RADIUS", "radiusKm": 30}}
+        ],
+        "description": "Ressourcerie : collecte, tri et revente d'objets de seconde main.",
+        "contact": {"email": f"{uuid.uuid4().hex[:6]}@example.org"},
+    }
+    values.update(overrides)
+    return values
+
+
+def need_input(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "title": "Une ressourcerie pour le quartier du Blosne",
+        "kind": "PARTNERSHIP",
+        "description": "Collecte et revente d'objets de seconde main, réemploi",
+        "themes": ["reemploi"],
+        "serviceTypes": ["fourniture_biens"],
+        **RENNES,
+        "deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+    }
+    values.update(overrides)
+    return values
+
+
+async def register(gateway: Gateway, name: str, **overrides: Any) -> dict[str, Any]:
+    data = await gateway.ok(REGISTER_ACTOR, {"input": actor_input(name, **overrides)}, gateway.admin)
+    return dict(data["registerActor"])
+
+
+async def publish_need(gateway: Gateway, authorization: str, **overrides: Any) -> dict[str, Any]:
+    """Publish a need; matching learns of a just-registered authority from the broker, so wait for it."""
+
+    async def attempt() -> dict[str, Any] | None:
+        answer = await gateway.gql(PUBLISH_NEED, {"input": need_input(**overrides)}, authorization)
+        if answer.get("errors"):
+            assert answer["errors"][0]["extensions"].get("rule") == "exists", answer["errors"]
+            return None
+        return dict(answer["data"]["publishNeed"])
+
+    return await eventually(attempt)
+
+
+async def credential(gateway: Gateway, role: str, actor_id: str | None = None) -> str:
+    data = await gateway.ok(
+        ISSUE,
+        {"input": {"name": f"test {role} {uuid.uuid4().hex[:4]}", "role": role.upper(), "actorId": actor_id}},
+        gateway.admin,
+    )
+    return "Bearer " + str(data["issueCredential"]["token"])
+
+
+async def next_match(queue: asyncio.Queue[dict[str, Any]], actor_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The first match the subscription delivers for `actor_id` (others are skipped)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no match for {actor_id} within {timeout_s} s"
+        message = await asyncio.wait_for(queue.get(), remaining)
+        assert message["type"] == "next", message
+        assert not message["payload"].get("errors"), message
+        found = message["payload"]["data"]["matchFound"]
+        if found["actorId"] == actor_id:
+            return dict(found)
+
+
+def codes(answer: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in answer.get("errors") or []]
+
+
+# --- the cooperation story --------------------------------------------------------------------------------
+
+
+async def test_the_cooperation_story_through_graphql_only(gateway: Gateway) -> None:
+    tag = uuid.uuid4().hex[:6]
+    authority = await register(
+        gateway,
+        f"Ville de Rennes {tag}",
+        kind="local_authority",
+        legalForm="Commune",
+        themes=[],
+        serviceTypes=[],
+        activities=[],
+    )
+    assert authority["departement"] == "35"
+    ressourcerie = await register(gateway, f"Ressourcerie du Blosne {tag}")
+    as_authority = await credential(gateway, "collectivity", authority["id"])
+    as_ressourcerie = await credential(gateway, "actor", ressourcerie["id"])
+    me = await gateway.ok("{ me { role actorId } }", None, as_authority)
+    assert me["me"] == {"role": "collectivity", "actorId": authority["id"]}
+
+    async with gateway.subscription(MATCH_FOUND, {"needId": None}, as_authority) as matches:
+        need = await publish_need(gateway, as_authority)
+        assert need["status"] == "published" and need["ownerId"] == authority["id"]
+        assert need["collectivity"]["name"] == authority["name"]
+
+        found = await next_match(matches, ressourcerie["id"])
+        assert found["needId"] == need["id"]
+        assert found["actor"]["name"] == ressourcerie["name"]
+        assert found["need"]["title"].startswith("Une ressourcerie")
+        assert {reason["code"] for reason in found["reasons"]} >= {"themes"}
+
+        # The actor sees the need it was matched to and answers.
+        mine = await gateway.ok(
+            "query($id: ID!) { actor(id: $id) { matches { id status need { title } } } }",
+            {"id": ressourcerie["id"]},
+            as_ressourcerie,
+        )
+        assert found["id"] in [m["id"] for m in mine["actor"]["matches"]]
+        viewed = await gateway.ok(
+            "mutation($id: ID!) { markMatchViewed(id: $id) { status } }", {"id": found["id"]}, as_ressourcerie
+        )
+        assert viewed["markMatchViewed"]["status"] == "viewed"
+        answered = await gateway.ok(
+            """mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED, comment: "Avec plaisir") {
+                 status responseComment } }""",
+            {"id": found["id"]},
+            as_ressourcerie,
+        )
+        assert answered["respondToMatch"] == {"status": "interested", "responseComment": "Avec plaisir"}
+
+        # The authority sees the answer and selects the actor.
+        seen = await gateway.ok(
+            "query($id: ID!) { need(id: $id) { matches { id status actor { name } } } }",
+            {"id": need["id"]},
+            as_authority,
+        )
+        [interested] = [m for m in seen["need"]["matches"] if m["id"] == found["id"]]
+        assert interested["status"] == "interested" and interested["actor"]["name"] == ressourcerie["name"]
+        selected = await gateway.ok(
+            'mutation($id: ID!) { selectMatch(id: $id, comment: "Retenue") { status } }',
+            {"id": found["id"]},
+            as_authority,
+        )
+        assert selected["selectMatch"]["status"] == "selected"
+
+        # An actor registered afterwards is matched to the open need too.
+        latecomer = await register(gateway, f"Recyclerie de Maurepas {tag}")
+        late = await next_match(matches, latecomer["id"], timeout_s=15)
+        assert late["needId"] == need["id"]
+
+
+async def test_a_subscription_only_delivers_what_the_caller_may_see(gateway: Gateway) -> None:
+    tag = uuid.uuid4().hex[:6]
+    mine = await register(gateway, f"Commune A {tag}", kind="local_authority", legalForm="Commune", activities=[])
+    other = await register(gateway, f"Commune B {tag}", kind="local_authority", legalForm="Commune", activities=[])
+    actor = await register(gateway, f"Ressourcerie partagée {tag}")
+    bystander = await register(gateway, f"Ressourcerie voisine {tag}")
+    as_mine, as_other = (
+        await credential(gateway, "collectivity", mine["id"]),
+        await credential(gateway, "collectivity", other["id"]),
+    )
+    as_bystander = await credential(gateway, "actor", bystander["id"])
+    async with (
+        gateway.subscription(MATCH_FOUND, {"needId": None}, as_other) as others,
+        gateway.subscription(MATCH_FOUND, {"needId": None}, as_bystander) as bystanders,
+    ):
+        await publish_need(gateway, as_mine, title="Réemploi pour la commune A")
+        with pytest.raises(TimeoutError):
+            await next_match(others, actor["id"], timeout_s=3)
+        with pytest.raises((TimeoutError, AssertionError)):
+            await next_match(bystanders, actor["id"], timeout_s=0.5)
+    # Following another authority's need is refused outright.
+    need_of_mine = await publish_need(gateway, as_mine)
+    async with gateway.subscription(MATCH_FOUND, {"needId": need_of_mine["id"]}, as_other) as refused:
+        message = await asyncio.wait_for(refused.get(), 10)
+    assert message["type"] in ("error", "next")
+    errors = message["payload"] if message["type"] == "error" else message["payload"].get("errors")
+    assert errors and errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# --- authorisation matrix ------------------------------------------------------------------------------------
+
+ROLES = ("anonymous", "partner", "collectivity", "other_collectivity", "actor", "other_actor", "admin")
+ALLOWED = "allowed"
+
+
+@pytest.fixture(scope="module")
+async def world(gateway: Gateway, directory: Directory, matching: Matching) -> dict[str, Any]:
+    """Two authorities, two actors, a need of the first matched to the first actor, an event and tokens."""
+    tag = uuid.uuid4().hex[:6]
+    authority = await register(gateway, f"Mairie M {tag}", kind="local_authority", legalForm="Commune", activities=[])
+    other_authority = await register(
+        gateway, f"Mairie N {tag}", kind="local_authority", legalForm="Commune", activities=[]
+    )
+    actor = await register(gateway, f"Atelier M {tag}")
+    other_actor = await register(gateway, f"Atelier N {tag}")
+    await in_replica(matching, authority["id"], other_authority["id"], actor["id"], other_actor["id"])
+    tokens = {
+        "anonymous": None,
+        "partner": gateway.bearer(Role.PARTNER, subject=f"partner:{tag}"),
+        "collectivity": gateway.bearer(Role.COLLECTIVITY, authority["id"]),
+        "other_collectivity": gateway.bearer(Role.COLLECTIVITY, other_authority["id"]),
+        "actor": gateway.bearer(Role.ACTOR, actor["id"]),
+        "other_actor": gateway.bearer(Role.ACTOR, other_actor["id"]),
+        "admin": gateway.admin,
+    }
+    need = (await gateway.ok(PUBLISH_NEED, {"input": need_input()}, tokens["collectivity"]))["publishNeed"]
+
+    async def matched() -> str | None:
+        data = await gateway.ok(
+            "query($id: ID!) { need(id: $id) { matches { id actorId } } }", {"id": need["id"]}, gateway.admin
+        )
+        ids = [m["id"] for m in data["need"]["matches"] if m["actorId"] == actor["id"]]
+        return ids[0] if ids else None
+
+    match_id = await eventually(matched)
+    starts = datetime.now(UTC) + timedelta(days=20)
+    event = await gateway.ok(
+        """mutation($input: PublishEventInput!) { publishEvent(input: $input) { id } }""",
+        {
+            "input": {
+                "title": f"Forum du réemploi {tag}",
+                "kind": "FORUM",
+                "organizerIds": [actor["id"]],
+                "startsAt": starts.isoformat(),
+                "endsAt": (starts + timedelta(hours=3)).isoformat(),
+                "place": {"address": "Place de la Mairie", **RENNES},
+                "capacity": 50,
+            }
+        },
+        tokens["actor"],
+    )
+    registration = await gateway.ok(
+        """mutation($e: ID!, $input: RegistrationInput!) { registerForEvent(eventId: $e, input: $input) { id } }""",
+        {"e": event["publishEvent"]["id"], "input": {"actorId": other_actor["id"]}},
+        tokens["other_actor"],
+    )
+    return {
+        "tokens": tokens,
+        "authority": authority,
+        "actor": actor,
+        "other_actor": other_actor,
+        "need": need,
+        "match": match_id,
+        "event": event["publishEvent"]["id"],
+        "registration": registration["registerForEvent"]["id"],
+    }
+
+
+def matrix() -> list[tuple[str, str, str, dict[str, str]]]:
+    """(mutation, GraphQL document, variables template, expected code per role)."""
+    anyone_signed_in = {role: ALLOWED for role in ROLES} | {"anonymous": "UNAUTHENTICATED"}
+
+    def only(*roles: str) -> dict[str, str]:
+        return {role: ALLOWED if role in roles else "FORBIDDEN" for role in ROLES} | {"anonymous": "UNAUTHENTICATED"}
+
+    return [
+        (
+            "registerActor",
+            'mutation { registerActor(input: {name: "Matrice", kind: "association", communeCode: "35238"}) { id } }',
+            "",
+            only("admin"),
+        ),
+        (
+            "updateActor",
+            'mutation($a: ID!) { updateActor(id: $a, input: {description: "Mise à jour"}) { id } }',
+            "actor",
+            only("actor", "admin"),
+        ),
+        (
+            "publishEvent",
+            """mutation($a: ID!) { publishEvent(input: {title: "Atelier", kind: WORKSHOP, organizerIds: [$a],
+            startsAt: "2030-01-01T10:00:00+01:00", endsAt: "2030-01-01T12:00:00+01:00", onlineUrl: "https://visio.example.org/x",
+            draft: true}) { id } }""",
+            "actor",
+            only("actor", "admin"),
+        ),
+        (
+            "registerForEvent",
+            "mutation($e: ID!, $a: ID!) { registerForEvent(eventId: $e, input: {actorId: $a}) { id } }",
+            "event+actor",
+            only("actor", "admin"),
+        ),
+        (
+            "cancelRegistration",
+            "mutation($r: ID!) { cancelRegistration(id: $r) { id } }",
+            "registration",
+            only("other_actor", "actor", "admin"),
+        ),
+        (
+            "publishNeed",
+            "mutation($input: PublishNeedInput!) { publishNeed(input: $input) { id } }",
+            "need_input",
+            only("collectivity", "other_collectivity", "admin"),
+        ),
+        (
+            "closeNeed",
+            "mutation($n: ID!) { closeNeed(id: $n, status: CANCELLED) { id } }",
+            "need_other",
+            only("collectivity", "admin"),
+        ),
+        (
+            "respondToMatch",
+            'mutation($m: ID!) { respondToMatch(id: $m, response: DECLINED, comment: "Pas disponible") { id } }',
+            "match",
+            only("actor", "admin"),
+        ),
+        ("markMatchViewed", "mutation($m: ID!) { markMatchViewed(id: $m) { id } }", "match", only("actor", "admin")),
+        ("selectMatch", "mutation($m: ID!) { selectMatch(id: $m) { id } }", "match", only("collectivity", "admin")),
+        (
+            "createWebhook",
+            'mutation { createWebhook(input: {url: "http://127.0.0.1:9/hook", eventTypes: ["match.found"]}) { id } }',
+            "",
+            only("partner", "admin"),
+        ),
+        (
+            "updateWebhook",
+            'mutation { updateWebhook(id: "00000000-0000-0000-0000-000000000000", input: {description: "x"}) { id } }',
+            "",
+            only("partner", "admin"),
+        ),
+        (
+            "issueCredential",
+            'mutation { issueCredential(input: {name: "", role: PARTNER}) { token } }',
+            "",
+            only("admin"),
+        ),
+        (
+            "revokeCredential",
+            'mutation { revokeCredential(id: "00000000-0000-0000-0000-000000000000") { id } }',
+            "",
+            only("admin"),
+        ),
+        ("me", "{ me { role } }", "", anyone_signed_in),
+    ]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "document", "variables", "expected"), matrix(), ids=[m[0] for m in matrix()])
+async def test_authorisation_matrix(
+    gateway: Gateway,
+    world: dict[str, Any],
+    role: str,
+    name: str,
+    document: str,
+    variables: str,
+    expected: dict[str, str],
+) -> None:
+    """Each mutation and each role: refused ones get UNAUTHENTICATED/FORBIDDEN; allowed ones get past authorisation
+    (they may still fail on the rules, e.g. an unknown kind, a CONFLICT on state, but never for who is asking)."""
+    values: dict[str, Any] = {
+        "actor": {"a": world["actor"]["id"]},
+        "event+actor": {"e": world["event"], "a": world["actor"]["id"]},
+        "registration": {"r": world["registration"]},
+        "need_input": {"input": need_input(ownerId=world["authority"]["id"]) if role == "admin" else need_input()},
+        "need_other": {"n": world["need"]["id"]},
+        "match": {"m": world["match"]},
+        "": {},
+    }[variables]
+    if name == "closeNeed":
+        # Closing must not end the shared need: close a fresh one each time.
+        fresh = await gateway.ok(PUBLISH_NEED, {"input": need_input()}, world["tokens"]["collectivity"])
+        values = {"n": fresh["publishNeed"]["id"]}
+    answer = await gateway.gql(document, values, world["tokens"][role], status=None)
+    got = codes(answer)
+    if expected[role] == ALLOWED:
+        assert not {"UNAUTHENTICATED", "FORBIDDEN"} & set(got), (role, answer)
+    else:
+        assert got and got[0] == expected[role], (role, answer)
+
+
+async def test_another_authoritys_need_and_another_actors_match_are_not_readable(
+    gateway: Gateway, world: dict[str, Any]
+) -> None:
+    tokens = world["tokens"]
+    query = "query($n: ID!) { need(id: $n) { title matches { id } } }"
+    answer = await gateway.gql(query, {"n": world["need"]["id"]}, tokens["other_collectivity"])
+    assert answer["data"]["need"]["title"], "a need itself is public to signed-in callers"
+    assert codes(answer) == ["FORBIDDEN"] and answer["data"]["need"]["matches"] is None
+    other = await gateway.gql("query($m: ID!) { match(id: $m) { id } }", {"m": world["match"]}, tokens["other_actor"])
+    assert other["data"]["match"] is None, "another actor's match is not found"
+    own = await gateway.ok("query($m: ID!) { match(id: $m) { id } }", {"m": world["match"]}, tokens["actor"])
+    assert own["match"]["id"] == world["match"]
+
+
+# --- loaders -------------------------------------------------------------------------------------------------
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts the gateway's calls per service port."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.calls: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls[f"{request.method} {request.url.port}"] += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_fifty_matches_with_their_actors_and_needs_cost_one_call_per_edge(
+    gateway_settings: Settings, directory: Directory, matching: Matching, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    nantes = {"communeCode": "44109", "location": {"lat": 47.2184, "lon": -1.5536}}
+    transport = CountingTransport()
+    real = gateway_clients.ServiceClients.__init__
+
+    def counted(self: gateway_clients.ServiceClients, settings: Settings, **_: Any) -> None:
+        real(self, settings, transport=transport)
+
+    monkeypatch.setattr(gateway_clients.ServiceClients, "__init__", counted)
+    async with running_gateway(gateway_settings) as counting:
+        authority = await register(
+            counting, f"Nantes {tag}", kind="local_authority", legalForm="Commune", activities=[], **nantes
+        )
+        actors = [await register(counting, f"Ressourcerie nantaise {i} {tag}", **nantes) for i in range(20)]
+        await in_replica(matching, authority["id"], *[a["id"] for a in actors])
+        as_authority = counting.bearer(Role.COLLECTIVITY, authority["id"])
+        need_ids = [
+            (await counting.ok(PUBLISH_NEED, {"input": need_input(title=f"Besoin {i}", **nantes)}, as_authority))[
+                "publishNeed"
+            ]["id"]
+            for i in range(3)
+        ]
+
+        async def all_matched() -> list[str] | None:
+            ids: list[str] = []
+            for need_id in need_ids:
+                data = await counting.ok(
+                    "query($n: ID!) { need(id: $n) { matches { id } } }", {"n": need_id}, as_authority
+                )
+                ids += [m["id"] for m in data["need"]["matches"]]
+            return ids if len(ids) >= 50 else None
+
+        match_ids = (await eventually(all_matched))[:50]
+        transport.calls.clear()
+        data = await counting.ok(
+            "query($ids: [ID!]!) { matches(ids: $ids) { id score actor { id name } need { id title } } }",
+            {"ids": match_ids},
+            as_authority,
+        )
+    assert [m["id"] for m in data["matches"]] == match_ids
+    assert all(m["actor"]["name"] and m["need"]["title"] for m in data["matches"])
+    directory_port, matching_port = httpx.URL(directory.url).port, httpx.URL(matching.url).port
+    assert transport.calls == Counter({f"POST {matching_port}": 2, f"POST {directory_port}": 1}), (
+        f"one batch of matches, one of needs, one of actors; got {transport.calls}"
+    )
+
+
+# --- limits and protection -----------------------------------------------------------------------------------
+
+
+async def test_depth_alias_token_and_page_limits_are_clear_errors(gateway: Gateway) -> None:
+    nested = "organizers { events { " * 6 + "id" + " } }" * 6
+    deep = await gateway.gql("{ events { edges { node { " + nested + " } } } }", status=200)
+    assert codes(deep) == ["BAD_USER_INPUT"] and "depth" in deep["errors"][0]["message"]
+    aliases = " ".join(f"t{i}: themes {{ code }}" for i in range(40))
+    many = await gateway.gql("{ " + aliases + " }")
+    assert codes(many) == ["BAD_USER_INPUT"] and "alias" in many["errors"][0]["message"].lower()
+    tokens = await gateway.gql("{ themes { " + "code " * 3000 + "} }")
+    assert codes(tokens) == ["BAD_USER_INPUT"] and "token" in tokens["errors"][0]["message"].lower()
+    page = await gateway.gql("{ actors(first: 500) { edges { cursor } } }")
+    assert codes(page) == ["BAD_USER_INPUT"]
+    assert page["errors"][0]["extensions"]["field"] == "first"
+    syntax = await gateway.gql("{ actors(first: ) }", status=None)
+    assert codes(syntax) == ["BAD_USER_INPUT"]
+
+
+async def test_a_too_large_body_is_refused_before_parsing(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            gateway.url + "/graphql", json={"query": "{ themes { code } }", "variables": {"x": "y" * 200_000}}
+        )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_bad_input_names_the_field_and_keeps_what_was_stored(gateway: Gateway) -> None:
+    answer = await gateway.gql(
+        REGISTER_ACTOR, {"input": actor_input("Ressourcerie inconnue", kind="inconnu")}, gateway.admin
+    )
+    assert codes(answer) == ["BAD_USER_INPUT"]
+    assert answer["errors"][0]["extensions"]["field"] == "kind"
+    created = await register(gateway, f"Ressourcerie stable {uuid.uuid4().hex[:6]}")
+    refused = await gateway.gql(
+        'mutation($a: ID!) { updateActor(id: $a, input: {communeCode: "99999"}) { id } }',
+        {"a": created["id"]},
+        gateway.admin,
+    )
+    assert codes(refused) == ["BAD_USER_INPUT"] and refused["errors"][0]["extensions"]["field"] == "communeCode"
+    stale = await gateway.gql(
+        'mutation($a: ID!) { updateActor(id: $a, input: {version: 7, name: "Autre"}) { id } }',
+        {"a": created["id"]},
+        gateway.admin,
+    )
+    assert codes(stale) == ["CONFLICT"]
+    again = await gateway.ok("query($a: ID!) { actor(id: $a) { name version communeCode } }", {"a": created["id"]})
+    assert again["actor"] == {"name": created["name"], "version": 1, "communeCode": "35238"}
+
+
+async def test_a_revoked_credential_stops_working_at_once_on_every_replica(
+    gateway: Gateway, gateway_settings: Settings
+) -> None:
+    issued = await gateway.ok(ISSUE, {"input": {"name": "Carte CRESS", "role": "PARTNER"}}, gateway.admin)
+    token = "Bearer " + issued["issueCredential"]["token"]
+    async with running_gateway(gateway_settings) as replica:
+        assert (await replica.ok("{ me { role } }", None, token))["me"]["role"] == "partner"
+        revoked = await gateway.ok(
+            "mutation($id: ID!) { revokeCredential(id: $id) { revokedAt } }",
+            {"id": issued["issueCredential"]["credential"]["id"]},
+            gateway.admin,
+        )
+        assert revoked["revokeCredential"]["revokedAt"]
+        for where in (gateway, replica):
+            refused = await where.gql("{ me { role } }", None, token, status=401)
+            assert codes(refused) == ["UNAUTHENTICATED"] and "revoked" in refused["errors"][0]["message"]
+    listed = await gateway.ok("{ credentials(includeRevoked: true) { id revokedAt } }", None, gateway.admin)
+    assert issued["issueCredential"]["credential"]["id"] in [c["id"] for c in listed["credentials"]]
+
+
+async def test_rate_limits_and_timeouts_are_graphql_errors(gateway_settings: Settings) -> None:
+    async with running_gateway(gateway_settings, gateway_rate_limit_per_minute=60, gateway_rate_limit_burst=3) as slow:
+        token = slow.bearer(Role.PARTNER, subject="partner:eager")
+        answers = [await slow.gql("{ themes { code } }", None, token, status=None) for _ in range(4)]
+        assert [codes(a) for a in answers[:3]] == [[], [], []]
+        assert codes(answers[3]) == ["RATE_LIMITED"]
+        other = await slow.gql("{ themes { code } }", None, slow.bearer(Role.PARTNER, subject="partner:calm"))
+        assert not codes(other), "the limit is per credential"
+    async with running_gateway(gateway_settings, gateway_request_timeout_s=0.001) as hurried:
+        late = await hurried.gql("{ actors(first: 50) { edges { node { name events { title } } } } }", status=504)
+        assert codes(late) == ["UNAVAILABLE"]
+
+
+async def test_cors_lets_the_configured_browser_apps_in(gateway_settings: Settings) -> None:
+    async with (
+        running_gateway(gateway_settings, cors_origins="https://carte.cress.example") as browser,
+        httpx.AsyncClient() as http,
+    ):
+        allowed = await http.options(
+            browser.url + "/graphql",
+            headers={
+                "Origin": "https://carte.cress.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        other = await http.options(
+            browser.url + "/graphql",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://carte.cress.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+# --- a service stopped mid-test ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def own_events_service(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Any]:
+    database_url = await fresh_database(postgres_url, "events")
+    own = settings.model_copy(update={"events_database_url": database_url, "directory_url": directory.url})
+    server, serving, port = await serve(create_service_app("events", "api", own))
+    try:
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 30)
+
+
+async def test_a_stopped_service_makes_its_fields_unavailable_and_the_rest_still_answers(
+    gateway_settings: Settings, postgres_url: str, directory: Directory
+) -> None:
+    query = """{ actors(first: 3, filter: {themes: ["reemploi"]}) { edges { node { name events { title } } } }
+                 themes { code } }"""
+    async with (
+        own_events_service(gateway_settings, postgres_url, directory) as (server, url),
+        running_gateway(gateway_settings, events_url=url) as partial,
+    ):
+        before = await partial.ok(query)
+        assert before["actors"]["edges"] and all(e["node"]["events"] == [] for e in before["actors"]["edges"])
+        server.should_exit = True
+        await asyncio.sleep(0.5)
+        after = await partial.gql(query)
+        assert after["data"]["themes"], "the directory's and the gateway's own fields still answer"
+        assert [e["node"]["name"] for e in after["data"]["actors"]["edges"]] == [
+            e["node"]["name"] for e in before["actors"]["edges"]
+        ]
+        assert all(e["node"]["events"] is None for e in after["data"]["actors"]["edges"])
+        assert set(codes(after)) == {"UNAVAILABLE"}
+        assert after["errors"][0]["path"][-1] == "events"
+        assert "Traceback" not in str(after)
+
+
+async def test_graphiql_and_ical_feeds_are_served(gateway: Gateway, events: Events) -> None:
+    async with httpx.AsyncClient() as http:
+        page = await http.get(gateway.url + "/graphql", headers={"Accept": "text/html"})
+        feed = await http.get(gateway.url + "/ical/themes/reemploi.ics")
+        missing = await http.get(gateway.url + "/ical/nope/x.ics")
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+    assert feed.status_code == 200 and feed.text.startswith("BEGIN:VCALENDAR")
+    assert feed.headers["content-type"].startswith("text/calendar")
+    assert missing.status_code == 404
