@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 
 from services.common.settings import get_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Maillage: the territorial cooperation hub of the ESS."
 )
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-lettered messages.")
 app.add_typer(dlq_app, name="dlq")
+credentials_app = typer.Typer(no_args_is_help=True, help="Partner credentials: issue, list, revoke (the gateway's).")
+app.add_typer(credentials_app, name="credentials")
 import_app = typer.Typer(no_args_is_help=True, help="Bulk imports.")
 app.add_typer(import_app, name="import")
 
@@ -295,6 +300,80 @@ def import_actors(
         with open(report, "w", encoding="utf-8") as out:
             out.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in rejected)
     typer.echo(json.dumps(outcome))
+
+
+async def _with_gateway_db(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    conn = await asyncpg.connect(get_settings().database_url_for("gateway"))
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+@credentials_app.command("issue")
+def credentials_issue(
+    name: Annotated[str, typer.Option(help="Who holds it: the partner app, the authority…")],
+    role: Annotated[TokenRole, typer.Option(help="partner, collectivity, actor or admin")] = TokenRole.partner,
+    actor: Annotated[str | None, typer.Option(help="Actor id (collectivity and actor roles)")] = None,
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes")] = "",
+    ttl: Annotated[str, typer.Option(help="Lifetime: 90d, 365d")] = "365d",
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per minute (default: the gateway's)")] = None,
+) -> None:
+    """Issue a credential recorded by the gateway (revocable); prints its id, then its token (shown once)."""
+    from gateway.auth import issue_credential
+    from services.common.auth import Role
+    from services.common.errors import MaillageError
+
+    try:
+        row, minted = asyncio.run(
+            _with_gateway_db(
+                lambda conn: issue_credential(
+                    get_settings(),
+                    conn,
+                    name=name,
+                    role=Role(role.value),
+                    issued_by="cli",
+                    actor_id=actor,
+                    scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                    ttl=parse_duration(ttl),
+                    rate_limit_per_minute=rate_limit,
+                )
+            )
+        )
+    except (MaillageError, ValueError) as exc:
+        raise _fail(getattr(exc, "detail", str(exc))) from exc
+    typer.echo(f"credential {row['id']} ({row['role']}, expires {row['expires_at']:%Y-%m-%d})", err=True)
+    typer.echo(minted)
+
+
+@credentials_app.command("revoke")
+def credentials_revoke(credential_id: Annotated[str, typer.Argument(help="The credential's id (its jti)")]) -> None:
+    """Revoke a credential: the gateway refuses its token on the next request."""
+    import uuid
+
+    from gateway.auth import revoke_credential
+
+    try:
+        wanted = uuid.UUID(credential_id)
+    except ValueError as exc:
+        raise _fail(f"{credential_id!r} is not a credential id") from exc
+    row = asyncio.run(_with_gateway_db(lambda conn: revoke_credential(conn, wanted, revoked_by="cli")))
+    if row is None:
+        raise _fail(f"no credential {credential_id}", 1)
+    typer.echo(f"revoked {row['id']} at {row['revoked_at']:%Y-%m-%d %H:%M:%S}")
+
+
+@credentials_app.command("list")
+def credentials_list(
+    revoked: Annotated[bool, typer.Option(help="Include revoked credentials")] = False,
+) -> None:
+    """The credentials issued, newest first."""
+    from gateway.auth import list_credentials
+
+    rows = asyncio.run(_with_gateway_db(lambda conn: list_credentials(conn, include_revoked=revoked)))
+    for row in rows:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else f"until {row['expires_at']:%Y-%m-%d}"
+        typer.echo(f"{row['id']}  {row['role']:<12} {row['name']:<30} {state}")
 
 
 def parse_duration(text: str) -> timedelta:

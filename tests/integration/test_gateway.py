@@ -63,7 +63,7 @@ def actor_input(name: str, **overrides: Any) -> dict[str, Any]:
 
 def need_input(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "title": "Une ressourcerie pour le quartier du Blosne",
+        "title": "Un lieu de réemploi au Blosne",
         "kind": "PARTNERSHIP",
         "description": "Collecte et revente d'objets de seconde main, réemploi",
         "themes": ["reemploi"],
@@ -149,7 +149,7 @@ async def test_the_cooperation_story_through_graphql_only(gateway: Gateway) -> N
         found = await next_match(matches, ressourcerie["id"])
         assert found["needId"] == need["id"]
         assert found["actor"]["name"] == ressourcerie["name"]
-        assert found["need"]["title"].startswith("Une ressourcerie")
+        assert found["need"]["title"].startswith("Un lieu de réemploi")
         assert {reason["code"] for reason in found["reasons"]} >= {"themes"}
 
         # The actor sees the need it was matched to and answers.
@@ -649,3 +649,31 @@ async def test_graphiql_and_ical_feeds_are_served(gateway: Gateway, events: Even
     assert feed.status_code == 200 and feed.text.startswith("BEGIN:VCALENDAR")
     assert feed.headers["content-type"].startswith("text/calendar")
     assert missing.status_code == 404
+
+
+async def test_the_cli_issues_lists_and_revokes_credentials(
+    gateway: Gateway, gateway_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services import cli
+    from services.common import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "get_settings", lambda: gateway_settings)
+    monkeypatch.setattr(cli, "get_settings", lambda: gateway_settings)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> str:
+        # The CLI runs its own event loop: give it a thread, away from the test's loop.
+        result = runner.invoke(cli.app, list(args))
+        assert result.exit_code == 0, result.output
+        return str(result.stdout)
+
+    issued = await asyncio.to_thread(invoke, "credentials", "issue", "--name", "Portail de la ville", "--ttl", "30d")
+    token = "Bearer " + issued.strip().splitlines()[-1]
+    assert (await gateway.ok("{ me { role } }", None, token))["me"]["role"] == "partner"
+    listed = await asyncio.to_thread(invoke, "credentials", "list")
+    [line] = [line for line in listed.splitlines() if "Portail de la ville" in line]
+    await asyncio.to_thread(invoke, "credentials", "revoke", line.split()[0])
+    refused = await gateway.gql("{ me { role } }", None, token, status=401)
+    assert codes(refused) == ["UNAUTHENTICATED"]
