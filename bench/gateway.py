@@ -37,11 +37,11 @@ import websockets
 from bench.directory import percentile
 from bench.matching import start_stack
 from gateway.app import Gateway
-from gateway.auth import Caller, RateLimiter
+from gateway.auth import Caller, RateLimiter, issue_credential
 from gateway.clients import ServiceClients
 from gateway.schema import create_schema
 from gateway.types.common import GatewayContext
-from services.common.auth import Principal, Role, mint_token
+from services.common.auth import Principal, Role
 from services.common.devstack import DevStack
 
 LYON_CODE, LYON_LAT, LYON_LON = "69123", 45.7640, 4.8357
@@ -148,8 +148,15 @@ class CapturedClients(ServiceClients):
 
 async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, float]]:
     settings = stack.settings
-    partner = Principal(subject="partner:bench", role=Role.PARTNER)
-    token = mint_token(settings, role=Role.PARTNER, subject=partner.subject)
+    # A partner credential recorded by the gateway, with the rate its contract allows.
+    conn = await asyncpg.connect(settings.database_url_for("gateway"))
+    try:
+        row, token = await issue_credential(
+            settings, conn, name="Bench partner", role=Role.PARTNER, issued_by="bench", rate_limit_per_minute=10**6
+        )
+    finally:
+        await conn.close()
+    partner = Principal(subject=row["subject"], role=Role.PARTNER, token_id=str(row["id"]))
     headers = {"Authorization": "Bearer " + token}
     limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as http:
@@ -204,7 +211,20 @@ async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
         page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
     authority = page["edges"][0]["node"]["id"]
-    token = "Bearer " + mint_token(settings, role=Role.COLLECTIVITY, actor_id=authority)
+    conn = await asyncpg.connect(settings.database_url_for("gateway"))
+    try:
+        _, minted = await issue_credential(
+            settings,
+            conn,
+            name="Ville de Besançon (bench)",
+            role=Role.COLLECTIVITY,
+            actor_id=authority,
+            issued_by="bench",
+            rate_limit_per_minute=10**6,
+        )
+    finally:
+        await conn.close()
+    token = "Bearer " + minted
     gateway = f"{settings.host}:{settings.gateway_port}"
     arrivals: dict[str, float] = {}
     mutation = "mutation($input: PublishNeedInput!) { publishNeed(input: $input) { id } }"
@@ -244,7 +264,9 @@ async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
             response = await http.post(
                 f"http://{gateway}/graphql", json={"query": mutation, "variables": {"input": body}}
             )
-            need_id = response.json()["data"]["publishNeed"]["id"]
+            answer = response.json()
+            assert not answer.get("errors"), answer
+            need_id = answer["data"]["publishNeed"]["id"]
             deadline = started + 5.0
             while need_id not in arrivals and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
@@ -128,6 +129,9 @@ class BodyTooLarge(Exception):
 
 class MaillageGraphQLRouter(GraphQLRouter[GatewayContext, None]):
     """Strawberry's router; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -23,16 +24,29 @@ class ServiceClients:
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.base_urls = {service: settings.url_for(service) for service in SERVICES}
+        self.identities: dict[Principal, tuple[str, float]] = {}
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.gateway_upstream_timeout_s, connect=1.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             transport=transport,
         )
 
+    def forwarded_identity(self, principal: Principal) -> str:
+        """The signed identity for `principal`, re-signed when half its lifetime has passed (not on every call)."""
+        now = time.monotonic()
+        cached = self.identities.get(principal)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        token = mint_internal(self.settings, principal)
+        if len(self.identities) > 10_000:
+            self.identities.clear()
+        self.identities[principal] = (token, now + self.settings.internal_token_ttl_s / 2)
+        return token
+
     def headers(self, principal: Principal | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if principal is not None:
-            headers[PRINCIPAL_HEADER] = mint_internal(self.settings, principal)
+            headers[PRINCIPAL_HEADER] = self.forwarded_identity(principal)
         if (cid := correlation_id.get()) is not None:
             headers[CORRELATION_HEADER] = cid
         return headers

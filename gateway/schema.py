@@ -9,7 +9,14 @@ from pathlib import Path
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -122,6 +129,12 @@ class GatewaySchema(strawberry.Schema):
 
 def create_schema(settings: Settings) -> strawberry.Schema:
     """The schema with the settings' protections: depth, token and alias limits; parser and validation caches."""
+    # The limits are validation rules: build their classes once, so that the validation cache (keyed by the
+    # rules) serves every request; an extension instance per operation then only adds these same classes.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.gateway_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.gateway_max_aliases).validation_rules,
+    ]
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
@@ -131,8 +144,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             # Factories: each operation gets its own instances (the caches are shared at module level).
             partial(MaxTokensLimiter, max_token_count=settings.gateway_max_tokens),
             partial(ParserCache, maxsize=512),
-            partial(MaxAliasesLimiter, max_alias_count=settings.gateway_max_aliases),
-            partial(QueryDepthLimiter, max_depth=settings.gateway_max_depth),
+            partial(AddValidationRules, rules),
             partial(ValidationCache, maxsize=512),
             PublicErrors,  # last, so that it sees every error raised before it
         ],
