@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 from prometheus_client import Counter
 
 from gateway.errors import from_response, unavailable
@@ -79,7 +80,7 @@ class ServiceClients:
             raise from_response(service, response)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        return orjson.loads(response.content)
 
     async def aclose(self) -> None:
         await self.http.aclose()
