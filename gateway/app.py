@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -226,9 +227,9 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             upstream = await gateway.clients.request(
                 "events",
                 "GET",
-                feeds[kind].format(id=name),
+                feeds[kind].format(id=quote(name, safe="")),
                 principal=None,
-                headers={"If-None-Match": request.headers.get("if-none-match", "")},
+                headers={k: v for k, v in request.headers.items() if k == "if-none-match"},
             )
         except httpx.HTTPError:  # the events service is down: say so plainly
             return JSONResponse({"detail": "the events service is unavailable"}, 503, headers={"Retry-After": "5"})
