@@ -44,10 +44,6 @@ class GatewayContext(BaseContext):
 GInfo = Info[GatewayContext, None]
 
 
-def context(info: GInfo) -> GatewayContext:
-    return info.context
-
-
 def require_principal(info: GInfo) -> Principal:
     principal = info.context.principal
     if principal is None:
