@@ -67,9 +67,12 @@ class GraphQLGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         limit = settings.gateway_max_body_bytes
         declared = headers.get("content-length")
-        too_large = graphql_error(413, f"request body over {limit} bytes", "BAD_USER_INPUT")
+
+        def too_large() -> JSONResponse:
+            return graphql_error(413, f"request body over {limit} bytes", "BAD_USER_INPUT")
+
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await too_large(scope, receive, send)
+            await too_large()(scope, receive, send)
             return
         try:
             caller = await authenticate(settings, gateway.pool, headers.get("authorization"))
@@ -114,7 +117,7 @@ class GraphQLGuard:
                 await self.app(scope, bounded_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await too_large(scope, receive, send)
+                await too_large()(scope, receive, send)
         except TimeoutError:
             if not started:
                 await graphql_error(

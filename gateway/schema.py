@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -103,20 +102,8 @@ class Subscription:
             while True:
                 found = await subscriber.queue.get()
                 info.context.fresh_loaders()  # each match's actor and need are read afresh
-                updated = datetime.fromisoformat(found.updated_at)
-                yield matching_types.Match(
-                    id=strawberry.ID(found.id),
-                    need_id=strawberry.ID(found.need_id),
-                    actor_id=strawberry.ID(found.actor_id),
-                    score=found.score,
-                    reasons=[
-                        matching_types.MatchReason(code=r.code, text=r.text, weight=r.weight) for r in found.reasons
-                    ],
-                    status=found.status,
-                    response_comment=found.response_comment,
-                    created_at=updated,
-                    updated_at=updated,
-                )
+                # A match just found was created at its last update.
+                yield matching_types.Match.of(found.model_dump() | {"created_at": found.updated_at})
 
 
 class GatewaySchema(strawberry.Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,14 +12,13 @@ import strawberry
 from gateway.errors import bad_input, error
 from gateway.types.common import (
     Connection,
-    Edge,
     GeoPoint,
     GeoPointInput,
     GInfo,
     NearInput,
-    PageInfo,
     body_of,
     page_size,
+    relay_page,
     require_principal,
     wants_total,
 )
@@ -188,11 +188,8 @@ class ContactInput:
     phone: str | None = None
 
 
-@strawberry.input(description="A new actor of the directory")
-class RegisterActorInput:
-    name: str
-    kind: str
-    commune_code: str
+@strawberry.input(description="An actor's descriptive fields, shared by registering and updating")
+class ActorFieldsInput:
     description: str | None = None
     legal_form: str | None = None
     siret: str | None = None
@@ -208,55 +205,28 @@ class RegisterActorInput:
     website: str | None = None
     networks: list[str] | None = None
     contact: ContactInput | None = None
+
+
+@strawberry.input(description="A new actor of the directory")
+class RegisterActorInput(ActorFieldsInput):
+    name: str
+    kind: str
+    commune_code: str
     source_id: str | None = None
 
 
 @strawberry.input(description="The fields to change; the others keep their value")
-class UpdateActorInput:
+class UpdateActorInput(ActorFieldsInput):
     version: int | None = strawberry.field(
         default=None, description="The version you edited: refused with CONFLICT if the actor changed since"
     )
     name: str | None = None
     kind: str | None = None
     commune_code: str | None = None
-    description: str | None = None
-    legal_form: str | None = None
-    siret: str | None = None
-    rna: str | None = None
-    local_register: str | None = None
-    themes: list[str] | None = None
-    service_types: list[str] | None = None
-    activities: list[ActivityInput] | None = None
-    street: str | None = None
-    postal_code: str | None = None
-    location: GeoPointInput | None = None
-    qpv_code: str | None = None
-    website: str | None = None
-    networks: list[str] | None = None
-    contact: ContactInput | None = None
 
 
-UPDATABLE = [
-    "name",
-    "kind",
-    "commune_code",
-    "description",
-    "legal_form",
-    "siret",
-    "rna",
-    "local_register",
-    "themes",
-    "service_types",
-    "activities",
-    "street",
-    "postal_code",
-    "location",
-    "qpv_code",
-    "website",
-    "networks",
-    "contact",
-    "source_id",
-]
+# What a full replacement (PUT) carries: every field a registration may set.
+UPDATABLE = tuple(field.name for field in dataclasses.fields(RegisterActorInput))
 
 
 # --- resolvers ----------------------------------------------------------------------------------------------
@@ -289,17 +259,7 @@ async def actors(
     page = await info.context.gateway.clients.call(
         "directory", "GET", "/v1/actors", principal=info.context.principal, params=params
     )
-    edges = []
-    for edge in page["edges"]:
-        info.context.loaders.actor.prime(edge["node"]["id"], edge["node"])
-        edges.append(Edge(cursor=edge["cursor"], node=Actor.of(edge["node"])))
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page["page_info"]["has_next_page"], end_cursor=page["page_info"]["end_cursor"]
-        ),
-        total_count=page["total_count"],
-    )
+    return relay_page(page, info.context.loaders.actor, Actor.of)
 
 
 async def register_actor(info: GInfo, input: RegisterActorInput) -> Actor:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 from strawberry.types.unset import UnsetType
@@ -107,6 +109,37 @@ class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]]
     page_info: PageInfo
     total_count: int | None = strawberry.field(description="Asked for: computed only when selected")
+
+
+def connection_of(
+    pairs: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    has_next: bool,
+    end_cursor: str | None,
+    total: int | None,
+    loader: DataLoader[str, dict[str, Any] | None],
+    of: Callable[[dict[str, Any]], NodeT],
+) -> Connection[NodeT]:
+    """A page of (cursor, node) from a service as a connection; each node primes this request's loader."""
+    edges = []
+    for cursor, node in pairs:
+        loader.prime(node["id"], node)
+        edges.append(Edge(cursor=cursor, node=of(node)))
+    return Connection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end_cursor), total_count=total)
+
+
+def relay_page(
+    page: dict[str, Any], loader: DataLoader[str, dict[str, Any] | None], of: Callable[[dict[str, Any]], NodeT]
+) -> Connection[NodeT]:
+    """A service's Relay-shaped page (`edges`, `page_info`, `total_count`) as a connection."""
+    return connection_of(
+        ((edge["cursor"], edge["node"]) for edge in page["edges"]),
+        has_next=page["page_info"]["has_next_page"],
+        end_cursor=page["page_info"]["end_cursor"],
+        total=page["total_count"],
+        loader=loader,
+        of=of,
+    )
 
 
 def wants_total(info: GInfo) -> bool:

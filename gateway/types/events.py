@@ -10,14 +10,13 @@ import strawberry
 
 from gateway.types.common import (
     Connection,
-    Edge,
     GeoPoint,
     GeoPointInput,
     GInfo,
     NearInput,
-    PageInfo,
     body_of,
     page_size,
+    relay_page,
     require_principal,
     wants_total,
 )
@@ -264,17 +263,7 @@ async def events(
     page = await info.context.gateway.clients.call(
         "events", "GET", "/v1/events", principal=info.context.principal, params=params
     )
-    edges = []
-    for edge in page["edges"]:
-        info.context.loaders.event.prime(edge["node"]["id"], edge["node"])
-        edges.append(Edge(cursor=edge["cursor"], node=Event.of(edge["node"])))
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page["page_info"]["has_next_page"], end_cursor=page["page_info"]["end_cursor"]
-        ),
-        total_count=page["total_count"],
-    )
+    return relay_page(page, info.context.loaders.event, Event.of)
 
 
 async def publish_event(info: GInfo, input: PublishEventInput) -> Event:

@@ -11,12 +11,11 @@ import strawberry
 from gateway.errors import bad_input
 from gateway.types.common import (
     Connection,
-    Edge,
     GeoPoint,
     GeoPointInput,
     GInfo,
-    PageInfo,
     body_of,
+    connection_of,
     page_size,
     require_principal,
 )
@@ -231,16 +230,13 @@ async def needs(
         if filter.statuses:
             params["status"] = [status.value for status in filter.statuses]
     page = await info.context.gateway.clients.call("matching", "GET", "/v1/needs", principal=principal, params=params)
-    edges = []
-    for item in page["items"]:
-        info.context.loaders.need.prime(item["id"], item)
-        edges.append(Edge(cursor=item["id"], node=Need.of(item)))
-    if edges and page["next"]:
-        edges[-1].cursor = page["next"]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(has_next_page=page["next"] is not None, end_cursor=page["next"]),
-        total_count=None,
+    return connection_of(
+        zip(page["cursors"], page["items"], strict=True),
+        has_next=page["next"] is not None,
+        end_cursor=page["cursors"][-1] if page["cursors"] else None,
+        total=None,
+        loader=info.context.loaders.need,
+        of=Need.of,
     )
 
 

@@ -144,7 +144,22 @@ def install_error_handlers(app: FastAPI) -> None:
         # PostgreSQL text cannot hold NUL (U+0000); the statement failed, its transaction rolled back.
         return _problem_response(
             ValidationFailed(
-                "a text field holds a character that cannot be stored (NUL, U+0000)", field="body", rule="text"
+                "a text field holds a character that cannot be stored (NUL, U+0000)",
+                field="query" if request.method == "GET" else "body",
+                rule="text",
+            ).problem(request.url.path)
+        )
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable_value(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value PostgreSQL cannot take (SQLSTATE class 22, or refused while encoding it), e.g. a date that falls
+        # before year 1 once in UTC; the statement failed, its transaction rolled back.
+        reason = str(exc).rsplit("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        return _problem_response(
+            ValidationFailed(
+                f"a value cannot be stored or compared: {reason}",
+                field="query" if request.method == "GET" else "body",
+                rule="range",
             ).problem(request.url.path)
         )
 

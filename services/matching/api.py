@@ -121,13 +121,13 @@ async def list_needs(
     )
     owners = {oid: await store.owner_of(pool, oid) for oid in {row["owner_id"] for row in rows[:first]}}
     items = [store.need_read(row, owners[row["owner_id"]]).model_dump(mode="json") for row in rows[:first]]
-    next_cursor = None
-    if len(rows) > first:
-        last_row = rows[first - 1]
-        next_cursor = base64.urlsafe_b64encode(
-            f"{last_row['created_at'].isoformat()}|{last_row['id']}".encode()
-        ).decode()
-    return {"items": items, "next": next_cursor}
+    # Each item's own cursor too, so that a client may resume after any of them (the gateway's edges).
+    cursors = [
+        base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
+        for row in rows[:first]
+    ]
+    next_cursor = cursors[-1] if len(rows) > first else None
+    return {"items": items, "cursors": cursors, "next": next_cursor}
 
 
 @router.post("/needs/batch", summary="Needs by ids, in the order asked (null when unknown)")

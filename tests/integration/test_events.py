@@ -740,3 +740,11 @@ class TestSearchAndFeeds:
             assert again.applied == 0, "nothing is newer the second time"
         finally:
             await conn.close()
+
+
+async def test_a_date_outside_what_the_database_holds_is_bad_input(events: Events) -> None:
+    async with events.client() as http:
+        for params in ({"from": "0001-01-01T00:00:00+01:00"}, {"to": "9999-12-31T23:59:59-01:00"}):
+            response = await http.get("/v1/events", params=params)
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["rule"] == "range"
