@@ -212,7 +212,15 @@ def create_gateway_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:
-        return JSONResponse({"ready": "gateway" in shared})
+        checks = {"started": "gateway" in shared, "database": False}
+        if checks["started"]:
+            try:
+                async with shared["gateway"].pool.acquire(timeout=2) as conn:
+                    checks["database"] = await conn.fetchval("SELECT true", timeout=2) is True
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                checks["database"] = False
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     feeds = {
         "events": "/v1/events/{id}.ics",

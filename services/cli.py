@@ -86,13 +86,36 @@ def serve(
 
 
 @app.command()
+def health(
+    process: Annotated[Process, typer.Argument(help="directory, events, matching or gateway")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: MAILLAGE_<PROCESS>_PORT)")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 3.0,
+) -> None:
+    """Exit 0 when the local process answers ready on /readyz (container healthchecks)."""
+    import httpx
+
+    url = f"http://127.0.0.1:{port or get_settings().port_for(process.value)}/readyz"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _fail(f"{url}: {exc.__class__.__name__}: {exc}", 1) from exc
+    if response.status_code != 200:
+        raise _fail(f"{url}: {response.status_code} {response.text[:200]}", 1)
+    typer.echo(f"{process.value}: ready")
+
+
+@app.command()
 def dev(
     services: Annotated[bool, typer.Option(help="Start the services and gateway too")] = True,
 ) -> None:
     """Run the whole hub on embedded PostgreSQL and the embedded broker (what `make run` does)."""
     from services.common.devstack import run_dev
 
-    raise typer.Exit(run_dev(get_settings(), with_services=services))
+    try:
+        code = run_dev(get_settings(), with_services=services)
+    except ModuleNotFoundError as exc:  # a production image: no embedded components
+        raise _fail(f"the embedded stack needs `pip install 'maillage[embedded]'` ({exc})") from exc
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -126,6 +149,23 @@ def init() -> None:
 
 
 @app.command()
+def asyncapi(
+    output: Annotated[str | None, typer.Option(help="Write to this file (default: print)")] = None,
+) -> None:
+    """The AsyncAPI 3 document of topics, keys and event types (deploy/asyncapi.yaml)."""
+    from pathlib import Path
+
+    from services.contracts.asyncapi import render
+
+    text = render()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
 def token(
     role: Annotated[TokenRole, typer.Option(help="admin, partner, collectivity or actor")],
     actor: Annotated[str | None, typer.Option(help="Actor id the token is bound to")] = None,
@@ -152,14 +192,22 @@ def token(
 
 
 @app.command()
-def secrets() -> None:
-    """Print fresh signing keys for a new installation's environment."""
+def secrets(
+    compose: Annotated[bool, typer.Option(help="Also the database passwords of docker-compose's .env")] = False,
+) -> None:
+    """Print fresh signing keys (and database passwords) for a new installation's environment."""
+    import secrets as random
+
     from services.common.auth import new_secret
+    from services.common.settings import DATABASES
 
     kid = "k" + datetime.now(UTC).strftime("%Y%m%d")
     typer.echo(f"MAILLAGE_JWT_KEYS='{json.dumps({kid: new_secret()})}'")
     typer.echo(f"MAILLAGE_JWT_ACTIVE_KID={kid}")
     typer.echo(f"MAILLAGE_INTERNAL_KEY={new_secret()}")
+    if compose:  # hex: safe inside the database URLs compose builds
+        for name in ("POSTGRES", *(f"{database.upper()}_DB" for database in DATABASES)):
+            typer.echo(f"{name}_PASSWORD={random.token_hex(24)}")
 
 
 @app.command()

@@ -15,6 +15,15 @@ PROCESSES = (*SERVICES, "gateway")
 DATABASES = (*SERVICES, "gateway")  # the gateway keeps partner credentials in its own
 ServiceName = Literal["directory", "events", "matching"]
 
+# Settings a deployment (compose, Kubernetes) does not set, and why; every other setting is
+# set by both (tests/unit/test_deploy.py compares the sets).
+NOT_DEPLOYED = {
+    "home": "data directory of the embedded stack only",
+    "postgres_port": "port of the embedded PostgreSQL only",
+    "kafka_port": "port of the embedded broker only",
+    "database_url": "fallback for the per-service URLs, which deployments give with one role per service",
+}
+
 DEFAULT_PORTS = {"gateway": 8100, "directory": 8101, "events": 8102, "matching": 8103}
 
 
@@ -29,6 +38,9 @@ class Settings(BaseSettings):
         env_prefix="MAILLAGE_",
         env_file=(".env", ".maillage/dev.env"),
         extra="ignore",
+        # An empty variable means "the default": compose passes every setting through as
+        # `${MAILLAGE_X:-}` and Kubernetes ConfigMaps may leave a key empty.
+        env_ignore_empty=True,
     )
 
     # --- where things are -------------------------------------------------------
