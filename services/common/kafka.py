@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from services.common.settings import Settings
 from services.contracts.topics import topic_plan
@@ -17,10 +18,27 @@ from services.contracts.topics import topic_plan
 logger = logging.getLogger("maillage.kafka")
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Where the brokers are and how to reach them: plaintext, TLS, SASL (managed Kafka) or both."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password,
+        }
+    return options
+
+
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """A producer that waits for every replica; no idempotence or transactions (see DESIGN.md)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_options(settings),
         "acks": "all",
         "linger_ms": 0,
         "max_batch_size": 256 * 1024,
@@ -37,7 +55,7 @@ def new_consumer(settings: Settings, *topics: str, group_id: str | None, **overr
     """A consumer with manual commits and the latency settings of DESIGN.md."""
     session = settings.consumer_session_timeout_ms
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_options(settings),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -55,7 +73,7 @@ def new_consumer(settings: Settings, *topics: str, group_id: str | None, **overr
 async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | None = None) -> list[str]:
     """Create the missing topics of the plan (or of `topics`); return the names created."""
     wanted = list(topics) if topics is not None else topic_plan()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -88,7 +106,7 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     """Return once the broker answers a metadata request; raise TimeoutError otherwise."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2_000)
+        admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=2_000)
         try:
             await admin.start()
             await admin.list_topics()

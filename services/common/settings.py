@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(10, description="Maximum connections per process pool")
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
     topic_replication: int = Field(1, description="Replication factor when creating topics")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How to reach the brokers (managed Kafka: usually SASL_SSL)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when the protocol is SASL_*"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user")
+    kafka_sasl_password: str = Field("", description="SASL password")
+    kafka_ssl_cafile: str = Field("", description="CA bundle verifying the brokers (empty: the system's)")
 
     # --- ports and URLs ---------------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface the HTTP servers bind to")

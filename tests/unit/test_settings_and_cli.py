@@ -87,3 +87,41 @@ class TestCliParsing:
         assert parse_since("2026-11-20T08:00") == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
         with pytest.raises(ValueError, match="ISO time"):
             parse_since("last tuesday")
+
+
+class TestKafkaConnection:
+    def test_plaintext_by_default(self, unit_settings: Settings) -> None:
+        from services.common.kafka import connection_options
+
+        options = connection_options(unit_settings)
+        assert options == {"bootstrap_servers": unit_settings.kafka_bootstrap, "security_protocol": "PLAINTEXT"}
+
+    async def test_managed_kafka_over_sasl_ssl(self, unit_settings: Settings) -> None:
+        import ssl
+
+        from services.common.kafka import connection_options, new_consumer, new_producer
+
+        managed = unit_settings.model_copy(
+            update={
+                "kafka_bootstrap": "b-1.kafka.example.org:9096",
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": "maillage",
+                "kafka_sasl_password": "s3cret",
+            }
+        )
+        options = connection_options(managed)
+        assert options["security_protocol"] == "SASL_SSL"
+        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("maillage", "s3cret")
+        assert isinstance(options["ssl_context"], ssl.SSLContext)
+        assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+        # aiokafka accepts them (clients are only built here, never started).
+        producer = new_producer(managed)
+        consumer = new_consumer(managed, "t", group_id="g")
+        assert producer.client._security_protocol == "SASL_SSL"
+        assert consumer._client._sasl_mechanism == "SCRAM-SHA-512"
+
+    def test_an_unknown_protocol_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="kafka_security_protocol"):
+            Settings(_env_file=None, kafka_security_protocol="TLS")
