@@ -396,8 +396,11 @@ class TestAsyncAPI:
         assert {spec.name: spec.partitions for spec in TOPICS} == {
             a: c["bindings"]["kafka"]["partitions"] for a, c in channels.items()
         }
-        assert {m["name"] for m in doc["components"]["messages"].values()} == set(REGISTRY)
-        for ce_type, model in REGISTRY.items():
+        # Every contract type is on a planned topic (tests may register their own types on theirs).
+        contract = {t: m for t, m in REGISTRY.items() if not t.startswith("org.maillage.test.")}
+        assert {m.topic for m in contract.values()} <= set(channels)
+        assert {m["name"] for m in doc["components"]["messages"].values()} == set(contract)
+        for ce_type, model in contract.items():
             message = doc["components"]["messages"][model.__name__]
             assert message["name"] == ce_type
             assert model.__name__ in channels[model.topic]["messages"]
