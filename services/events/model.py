@@ -86,7 +86,8 @@ def check_timezone(value: str) -> str:
     # ZoneInfo caches what it loads; available_timezones() would walk the tz database on every call.
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    # OSError: names the file system refuses (too long, bad bytes) before the lookup can say "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from exc
     return value
 
