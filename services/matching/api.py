@@ -388,15 +388,21 @@ async def update_webhook(
 
 
 @router.post(
-    "/webhooks/{webhook_id}/rotate-secret", response_model=WebhookWithSecret, summary="A new secret (shown once)"
+    "/webhooks/{webhook_id}/rotate-secret",
+    response_model=WebhookWithSecret,
+    summary="A new secret (shown once); the previous one keeps signing beside it for 24 hours",
 )
 async def rotate_secret(webhook_id: str, principal: CurrentPrincipal, pool: DbPool) -> WebhookWithSecret:
     row = await _endpoint(pool, principal, webhook_id)
     secret = webhooks.new_secret()
     updated = await pool.fetchrow(
-        f"UPDATE webhook_endpoints SET secret = $2, updated_at = now() WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}",
+        f"""UPDATE webhook_endpoints
+            SET previous_secret = secret, previous_secret_expires_at = now() + $3::interval,
+                secret = $2, updated_at = now()
+            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
         row["id"],
         secret,
+        webhooks.SECRET_OVERLAP,
     )
     return WebhookWithSecret(**webhook_read(updated).model_dump(), secret=secret)
 

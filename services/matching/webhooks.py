@@ -121,12 +121,17 @@ class Outcome:
         return self.status_code >= 500 or self.status_code in (408, 429)
 
 
-def sign(secret: str, msg_id: str, timestamp: datetime, body: str) -> str:
-    return Webhook(secret).sign(msg_id, timestamp, body)
+# How long a rotated secret keeps signing beside the new one.
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+def sign(keys: list[str], msg_id: str, timestamp: datetime, body: str) -> str:
+    """The `webhook-signature` header: one `v1,…` signature per valid secret, space-separated."""
+    return " ".join(Webhook(key).sign(msg_id, timestamp, body) for key in keys)
 
 
 async def post(
-    client: httpx.AsyncClient, settings: Settings, url: str, secret: str, msg_id: str, payload: Any
+    client: httpx.AsyncClient, settings: Settings, url: str, keys: list[str], msg_id: str, payload: Any
 ) -> Outcome:
     started = time.perf_counter()
     try:
@@ -139,7 +144,7 @@ async def post(
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": sign(secret, msg_id, now, body),
+        "webhook-signature": sign(keys, msg_id, now, body),
         "user-agent": "Maillage-Webhooks/1",
     }
     try:
@@ -161,7 +166,9 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: S
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """
-            SELECT d.id, d.payload, d.attempts, e.id AS endpoint_id, e.url, e.secret
+            SELECT d.id, d.payload, d.attempts, e.id AS endpoint_id, e.url,
+                   array_remove(ARRAY[e.secret, CASE WHEN e.previous_secret_expires_at > now()
+                                                     THEN e.previous_secret END], NULL) AS secrets
             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
             WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.status = 'active'
             ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED
@@ -171,7 +178,7 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: S
         if not rows:
             return 0
         outcomes = await asyncio.gather(
-            *(post(client, settings, r["url"], r["secret"], r["id"], r["payload"]) for r in rows)
+            *(post(client, settings, r["url"], r["secrets"], r["id"], r["payload"]) for r in rows)
         )
         for row, outcome in zip(rows, outcomes, strict=True):
             attempts = row["attempts"] + 1

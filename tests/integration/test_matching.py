@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.common.auth import Role
 from services.matching.webhooks import TargetRefused, check_target
@@ -309,3 +310,56 @@ async def test_webhook_rules_no_retry_on_400_and_private_targets_refused(matchin
     with pytest.raises(TargetRefused):
         await check_target("http://169.254.169.254/latest", allow_private=False)
     await check_target("http://localhost:9/hook", allow_private=True)
+
+
+async def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_a_day(matching: Matching) -> None:
+    path = f"/rotated-{uuid.uuid4().hex[:6]}"
+    partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
+    async with matching.client() as http:
+        hook = (
+            await http.post(
+                "/v1/webhooks",
+                json={"url": matching.receiver.url + path, "event_types": ["need.published"]},
+                headers=partner,
+            )
+        ).json()
+        rotated = await http.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=partner)
+        assert rotated.status_code == 200, rotated.text
+    old, new = hook["secret"], rotated.json()["secret"]
+    assert old != new
+
+    conn = await asyncpg.connect(matching.database_url)
+
+    async def deliver(tag: str) -> tuple[dict[str, str], bytes]:
+        await conn.execute(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload) VALUES ($1, $2, $3, 'need.published', '{\"n\": 1}')",
+            f"msg_{tag}{path.strip('/')}",
+            uuid.UUID(hook["id"]),
+            tag,
+        )
+
+        async def received() -> tuple[dict[str, str], bytes] | None:
+            for got_path, headers, body in matching.receiver.received:
+                if got_path == path and headers["webhook-id"] == f"msg_{tag}{path.strip('/')}":
+                    return headers, body
+            return None
+
+        return await eventually(received)
+
+    try:
+        headers, body = await deliver("during")
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        assert Webhook(new).verify(body, headers) == {"n": 1}
+        assert Webhook(old).verify(body, headers) == {"n": 1}  # the receiver has not switched yet
+
+        await conn.execute(
+            "UPDATE webhook_endpoints SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1",
+            uuid.UUID(hook["id"]),
+        )
+        headers, body = await deliver("after")
+        assert len(headers["webhook-signature"].split(" ")) == 1
+        assert Webhook(new).verify(body, headers) == {"n": 1}
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(body, headers)
+    finally:
+        await conn.close()
