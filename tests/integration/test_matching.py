@@ -269,18 +269,24 @@ async def test_bad_needs_get_422_naming_the_field(directory: Directory, matching
     assert as_actor.status_code == 403
 
 
+async def register_hook(http: Any, matching: Matching, path: str, partner: dict[str, str]) -> dict[str, Any]:
+    """An endpoint on the test receiver for `need.published`, registered by `partner`."""
+    created = await http.post(
+        "/v1/webhooks",
+        json={"url": matching.receiver.url + path, "event_types": ["need.published"]},
+        headers=partner,
+    )
+    assert created.status_code == 201, created.text
+    hook: dict[str, Any] = created.json()
+    return hook
+
+
 async def test_webhook_rules_no_retry_on_400_and_private_targets_refused(matching: Matching) -> None:
     path = f"/bad-{uuid.uuid4().hex[:6]}"
     matching.receiver.scripts[path] = [400]
     partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
     async with matching.client() as http:
-        hook = (
-            await http.post(
-                "/v1/webhooks",
-                json={"url": matching.receiver.url + path, "event_types": ["need.published"]},
-                headers=partner,
-            )
-        ).json()
+        hook = await register_hook(http, matching, path, partner)
         other = await http.get(f"/v1/webhooks/{hook['id']}", headers=matching.token(Role.PARTNER, subject="someone"))
         assert other.status_code == 404
         conn = await asyncpg.connect(matching.database_url)
@@ -316,13 +322,7 @@ async def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_a_day(match
     path = f"/rotated-{uuid.uuid4().hex[:6]}"
     partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
     async with matching.client() as http:
-        hook = (
-            await http.post(
-                "/v1/webhooks",
-                json={"url": matching.receiver.url + path, "event_types": ["need.published"]},
-                headers=partner,
-            )
-        ).json()
+        hook = await register_hook(http, matching, path, partner)
         rotated = await http.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=partner)
         assert rotated.status_code == 200, rotated.text
     old, new = hook["secret"], rotated.json()["secret"]
