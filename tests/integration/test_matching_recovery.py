@@ -145,7 +145,13 @@ async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook
                     " + (SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered')"
                 )
                 matched = await conn.fetchval("SELECT count(DISTINCT need_id) FROM matches")
-                return bool(pending == 0 and matched == 2 * len(DEMO_NEEDS))
+                # The notifier may still be rejoining its group after the kill: every match.found sent must also
+                # have its delivery recorded, not only the deliveries that exist so far be done.
+                unnotified = await conn.fetchval(
+                    "SELECT (SELECT count(*) FROM outbox WHERE ce_type LIKE '%match.found')"
+                    " - (SELECT count(*) FROM webhook_deliveries WHERE event_type = 'match.found')"
+                )
+                return bool(pending == 0 and matched == 2 * len(DEMO_NEEDS) and unnotified == 0)
 
             await eventually(settled, 90)
             await asyncio.sleep(1.0)  # nothing more arrives
