@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import time
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +62,42 @@ async def connect(url: str) -> asyncpg.Connection:
 
 def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
+
+
+def describe(url: str) -> str:
+    """host:port/database of a URL, without its credentials (for messages)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database_name(url)}"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database a process needs cannot be reached or does not exist; the message says what to do."""
+
+
+async def wait_for_database(url: str, timeout_s: float = 30.0) -> None:
+    """Return once `url` accepts a connection; retry while the server is unreachable (it may be starting)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except asyncpg.InvalidCatalogNameError as exc:
+            raise DatabaseUnavailable(
+                f"database {describe(url)} does not exist: run `maillage init` (compose's init job does)"
+            ) from exc
+        except asyncpg.InvalidAuthorizationSpecificationError as exc:
+            raise DatabaseUnavailable(f"PostgreSQL {describe(url)} refused the credentials: {exc}") from exc
+        except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL {describe(url)} unreachable for {timeout_s:g} s ({exc.__class__.__name__}: {exc})"
+                ) from exc
+            logger.warning("waiting for PostgreSQL %s: %s", describe(url), exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        else:
+            await conn.close()
+            return
 
 
 async def ensure_database(url: str) -> bool:

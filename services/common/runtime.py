@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
 import uvicorn
 
 from services.common.app import Role, create_service_app
-from services.common.db import ensure_database, migrate
+from services.common.db import DatabaseUnavailable, ensure_database, migrate, wait_for_database
 from services.common.embedded import PortInUse, port_is_free
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.observability import configure_logging
@@ -70,6 +71,10 @@ def serve(process: str, role: Role, settings: Settings, port: int | None = None)
     port = port or settings.port_for(process)
     if not port_is_free(settings.host, port):
         raise PortInUse(port, f"{process} HTTP", f"MAILLAGE_{process.upper()}_PORT")
+    try:  # its database first: a server still starting is waited for, a missing database is said plainly
+        asyncio.run(wait_for_database(settings.database_url_for(process)))
+    except DatabaseUnavailable as exc:
+        raise ConfigurationError(str(exc)) from exc
     if process == "gateway":
         from gateway.app import create_gateway_app
 

@@ -1,4 +1,4 @@
-"""Compose's PostgreSQL init script, run for real: one role and database per service, migrations as that role."""
+"""What deployments rely on from PostgreSQL: compose's init script run for real, and processes waiting for it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.common.db import DatabaseUnavailable, wait_for_database
 from services.common.embedded import EmbeddedPostgres, free_port
 from services.common.runtime import prepare_databases
-from services.common.settings import DATABASES, Settings
+from services.common.settings import DATABASES, Settings, with_database
 from tests.conftest import TEST_HOME
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "init-databases.sh"
@@ -78,3 +80,37 @@ async def test_the_init_script_gives_each_service_its_own_role_and_database(fres
 
     # Running the init job again (every `docker compose up`) changes nothing.
     assert await prepare_databases(settings) == {d: [] for d in DATABASES}
+
+
+async def test_a_missing_database_is_said_plainly_and_an_unreachable_server_is_waited_for(postgres_url: str) -> None:
+    missing = with_database(postgres_url, "maillage_never_created")
+    with pytest.raises(DatabaseUnavailable, match=r"maillage_never_created does not exist: run `maillage init`"):
+        await wait_for_database(missing)
+    closed = f"postgresql://maillage:secret@127.0.0.1:{free_port()}/maillage_directory"
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DatabaseUnavailable, match=r"unreachable for 1 s") as caught:
+        await wait_for_database(closed, timeout_s=1.0)
+    assert asyncio.get_running_loop().time() - started >= 0.5  # it retried before giving up
+    assert "secret" not in str(caught.value)  # no credentials in messages
+    await wait_for_database(postgres_url)
+
+
+def test_a_process_without_its_database_stops_with_one_clear_line(postgres_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+    env |= {
+        "MAILLAGE_JWT_KEYS": '{"k": "' + "k" * 64 + '"}',
+        "MAILLAGE_INTERNAL_KEY": "i" * 64,
+        "MAILLAGE_DIRECTORY_DATABASE_URL": with_database(postgres_url, "maillage_never_created"),
+        "MAILLAGE_DIRECTORY_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "error: database" in result.stderr and "run `maillage init`" in result.stderr
+    assert "Traceback" not in result.stderr
