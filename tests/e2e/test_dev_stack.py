@@ -19,7 +19,7 @@ import pytest
 
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
 from services.common.devstack import READY_LINE, load_dev_secrets
-from services.common.embedded import free_port, port_is_free
+from services.common.embedded import die_with_parent, free_port, port_is_free
 from services.common.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -63,6 +63,7 @@ def start_dev(home: Path, ports: dict[str, int], timeout_s: float = 90) -> Dev:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=die_with_parent,  # an interrupted pytest must not leave a whole stack running
     )
     dev = Dev(process, home, ports, [])
     deadline = time.monotonic() + timeout_s
