@@ -27,8 +27,8 @@ from gateway.clients import ServiceClients
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
 from gateway.types.common import GatewayContext
-from services.common.app import install_observability
-from services.common.db import create_pool
+from services.common.app import install_observability, readiness
+from services.common.db import create_pool, database_reachable
 from services.common.errors import MaillageError, install_error_handlers
 from services.common.settings import Settings
 
@@ -212,15 +212,8 @@ def create_gateway_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:
-        checks = {"started": "gateway" in shared, "database": False}
-        if checks["started"]:
-            try:
-                async with shared["gateway"].pool.acquire(timeout=2) as conn:
-                    checks["database"] = await conn.fetchval("SELECT true", timeout=2) is True
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                checks["database"] = False
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        started = "gateway" in shared
+        return readiness({"started": started, "database": started and await database_reachable(shared["gateway"].pool)})
 
     feeds = {
         "events": "/v1/events/{id}.ics",

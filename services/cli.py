@@ -196,7 +196,7 @@ def secrets(
     compose: Annotated[bool, typer.Option(help="Also the database passwords of docker-compose's .env")] = False,
 ) -> None:
     """Print fresh signing keys (and database passwords) for a new installation's environment."""
-    import secrets as random
+    from secrets import token_hex
 
     from services.common.auth import new_secret
     from services.common.settings import DATABASES
@@ -207,7 +207,7 @@ def secrets(
     typer.echo(f"MAILLAGE_INTERNAL_KEY={new_secret()}")
     if compose:  # hex: safe inside the database URLs compose builds
         for name in ("POSTGRES", *(f"{database.upper()}_DB" for database in DATABASES)):
-            typer.echo(f"{name}_PASSWORD={random.token_hex(24)}")
+            typer.echo(f"{name}_PASSWORD={token_hex(24)}")
 
 
 @app.command()

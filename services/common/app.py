@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import CurrentPrincipal
 from services.common.consumer import IdempotentConsumer
-from services.common.db import create_pool
+from services.common.db import create_pool, database_reachable
 from services.common.errors import install_error_handlers
 from services.common.kafka import broker_reachable
 from services.common.observability import (
@@ -126,6 +126,12 @@ def install_observability(app: FastAPI, process: str) -> None:
         return {"status": "ok", "process": process}
 
 
+def readiness(checks: dict[str, bool]) -> JSONResponse:
+    """The `/readyz` answer of every process: 200 when every check holds, 503 naming the one that fails."""
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
 def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
     """One service's app: the REST API (`api`), the relay and consumers (`worker`), or both."""
     database_url = settings.database_url_for(service)
@@ -167,18 +173,14 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz(request: Request) -> JSONResponse:
-        checks: dict[str, bool] = {}
-        try:
-            async with request.app.state.pool.acquire(timeout=2) as conn:
-                checks["database"] = await conn.fetchval("SELECT true", timeout=2) is True
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            checks["database"] = False
-        checks["broker"] = await broker_reachable(settings.kafka_bootstrap)
+        checks = {
+            "database": await database_reachable(request.app.state.pool),
+            "broker": await broker_reachable(settings.kafka_bootstrap),
+        }
         workers: Workers | None = request.app.state.workers
         if workers is not None:
             checks["workers"] = workers.alive()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        return readiness(checks)
 
     if role in ("api", "all"):
         common = APIRouter(prefix="/v1", tags=["identity"])

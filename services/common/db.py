@@ -64,6 +64,15 @@ def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
 
 
+async def database_reachable(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
+    """A readiness check: does the pool hand out a connection that answers?"""
+    try:
+        async with pool.acquire(timeout=timeout_s) as conn:
+            return bool(await conn.fetchval("SELECT true", timeout=timeout_s) is True)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
 def describe(url: str) -> str:
     """host:port/database of a URL, without its credentials (for messages)."""
     parts = urlsplit(url)
