@@ -248,7 +248,7 @@ async def fill_replica(url: str, count: int) -> float:
                     await copy(conn, batch)
                     batch.clear()
             await copy(conn, batch)
-            await conn.execute("SET maintenance_work_mem = '512MB'")
+            await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
             for index in indexes:
                 await conn.execute(index["indexdef"])
         await pool.execute("VACUUM ANALYZE actors, actor_texts")

@@ -42,6 +42,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no stubs
+    """A pooled connection, handed back without asyncpg's reset query (one round trip per release).
+
+    Pooled connections keep no session state: no `SET`, `LISTEN`, session advisory lock or held cursor —
+    the code that needs one (the outbox relay, the webhook deliverer, migrations) opens its own connection
+    with `connect()`. asyncpg still rolls back a transaction left open and drops listeners on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
@@ -49,6 +61,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         init=_init_connection,
         command_timeout=60,
+        connection_class=PooledConnection,
     )
     assert pool is not None
     return pool

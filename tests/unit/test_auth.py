@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from services.common import auth as auth_module
 from services.common.auth import (
     INTERNAL_AUDIENCE,
     INTERNAL_ISSUER,
@@ -174,6 +176,47 @@ def test_expiry_within_leeway_is_accepted(settings: Settings) -> None:
     now = datetime.now(UTC)
     token = sign(claims(iat=now - timedelta(minutes=1), exp=now - timedelta(seconds=2)))
     assert verify_token(settings, token).actor_id == "a1"
+
+
+def test_a_verified_token_is_verified_again_once_it_expires(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint_token(settings, role=Role.ACTOR, actor_id="a1", ttl=timedelta(minutes=1))
+    checks: list[str] = []
+    verify = auth_module._verify
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        checks.append("jwt")
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(auth_module, "_verify", counted)
+    assert verify_token(settings, token).actor_id == "a1"
+    assert verify_token(settings, token).actor_id == "a1"
+    assert checks == ["jwt"]  # the second time from the cache of verified tokens
+    later = datetime.now(UTC).timestamp() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _FrozenDatetime(later))
+    assert refused(settings, token) == "token expired"
+
+
+def test_a_cached_token_is_refused_once_its_key_is_gone(settings: Settings) -> None:
+    token = mint_token(settings, role=Role.ADMIN)
+    assert verify_token(settings, token).is_admin
+    assert "unknown key id 'k1'" in refused(make_settings(keys={"k2": K2}, active="k2"), token)
+    assert refused(make_settings(keys={"k1": OTHER}), token) == "token signature is invalid"
+
+
+class _FrozenDatetime:
+    """`datetime` as PyJWT sees it, frozen at a timestamp."""
+
+    def __init__(self, timestamp: float) -> None:
+        self.timestamp = timestamp
+
+    def now(self, tz: Any = None) -> datetime:
+        return datetime.fromtimestamp(self.timestamp, tz)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(datetime, name)
 
 
 def test_alg_none_refused(settings: Settings) -> None:
