@@ -113,7 +113,33 @@ async def seed(stack: DevStack, actors: int = 30, events_each: int = 4) -> None:
                 (await http.post("/v1/events", json=event)).raise_for_status()
 
 
-async def measure(call: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> dict[str, float]:
+def cpu_seconds(stack: DevStack | None) -> dict[str, float]:
+    """CPU time used so far by each part of the stack (Linux /proc), and by this process."""
+    used = {"bench": sum(os.times()[:2])}
+    if stack is None:
+        return used
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, seconds)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    roots = {name: child.pid for name, child in stack.children.items()}
+    for name, embedded in (("postgres", stack.postgres), ("broker", stack.broker)):
+        if embedded is not None and embedded.process is not None:
+            roots[name] = embedded.process.pid
+    for name, pid in roots.items():
+        # The process and its children (PostgreSQL's backends are the postmaster's children).
+        used[name] = sum(seconds for p, (parent, seconds) in stats.items() if pid in (p, parent))
+    return used
+
+
+async def measure(
+    call: Callable[[], Awaitable[None]], requests: int, concurrency: int, stack: DevStack | None = None
+) -> dict[str, float]:
     timings: list[float] = []
     remaining = iter(range(requests))
 
@@ -125,13 +151,17 @@ async def measure(call: Callable[[], Awaitable[None]], requests: int, concurrenc
 
     for _ in range(20):  # warm connections and caches
         await call()
+    cpu_before = cpu_seconds(stack)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - started
+    cpu_after = cpu_seconds(stack)
+    cpu = {f"cpu_{name}": (cpu_after[name] - cpu_before[name]) * 1000 / len(timings) for name in cpu_after}
     return {
         "p50": percentile(timings, 50),
         "p99": percentile(timings, 99),
         "rps": len(timings) / wall,
+        **cpu,
     }
 
 
@@ -185,8 +215,8 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
         batch = (
             await http.post(settings.url_for("events") + "/v1/actors/events/batch", json={"ids": ids, "first": 3})
         ).json()
-        results = {"a": await measure(direct, requests, CONCURRENCY)}
-        results["b"] = await measure(through_gateway, requests, CONCURRENCY)
+        results = {"a": await measure(direct, requests, CONCURRENCY, stack)}
+        results["b"] = await measure(through_gateway, requests, CONCURRENCY, stack)
 
     # (c) the schema alone, on the captured answers
     clients = CapturedClients(stack, {("directory", "/v1/actors"): page, ("events", "/v1/actors/events/batch"): batch})
@@ -316,6 +346,18 @@ def main(args: argparse.Namespace) -> None:
     ):
         row = q[key]
         print(f"{label:<44} {row['p50']:>8.1f} {row['p99']:>8.1f} {row['rps']:>8.0f}")
+    parts = [key.removeprefix("cpu_") for key in q["a"] if key.startswith("cpu_")]
+    print(f"\nCPU ms per request, by process (the whole stack shares {os.cpu_count()} cores)")
+    print(f"{'':<6}" + "".join(f"{part:>10}" for part in parts) + f"{'total':>10}")
+    for key in ("a", "b", "c"):
+        row = q[key]
+        cells = [row.get(f"cpu_{part}") for part in parts]
+        total = sum(cell for cell in cells if cell is not None)
+        print(
+            f"{'(' + key + ')':<6}"
+            + "".join(f"{cell:>10.2f}" if cell is not None else f"{'':>10}" for cell in cells)
+            + f"{total:>10.2f}"
+        )
     bound = q["a"]["p50"] + q["c"]["p50"] + 5
     print(f"target: (b) p50 {q['b']['p50']:.1f} ms <= (a) + (c) + 5 = {bound:.1f} ms; (b) >= 50 req/s")
     print(f"\npublishNeed -> matchFound on the subscription, one need at a time, {s['needs']:.0f} needs")
