@@ -240,7 +240,9 @@ class DevStack:
 
     def child_env(self) -> dict[str, str]:
         s = self.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+        # The caller's own settings (`MAILLAGE_MATCH_K=10 maillage dev`) reach every process; the stack's
+        # addresses, ports and keys below replace any inherited value.
+        env = dict(os.environ)
         env.update(
             {
                 "MAILLAGE_HOME": str(self.home),
@@ -259,17 +261,10 @@ class DevStack:
         env["MAILLAGE_EMAIL_ENABLED"] = os.environ.get(
             "MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in os.environ else "false"
         )
-        for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "SMTP_SENDER"):
-            if f"MAILLAGE_{name}" in os.environ:
-                env[f"MAILLAGE_{name}"] = os.environ[f"MAILLAGE_{name}"]
         for process in PROCESSES:
             env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
         for service in SERVICES:
             env[f"MAILLAGE_{service.upper()}_URL"] = s.url_for(service)
-        # Explicit per-service database URLs set by the caller stay in force.
-        for name, value in os.environ.items():
-            if name.endswith("_DATABASE_URL") and name != "MAILLAGE_DATABASE_URL":
-                env[name] = value
         return env
 
     def spawn(self, process: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.cli import parse_duration, parse_since
+from services.common.devstack import DevStack
 from services.common.runtime import ConfigurationError, check_secrets
 from services.common.settings import Settings
 from services.contracts.topics import TOPICS, topic_plan
@@ -18,6 +19,18 @@ class TestSettings:
         s = unit_settings.model_copy(update={"database_url": "postgresql://u:p@db:5432/postgres?sslmode=require"})
         assert s.database_url_for("directory") == "postgresql://u:p@db:5432/maillage_directory?sslmode=require"
         assert s.database_url_for("matching").endswith("/maillage_matching?sslmode=require")
+
+    def test_the_dev_stack_passes_the_callers_settings_to_every_process(
+        self, unit_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("MAILLAGE_MATCH_K", "7")
+        monkeypatch.setenv("MAILLAGE_HOME", "/somewhere/else")
+        monkeypatch.setenv("MAILLAGE_GATEWAY_PORT", "1")
+        stack = DevStack(unit_settings.model_copy(update={"home": "/srv/maillage-home", "gateway_port": 8400}))
+        env = stack.child_env()
+        assert env["MAILLAGE_MATCH_K"] == "7"
+        assert env["MAILLAGE_HOME"] == "/srv/maillage-home" and env["MAILLAGE_GATEWAY_PORT"] == "8400"
+        assert env["MAILLAGE_WEBHOOK_ALLOW_PRIVATE"] == "true" and env["MAILLAGE_EMAIL_ENABLED"] == "false"
 
     def test_an_explicit_service_database_wins(self, unit_settings: Settings) -> None:
         s = unit_settings.model_copy(update={"events_database_url": "postgresql://managed/events"})
