@@ -20,18 +20,16 @@ import argparse
 import asyncio
 import os
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from bench.directory import percentile
-from bench.matching import CITIES, THEME_CODES, THEME_WEIGHTS, start_stack
+from bench.matching import CITIES, THEME_CODES, THEME_WEIGHTS, on_dev_stack
 from services.common.auth import Role, mint_token
 from services.common.devstack import DevStack
 from services.contracts import territories
@@ -287,12 +285,7 @@ async def run(stack: DevStack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> None:
-    home = Path(tempfile.mkdtemp(prefix="maillage-bench-events-")) / ".maillage"
-    stack = start_stack(home)
-    try:
-        results = asyncio.run(run(stack, args))
-    finally:
-        stack.stop()
+    results = on_dev_stack("events", lambda stack: run(stack, args))
     b, s = results["burst"], results["steady"]
     print(f"\nEvents on {os.cpu_count()} cores, whole stack (`maillage dev`: every service, PostgreSQL 18, Tansu)")
     print(f"\nburst: {b['count']} simultaneous registrations (concurrency {b['count']}) for {b['seats']} seats")

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,7 +34,7 @@ import httpx
 import websockets
 
 from bench.directory import percentile
-from bench.matching import start_stack
+from bench.matching import on_dev_stack
 from gateway.app import Gateway
 from gateway.auth import Caller, RateLimiter, issue_credential
 from gateway.clients import ServiceClients
@@ -324,12 +323,7 @@ async def run(stack: DevStack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> None:
-    home = Path(tempfile.mkdtemp(prefix="maillage-bench-gateway-")) / ".maillage"
-    stack = start_stack(home)
-    try:
-        results = asyncio.run(run(stack, args))
-    finally:
-        stack.stop()
+    results = on_dev_stack("gateway", lambda stack: run(stack, args))
     q, s = results["query"], results["subscription"]
     print(
         f"\nGateway on {os.cpu_count()} cores, whole stack (`maillage dev`: every service, gateway, PostgreSQL 18, Tansu)"

@@ -24,11 +24,11 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -110,6 +110,7 @@ COPY_COLUMNS = [
     "updated_at",
 ]
 TEXT_COLUMNS = ["id", "name", "description", "activities"]
+T = TypeVar("T")
 Row = tuple[tuple[Any, ...], tuple[Any, ...]]  # (actors row, actor_texts row)
 THEME_CODES = [t.code for t in THEMES]
 THEME_WEIGHTS = [1.0 / (rank + 3) for rank in range(len(THEME_CODES))]  # some themes far more common
@@ -452,6 +453,15 @@ def start_stack(home: Path) -> DevStack:
     return stack
 
 
+def on_dev_stack(name: str, run: Callable[[DevStack], Coroutine[Any, Any, T]]) -> T:
+    """`run` against a whole `maillage dev` stack in a fresh home, stopped afterwards whatever happens."""
+    stack = start_stack(Path(tempfile.mkdtemp(prefix=f"maillage-bench-{name}-")) / ".maillage")
+    try:
+        return asyncio.run(run(stack))
+    finally:
+        stack.stop()
+
+
 async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
     home = Path(".maillage/bench")
     home.mkdir(parents=True, exist_ok=True)
@@ -470,12 +480,7 @@ def main(args: argparse.Namespace) -> None:
     rows = asyncio.run(replicas(args)) if args.sizes else []
     e2e = None
     if args.e2e:
-        home = Path(tempfile.mkdtemp(prefix="maillage-bench-matching-")) / ".maillage"
-        stack = start_stack(home)
-        try:
-            e2e = asyncio.run(end_to_end(stack, args.needs))
-        finally:
-            stack.stop()
+        e2e = on_dev_stack("matching", lambda stack: end_to_end(stack, args.needs))
     print(f"\nMatching on {os.cpu_count()} cores (PostgreSQL 18 + Tansu here); one need at a time, {args.needs} needs")
     if rows:
         print(

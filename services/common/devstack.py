@@ -257,10 +257,8 @@ class DevStack:
         )
         # On one machine, partners' test receivers are local and there is no mail server: webhooks may
         # reach loopback, and e-mails are recorded in the matching database unless SMTP is configured.
-        env["MAILLAGE_WEBHOOK_ALLOW_PRIVATE"] = os.environ.get("MAILLAGE_WEBHOOK_ALLOW_PRIVATE", "true")
-        env["MAILLAGE_EMAIL_ENABLED"] = os.environ.get(
-            "MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in os.environ else "false"
-        )
+        env.setdefault("MAILLAGE_WEBHOOK_ALLOW_PRIVATE", "true")
+        env.setdefault("MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in env else "false")
         for process in PROCESSES:
             env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
         for service in SERVICES:
