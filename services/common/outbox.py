@@ -104,11 +104,13 @@ async def enqueue_many(
     service: str,
     events: Sequence[tuple[str, EventPayload | PreparedEvent]],
     fresh_keys: set[str] | frozenset[str] = frozenset(),
+    subjects: Sequence[str] | None = None,
 ) -> list[CloudEvent]:
-    """Add many (key, payload) events with one COPY (bulk imports).
+    """Add many (key, payload) events with one COPY (bulk imports, a need's matches).
 
     `fresh_keys` are keys created in this transaction (new ids): no other writer can hold them,
-    so they skip the per-key lock that orders concurrent writers of one key.
+    so they skip the per-key lock that orders concurrent writers of one key. `subjects`, one per
+    event, name what each is about when it is not its key (default: the key).
     """
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue_many must run inside the transaction of the state change")
@@ -124,12 +126,12 @@ async def enqueue_many(
                 type=payload.ce_type,
                 source=source_of(service),
                 data=payload.data if isinstance(payload, PreparedEvent) else payload.model_dump(mode="json"),
-                subject=key,
+                subject=subject,
                 extensions=extensions,
             ),
             payload.topic,
         )
-        for key, payload in events
+        for (key, payload), subject in zip(events, subjects or [key for key, _ in events], strict=True)
     ]
     keys = sorted({f"{topic}\x1f{key}" for key, _, topic in built if key not in fresh_keys})  # one order
     if keys:
@@ -147,7 +149,7 @@ async def enqueue_many(
                 event.type,
                 event.source,
                 event.time,
-                {"subject": key, **extensions},
+                {"subject": event.subject, **extensions},
                 event.data,
             )
             for key, event, topic in built

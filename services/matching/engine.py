@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.settings import Settings
 from services.contracts.events import ActorV1, EventPayload, MatchFound, MatchWithdrawn, NeedClosed
 from services.matching import store
@@ -34,26 +34,25 @@ async def load_need(conn: asyncpg.Connection, need_id: uuid.UUID, *, for_update:
     return store.need_read(row, await store.owner_of(conn, row["owner_id"]))
 
 
-async def _store_matches(
-    conn: asyncpg.Connection,
-    need: NeedRead,
-    scored: list[tuple[ActorProfile, float, list[dict[str, object]]]],
-    settings: Settings,
-) -> int:
+async def _store_matches(conn: asyncpg.Connection, need: NeedRead, scored: list[Scored], settings: Settings) -> int:
+    """Store the matches an actor does not have yet (one statement) and publish those that are notified."""
     existing, interested = await store.match_state(conn, uuid.UUID(need.id))
-    created = 0
-    for actor, score, reasons in scored:
-        actor_id = uuid.UUID(actor.id)
-        if actor_id in existing:
-            continue  # never notify an actor twice for one need
-        status = MatchStatus.notified if interested < settings.match_max_interested else MatchStatus.proposed
-        row = await store.insert_match(conn, uuid.UUID(need.id), actor_id, score, reasons, status.value)
-        if row is None:
-            continue
-        created += 1
-        if status == MatchStatus.notified:
-            await emit_match(conn, MatchFound, row, need)
-    return created
+    fresh = [(uuid.UUID(actor.id), score, reasons) for actor, score, reasons in scored]
+    fresh = [match for match in fresh if match[0] not in existing]  # never notify an actor twice for one need
+    if not fresh:
+        return 0
+    status = MatchStatus.notified if interested < settings.match_max_interested else MatchStatus.proposed
+    rows = await store.insert_matches(conn, uuid.UUID(need.id), fresh, status.value)
+    if status == MatchStatus.notified:
+        matches = [store.match_read(row).to_contract(need.owner_id, need.title) for row in rows]
+        # Keyed by need: one need's matches stay in order on one partition.
+        await enqueue_many(
+            conn,
+            service=SERVICE,
+            events=[(need.id, MatchFound(match=match)) for match in matches],
+            subjects=[match.id for match in matches],
+        )
+    return len(rows)
 
 
 async def match_need(conn: asyncpg.Connection, need_id: uuid.UUID, settings: Settings) -> int:

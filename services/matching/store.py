@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
+import orjson
 
 from services.contracts import territories
 from services.contracts.events import ActorV1
 from services.matching.model import PENDING_MATCH, MatchRead, NeedCreate, NeedRead, NeedUpdate
 from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights, qpv_prefix
+
+logger = logging.getLogger("maillage.matching")
 
 # --- actor replica ------------------------------------------------------------------------------
 
@@ -311,19 +316,32 @@ def _overlap(param: str, count: int, column: str) -> str:
 EARTH_RADIUS_KM = 6371.0
 
 
+class Shares(NamedTuple):
+    """The weights as shares of the need's whole score (QPV counts only when the need asks for it)."""
+
+    themes: float
+    service_types: float
+    distance: float
+    text: float
+    qpv: float
+
+    @classmethod
+    def of(cls, weights: Weights, need: NeedRead) -> Shares:
+        qpv = weights.qpv if need.qpv_priority else 0.0
+        total = (weights.themes + weights.service_types + weights.distance + weights.text + qpv) or 1.0
+        return cls(*(w / total for w in (weights.themes, weights.service_types, weights.distance, weights.text, qpv)))
+
+
 def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
-    """The score of scoring.evaluate in SQL without its text part (added on the short list); $13-$18 and $20.
+    """The score of scoring.evaluate in SQL without its text part (added on the short list); $13-$17 and $19.
 
     Distance here only preselects candidates (Python scores the short list exactly), so it is the
     equirectangular approximation — arithmetic on the row's coordinates, with the cosine of the need's
-    latitude passed once as $20 — instead of earth_distance(ll_to_earth(…)), whose trigonometry per row was
+    latitude passed once as $19 — instead of earth_distance(ll_to_earth(…)), whose trigonometry per row was
     40 % of the query over tens of thousands of candidates (bench/matching.py). Within 100 km it differs from
     the great-circle distance by well under 1 %; farther away the closeness term is nil either way.
     """
-    total = weights.themes + weights.service_types + weights.distance + weights.text
-    if need.qpv_priority:
-        total += weights.qpv
-    total = total or 1.0
+    share = Shares.of(weights, need)
     themes = f"({_overlap('$2', len(need.themes), 'c.themes')})::float8 / {max(len(need.themes), 1)}"
     services = (
         f"({_overlap('$3', len(need.service_types), 'c.service_types')})::float8 / {len(need.service_types)}"
@@ -334,69 +352,152 @@ def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
         $13 * {themes}
       + $14 * {services}
       + $15 * CASE WHEN c.lat IS NULL THEN 0.0
-                   ELSE exp(-{EARTH_RADIUS_KM} * sqrt(radians(c.lat - $5) ^ 2 + ($20 * radians(c.lon - $6)) ^ 2)
-                            / $18) END
-      + $17 * CASE WHEN $11 AND c.qpv_code LIKE $19 THEN 1.0 ELSE 0.0 END
+                   ELSE exp(-{EARTH_RADIUS_KM} * sqrt(radians(c.lat - $5) ^ 2 + ($19 * radians(c.lon - $6)) ^ 2)
+                            / $17) END
+      + $16 * CASE WHEN $11 AND c.qpv_code LIKE $18 THEN 1.0 ELSE 0.0 END
     )"""
-    params = [
-        weights.themes / total,
-        weights.service_types / total,
-        weights.distance / total,
-        weights.text / total,
-        (weights.qpv / total) if need.qpv_priority else 0.0,
-        weights.distance_scale_km,
-    ]
-    return sql, params
+    return sql, [share.themes, share.service_types, share.distance, share.qpv, weights.distance_scale_km]
 
 
-async def candidates(
-    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
-) -> list[ActorProfile]:
-    """Actors that may answer the need, best first.
+NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others'
+FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
+EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
+COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
+# The geographic rules, as a condition on one replica row `a` (the need's place is p.place).
+ELIGIBLE_PLACE = """(a.territories && $7
+    OR ($8 > 0 AND earth_box(p.place, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+        AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
+    OR (a.reach <> '{}' AND a.reach && $9)
+    OR (a.reach_radius_km > 0 AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place)
+    OR a.national)"""
 
-    Each geographic rule is one index probe over the narrow replica rows; the union is ranked by the
-    structured criteria (themes, service types, distance, QPV) and cut to `RERANK_FACTOR * limit`;
-    only that short list reads the actors' texts, adds the full-text relevance and is cut to `limit`.
+
+# Overlap levels: (condition on the codes, condition on the GiST keys or None) — themes in $2, services in $3.
+KEYS = "match_keys(a.themes, a.service_types)"
+THEME_LEVELS = {
+    "all": ("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])"),
+    "some": ("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])"),
+    "any": ("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])"),
+}
+SERVICE_LEVELS = {
+    "all": ("a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)"),
+    "rest": ("NOT a.service_types @> $3", None),
+    "any": ("true", None),
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Actors at one level of theme and service-type overlap, and the best structured score they can reach.
+
+    themes: "all" the need's themes, "some" but not all, or "any"; services: "all" the need's service
+    types, the "rest", or "any". The levels' conditions apply to the codes and, where an index can use
+    them, to the keys of the place GiST indexes.
     """
-    rank, rank_params = _rank_sql(weights, need)
-    radius = need.perimeter.radius_km or 0.0
-    columns = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
-    rows = await conn.fetch(
-        f"""
-        WITH p AS (
-            SELECT ll_to_earth($5, $6) AS place
-        ), cand AS (
-            SELECT {columns} FROM actors a WHERE a.status = 'active' AND a.themes && $2 AND a.territories && $7
+
+    themes: str
+    services: str
+    best: float  # the structured score of a member at distance 0
+
+    def conditions(self) -> tuple[str, str]:
+        """(on the codes, on the codes and the GiST keys) as SQL on the row `a`."""
+        exact = [THEME_LEVELS[self.themes][0], SERVICE_LEVELS[self.services][0]]
+        keyed = [THEME_LEVELS[self.themes][1], SERVICE_LEVELS[self.services][1]]
+        return " AND ".join(exact), " AND ".join([*(k for k in keyed if k), *exact])
+
+
+ANY_THEME = Group("any", "any", math.inf)
+
+
+def _groups(need: NeedRead, weights: Weights) -> list[Group]:
+    """The overlap levels of the need's candidates, best first (each bound counts the QPV bonus when asked)."""
+    share = Shares.of(weights, need)
+    themes = {"all": share.themes}
+    if len(need.themes) > 1:  # one theme short at best
+        themes["some"] = share.themes * (len(need.themes) - 1) / len(need.themes)
+    count = len(need.service_types)
+    services = {"all": share.service_types, "rest": share.service_types * (count - 1) / count} if count else {}
+    services = services or {"any": share.service_types}  # no service type asked: the term is whole for all
+    groups = [Group(t, s, tb + sb + share.qpv) for t, tb in themes.items() for s, sb in services.items()]
+    return sorted(groups, key=lambda group: -group.best)
+
+
+def reach_km(best: float, threshold: float, weights: Weights, need: NeedRead) -> float:
+    """How far from the need a member of a group whose score at distance 0 is `best` can still reach `threshold`.
+
+    0 or less: nowhere; infinite: anywhere (its score without closeness already reaches the threshold).
+    """
+    closeness = Shares.of(weights, need).distance
+    missing = threshold - EPSILON - best  # what closeness must add
+    if missing <= 0:
+        return math.inf
+    if missing >= closeness:
+        return -1.0
+    return weights.distance_scale_km * math.log(closeness / missing)
+
+
+def _stage_sql(rank: str, group: Group, *, disc: bool) -> str:
+    """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first."""
+    themes, keyed = group.conditions()
+    if disc:
+        # One GiST probe on (place, keys); distances are inflated so the box holds the whole disc.
+        source = f"""SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL
+               AND ll_to_earth(a.lat, a.lon) <@ earth_box(p.place, (p.radius * 1.03 + 0.5) * 1000)
+               AND {keyed} AND {ELIGIBLE_PLACE}"""
+    else:
+        # Each geographic rule is one index probe.
+        source = f"""
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
             UNION
-            SELECT {columns} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
+            SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
                AND earth_box(p.place, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-               AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND a.themes && $2
+               AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
             UNION
-            SELECT {columns} FROM actors a
-             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND a.themes && $2
+            SELECT {COLUMNS} FROM actors a
+             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
             UNION
-            SELECT {columns} FROM actors a, p WHERE a.status = 'active' AND a.reach_radius_km > 0
-               AND a.lat IS NOT NULL AND a.themes && $2
+            SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.reach_radius_km > 0
+               AND a.lat IS NOT NULL AND {keyed}
                AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place
             UNION
-            SELECT {columns} FROM actors a WHERE a.status = 'active' AND a.national AND a.themes && $2
-        ), short AS (
-            SELECT c.id, {rank} AS structured
-            FROM cand c, p
-            WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
-                                       ELSE c.kind = ANY($4) END)
-            ORDER BY structured DESC, c.id
-            LIMIT $10 * {RERANK_FACTOR}
-        ), q AS (
-            SELECT {NEED_QUERY.format(text="$12")} AS query
-        )
-        SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
-               s.structured + $16 * ts_rank(t.search, q.query, 32) AS rank
-        FROM short s JOIN actors a USING (id) JOIN actor_texts t USING (id), q
-        ORDER BY rank DESC, a.id
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
+    return f"""
+        WITH p AS (  -- the need's place and the probe's radius; $3 is typed here as a need may have no service
+            SELECT ll_to_earth($5, $6) AS place, $12::float8 AS radius, $3::text[] AS service_types
+        ), cand AS ({source})
+        SELECT c.id, {rank} AS structured
+        FROM cand c
+        WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
+                                   ELSE c.kind = ANY($4) END)
+        ORDER BY structured DESC, c.id
         LIMIT $10
-        """,
+        """
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One query of a short list: which group, how far (infinite: anywhere), how many actors it kept."""
+
+    group: Group
+    radius_km: float
+    kept: int
+
+
+async def short_list(
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, keep: int, *, prune: bool = True
+) -> tuple[list[tuple[uuid.UUID, float]], list[Probe]]:
+    """The `keep` eligible actors of best structured score (themes, service types, distance, QPV), best first.
+
+    Around a city tens of thousands of actors are eligible, so the list is built in probes (`prune`):
+    first every eligible actor within NEAR_KM, whose ranking gives a threshold; then each overlap group
+    (`_groups`) only as far as its members can still reach the threshold — anywhere when their score
+    without closeness reaches it, within a disc otherwise, not at all when even distance 0 falls short.
+    The threshold only rises and each probe keeps its own best `keep`, so no actor of the exact list is
+    left out (tests/integration/test_matching_pruning.py compares with `prune=False`: one probe of every
+    eligible actor).
+    """
+    rank, rank_params = _rank_sql(weights, need)
+    params = [
         uuid.UUID(need.owner_id),
         need.themes,
         need.service_types,
@@ -404,14 +505,76 @@ async def candidates(
         need.location.lat,
         need.location.lon,
         need.effective_perimeter,
-        radius,
+        need.perimeter.radius_km or 0.0,
         list(territories.territories_of_commune(need.commune_code)),
-        limit,
+        keep,
         need.qpv_priority,
-        f"{need.title} {need.description}",
+        math.inf,  # $12: the probe's radius in km
         *rank_params,
         qpv_prefix(territories.resolve_commune(need.commune_code).departement) + "%",
         math.cos(math.radians(need.location.lat)),
+    ]
+    found: dict[uuid.UUID, float] = {}
+    probes: list[Probe] = []
+
+    async def probe(group: Group, radius_km: float) -> None:
+        params[11] = radius_km
+        rows = await conn.fetch(_stage_sql(rank, group, disc=math.isfinite(radius_km)), *params)
+        found.update((row["id"], row["structured"]) for row in rows)
+        probes.append(Probe(group, radius_km, len(rows)))
+
+    if not prune:
+        await probe(ANY_THEME, math.inf)
+    else:
+        await probe(ANY_THEME, NEAR_KM)
+        groups = _groups(need, weights)
+        while groups:
+            group = groups.pop(0)
+            scores = sorted(found.values(), reverse=True)
+            threshold = scores[keep - 1] if len(scores) >= keep else -math.inf
+            radius = reach_km(group.best, threshold, weights, need)
+            rest = [g for g in groups if g.themes == group.themes]
+            if (
+                threshold > -math.inf
+                and radius == math.inf
+                and rest
+                and reach_km(rest[0].best, threshold, weights, need) == math.inf
+            ):
+                # Both service levels of this theme level are read everywhere whatever the first finds: one probe.
+                groups.remove(rest[0])
+                group = Group(group.themes, "any", group.best)
+            if radius > NEAR_KM:  # closer members are in the first probe already
+                await probe(group, radius if radius <= FAR_KM else math.inf)
+    return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
+
+
+async def candidates(
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
+) -> list[ActorProfile]:
+    """Actors that may answer the need, best first.
+
+    The eligible actors are ranked by the structured criteria and cut to a short list of
+    `RERANK_FACTOR * limit` (`short_list`); only that list reads the actors' texts, adds the full-text
+    relevance and is cut to `limit`.
+    """
+    best, probes = await short_list(conn, need, weights, limit * RERANK_FACTOR)
+    logger.debug("need %s: short list from %s", need.id, probes)
+    rows = await conn.fetch(
+        f"""
+        WITH q AS (SELECT {NEED_QUERY.format(text="$3")} AS query)
+        SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
+               t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
+               s.structured + $4 * ts_rank(t.search, q.query, 32) AS rank
+        FROM unnest($1::uuid[], $2::float8[]) AS s (id, structured)
+        JOIN actors a USING (id) JOIN actor_texts t USING (id), q
+        ORDER BY rank DESC, a.id
+        LIMIT $5
+        """,
+        [actor_id for actor_id, _ in best],
+        [score for _, score in best],
+        f"{need.title} {need.description}",
+        Shares.of(weights, need).text,
+        limit,
     )
     return [actor_profile(row, float(row["text_rank"])) for row in rows]
 
@@ -459,24 +622,26 @@ async def match_state(conn: asyncpg.Connection, need_id: uuid.UUID) -> tuple[dic
     return {r["actor_id"]: float(r["score"]) for r in rows}, interested
 
 
-async def insert_match(
-    conn: asyncpg.Connection, need_id: uuid.UUID, actor_id: uuid.UUID, score: float, reasons: list[Any], status: str
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def insert_matches(
+    conn: asyncpg.Connection, need_id: uuid.UUID, found: Sequence[tuple[uuid.UUID, float, list[Any]]], status: str
+) -> list[asyncpg.Record]:
+    """Store (actor, score, reasons) matches of a need in one statement; the rows created, in `found`'s order."""
+    rows = await conn.fetch(
         f"""
         INSERT INTO matches AS m (id, need_id, actor_id, score, reasons, status)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        SELECT gen_random_uuid(), $1, f.actor_id, f.score, f.reasons::jsonb, $5
+        FROM unnest($2::uuid[], $3::real[], $4::text[]) AS f (actor_id, score, reasons)
         ON CONFLICT (need_id, actor_id) DO NOTHING
         RETURNING {MATCH_COLUMNS}
         """,
-        uuid.uuid4(),
         need_id,
-        actor_id,
-        score,
-        reasons,
+        [actor_id for actor_id, _, _ in found],
+        [score for _, score, _ in found],
+        [orjson.dumps(reasons).decode() for _, _, reasons in found],
         status,
     )
-    return row
+    by_actor = {row["actor_id"]: row for row in rows}
+    return [by_actor[actor_id] for actor_id, _, _ in found if actor_id in by_actor]
 
 
 async def withdraw_pending(conn: asyncpg.Connection, need_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -28,7 +28,7 @@ async def test_each_migration_is_applied_once_and_recorded(empty_database: str) 
     try:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
         extensions = {r["extname"] for r in await conn.fetch("SELECT extname FROM pg_extension")}
-        assert {"pg_trgm", "unaccent", "cube", "earthdistance", "btree_gist"} <= extensions
+        assert {"pg_trgm", "unaccent", "cube", "earthdistance", "btree_gist", "intarray"} <= extensions
     finally:
         await conn.close()
 

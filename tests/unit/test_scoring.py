@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from services.contracts.territories import territories_of_commune
+from services.matching import store
+from services.matching.model import NeedRead
 from services.matching.scoring import (
     Activity,
     ActorProfile,
@@ -138,3 +142,14 @@ def test_weights_change_the_score_and_reasons_carry_their_share() -> None:
     distance_only = Weights(themes=0, service_types=0, distance=1, text=0, qpv=0, distance_scale_km=15)
     closeness = math.exp(-distance_km(*BESANCON, 47.25, 6.06) / 15)
     assert abs(evaluate(need(), actor(), distance_only).score - closeness) < 1e-3
+
+
+def test_reach_km_bounds_the_closeness_a_group_needs() -> None:
+    weights = Weights()
+    need = NeedRead.model_construct(qpv_priority=False)
+    share = store.Shares.of(weights, need)
+    assert store.reach_km(0.5, -math.inf, weights, need) == math.inf
+    assert store.reach_km(0.5, 0.5, weights, need) == math.inf  # reached without closeness: anywhere
+    assert store.reach_km(0.5, 0.5 + share.distance + 0.01, weights, need) < 0  # not even at distance 0
+    radius = store.reach_km(0.5, 0.5 + share.distance / 2, weights, need)
+    assert radius == pytest.approx(weights.distance_scale_km * math.log(2), rel=1e-6)  # closeness halves at ln 2 scales
