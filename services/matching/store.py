@@ -363,12 +363,14 @@ NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its rank
 FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
 EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
 COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
-# The geographic rules, as a condition on one replica row `a` (the need's place is p.place).
-ELIGIBLE_PLACE = """(a.territories && $7
-    OR ($8 > 0 AND earth_box(p.place, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-        AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
-    OR (a.reach <> '{}' AND a.reach && $9)
-    OR (a.reach_radius_km > 0 AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place)
+# The geographic rules, as a condition on one replica row `a`. The need's place is a scalar subquery (computed
+# once per probe) rather than a joined CTE, so that the planner always puts it in the place indexes' conditions.
+PLACE = "(SELECT ll_to_earth($5, $6))"
+ELIGIBLE_PLACE = f"""(a.territories && $7
+    OR ($8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+        AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
+    OR (a.reach <> '{{}}' AND a.reach && $9)
+    OR (a.reach_radius_km > 0 AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE})
     OR a.national)"""
 
 
@@ -441,29 +443,29 @@ def _stage_sql(rank: str, group: Group, *, disc: bool) -> str:
     themes, keyed = group.conditions()
     if disc:
         # One GiST probe on (place, keys); distances are inflated so the box holds the whole disc.
-        source = f"""SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL
-               AND ll_to_earth(a.lat, a.lon) <@ earth_box(p.place, (p.radius * 1.03 + 0.5) * 1000)
+        source = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
+               AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, ($12 * 1.03 + 0.5) * 1000)
                AND {keyed} AND {ELIGIBLE_PLACE}"""
     else:
         # Each geographic rule is one index probe.
         source = f"""
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
             UNION
-            SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
-               AND earth_box(p.place, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-               AND earth_distance(p.place, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
+               AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+               AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
             UNION
             SELECT {COLUMNS} FROM actors a
              WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
             UNION
-            SELECT {COLUMNS} FROM actors a, p WHERE a.status = 'active' AND a.reach_radius_km > 0
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
                AND a.lat IS NOT NULL AND {keyed}
-               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> p.place
+               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE}
             UNION
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
     return f"""
-        WITH p AS (  -- the need's place and the probe's radius; $3 is typed here as a need may have no service
-            SELECT ll_to_earth($5, $6) AS place, $12::float8 AS radius, $3::text[] AS service_types
+        WITH types AS (  -- types the parameters that a probe may leave unused (it is never read)
+            SELECT $3::text[] AS service_types, $12::float8 AS radius_km
         ), cand AS ({source})
         SELECT c.id, {rank} AS structured
         FROM cand c
@@ -517,6 +519,11 @@ async def short_list(
     found: dict[uuid.UUID, float] = {}
     probes: list[Probe] = []
 
+    def threshold() -> float:
+        """The `keep`-th best score found so far: no actor below it can enter the list."""
+        scores = sorted(found.values(), reverse=True)
+        return scores[keep - 1] if len(scores) >= keep else -math.inf
+
     async def probe(group: Group, radius_km: float) -> None:
         params[11] = radius_km
         rows = await conn.fetch(_stage_sql(rank, group, disc=math.isfinite(radius_km)), *params)
@@ -530,17 +537,11 @@ async def short_list(
         groups = _groups(need, weights)
         while groups:
             group = groups.pop(0)
-            scores = sorted(found.values(), reverse=True)
-            threshold = scores[keep - 1] if len(scores) >= keep else -math.inf
-            radius = reach_km(group.best, threshold, weights, need)
+            radius = reach_km(group.best, threshold(), weights, need)
             rest = [g for g in groups if g.themes == group.themes]
-            if (
-                threshold > -math.inf
-                and radius == math.inf
-                and rest
-                and reach_km(rest[0].best, threshold, weights, need) == math.inf
-            ):
-                # Both service levels of this theme level are read everywhere whatever the first finds: one probe.
+            anywhere = threshold() > -math.inf and radius == math.inf
+            if anywhere and rest and reach_km(rest[0].best, threshold(), weights, need) == math.inf:
+                # Both service levels of this theme level are read everywhere whatever the first finds.
                 groups.remove(rest[0])
                 group = Group(group.themes, "any", group.best)
             if radius > NEAR_KM:  # closer members are in the first probe already
