@@ -359,7 +359,7 @@ def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
     return sql, [share.themes, share.service_types, share.distance, share.qpv, weights.distance_scale_km]
 
 
-NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others'
+NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others
 FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
 EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
 COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
@@ -424,18 +424,18 @@ def _groups(need: NeedRead, weights: Weights) -> list[Group]:
     return sorted(groups, key=lambda group: -group.best)
 
 
-def reach_km(best: float, threshold: float, weights: Weights, need: NeedRead) -> float:
+def reach_km(best: float, threshold: float, closeness: float, scale_km: float) -> float:
     """How far from the need a member of a group whose score at distance 0 is `best` can still reach `threshold`.
 
-    0 or less: nowhere; infinite: anywhere (its score without closeness already reaches the threshold).
+    `closeness` is the distance share of the score, which decays as exp(-km / scale_km). 0 or less: nowhere;
+    infinite: anywhere (its score without closeness already reaches the threshold).
     """
-    closeness = Shares.of(weights, need).distance
     missing = threshold - EPSILON - best  # what closeness must add
     if missing <= 0:
         return math.inf
     if missing >= closeness:
         return -1.0
-    return weights.distance_scale_km * math.log(closeness / missing)
+    return scale_km * math.log(closeness / missing)
 
 
 def _stage_sql(rank: str, group: Group, *, disc: bool) -> str:
@@ -524,6 +524,9 @@ async def short_list(
         scores = sorted(found.values(), reverse=True)
         return scores[keep - 1] if len(scores) >= keep else -math.inf
 
+    def reach(best: float) -> float:
+        return reach_km(best, threshold(), Shares.of(weights, need).distance, weights.distance_scale_km)
+
     async def probe(group: Group, radius_km: float) -> None:
         params[11] = radius_km
         rows = await conn.fetch(_stage_sql(rank, group, disc=math.isfinite(radius_km)), *params)
@@ -537,10 +540,10 @@ async def short_list(
         groups = _groups(need, weights)
         while groups:
             group = groups.pop(0)
-            radius = reach_km(group.best, threshold(), weights, need)
+            radius = reach(group.best)
             rest = [g for g in groups if g.themes == group.themes]
             anywhere = threshold() > -math.inf and radius == math.inf
-            if anywhere and rest and reach_km(rest[0].best, threshold(), weights, need) == math.inf:
+            if anywhere and rest and reach(rest[0].best) == math.inf:
                 # Both service levels of this theme level are read everywhere whatever the first finds.
                 groups.remove(rest[0])
                 group = Group(group.themes, "any", group.best)

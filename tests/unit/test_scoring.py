@@ -8,7 +8,6 @@ import pytest
 
 from services.contracts.territories import territories_of_commune
 from services.matching import store
-from services.matching.model import NeedRead
 from services.matching.scoring import (
     Activity,
     ActorProfile,
@@ -145,11 +144,9 @@ def test_weights_change_the_score_and_reasons_carry_their_share() -> None:
 
 
 def test_reach_km_bounds_the_closeness_a_group_needs() -> None:
-    weights = Weights()
-    need = NeedRead.model_construct(qpv_priority=False)
-    share = store.Shares.of(weights, need)
-    assert store.reach_km(0.5, -math.inf, weights, need) == math.inf
-    assert store.reach_km(0.5, 0.5, weights, need) == math.inf  # reached without closeness: anywhere
-    assert store.reach_km(0.5, 0.5 + share.distance + 0.01, weights, need) < 0  # not even at distance 0
-    radius = store.reach_km(0.5, 0.5 + share.distance / 2, weights, need)
-    assert radius == pytest.approx(weights.distance_scale_km * math.log(2), rel=1e-6)  # closeness halves at ln 2 scales
+    closeness, scale = 0.25, 15.0
+    assert store.reach_km(0.5, -math.inf, closeness, scale) == math.inf
+    assert store.reach_km(0.5, 0.5, closeness, scale) == math.inf  # reached without closeness: anywhere
+    assert store.reach_km(0.5, 0.5 + closeness + 0.01, closeness, scale) < 0  # not even at distance 0
+    # Closeness halves every ln 2 scales: half of it is still reached up to there, not beyond.
+    assert store.reach_km(0.5, 0.5 + closeness / 2, closeness, scale) == pytest.approx(scale * math.log(2), rel=1e-6)
