@@ -66,13 +66,18 @@ async def organizers(stack: DevStack) -> list[str]:
     async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
         page = (await http.get("/v1/actors", params={"first": 100})).json()
     ids = [edge["node"]["id"] for edge in page["edges"]]
-    conn = await asyncpg.connect(settings.database_url_for("events"))
+    await replicated(stack, ids)
+    return ids
+
+
+async def replicated(stack: DevStack, actor_ids: list[str]) -> None:
+    """Wait until the events service's actor replica holds these directory actors."""
+    conn = await asyncpg.connect(stack.settings.database_url_for("events"))
     try:
-        while await conn.fetchval("SELECT count(*) FROM actors WHERE id = ANY($1::uuid[])", ids) < len(ids):
+        while await conn.fetchval("SELECT count(*) FROM actors WHERE id = ANY($1::uuid[])", actor_ids) < len(actor_ids):
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
-    return ids
 
 
 async def create_event(stack: DevStack, organizer: str, capacity: int | None) -> str:

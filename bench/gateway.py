@@ -34,6 +34,7 @@ import httpx
 import websockets
 
 from bench.directory import percentile
+from bench.events import replicated
 from bench.matching import on_dev_stack
 from gateway.app import Gateway
 from gateway.auth import Caller, RateLimiter, issue_credential
@@ -88,12 +89,7 @@ async def seed(stack: DevStack, actors: int = 30, events_each: int = 4) -> None:
             response = await http.post("/v1/actors", json=body)
             response.raise_for_status()
             ids.append(response.json()["id"])
-    conn = await asyncpg.connect(settings.database_url_for("events"))
-    try:
-        while await conn.fetchval("SELECT count(*) FROM actors WHERE id = ANY($1::uuid[])", ids) < len(ids):
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
+    await replicated(stack, ids)
     async with httpx.AsyncClient(base_url=settings.url_for("events"), headers=admin, timeout=10) as http:
         for n, actor_id in enumerate(ids):
             for k in range(events_each):

@@ -524,8 +524,10 @@ async def short_list(
         scores = sorted(found.values(), reverse=True)
         return scores[keep - 1] if len(scores) >= keep else -math.inf
 
+    closeness = Shares.of(weights, need).distance
+
     def reach(best: float) -> float:
-        return reach_km(best, threshold(), Shares.of(weights, need).distance, weights.distance_scale_km)
+        return reach_km(best, threshold(), closeness, weights.distance_scale_km)
 
     async def probe(group: Group, radius_km: float) -> None:
         params[11] = radius_km
