@@ -239,6 +239,11 @@ async def fill_replica(url: str, count: int) -> float:
                 """SELECT indexname, indexdef FROM pg_indexes
                    WHERE tablename IN ('actors', 'actor_texts') AND indexname NOT LIKE '%_pkey'"""
             )
+            targets = await conn.fetch(  # statistics targets that migrations set on index columns
+                """SELECT c.relname, a.attnum, a.attstattarget FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                   WHERE c.relname = ANY($1::text[]) AND a.attstattarget > 0""",
+                [index["indexname"] for index in indexes],
+            )
             for index in indexes:
                 await conn.execute(f"DROP INDEX {index['indexname']}")
             await conn.execute("TRUNCATE actors, actor_texts")
@@ -252,6 +257,10 @@ async def fill_replica(url: str, count: int) -> float:
             await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
             for index in indexes:
                 await conn.execute(index["indexdef"])
+            for target in targets:
+                await conn.execute(
+                    f"ALTER INDEX {target['relname']} ALTER COLUMN {target['attnum']} SET STATISTICS {target['attstattarget']}"
+                )
         await pool.execute("VACUUM ANALYZE actors, actor_texts")
         return time.perf_counter() - started
     finally:

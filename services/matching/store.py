@@ -360,6 +360,9 @@ def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
 
 
 NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others
+# Wider discs of actors with the need's service types read grid cells: the GiST would walk every actor of the area
+# for the few with the right codes; narrower ones, or without a service condition, are faster on the GiST.
+CELLS_KM = 15.0
 FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
 EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
 COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
@@ -374,18 +377,24 @@ ELIGIBLE_PLACE = f"""(a.territories && $7
     OR a.national)"""
 
 
-# Overlap levels: (condition on the codes, condition on the GiST keys or None) — themes in $2, services in $3.
+# Overlap levels: (condition on the codes, condition on the reach-disc GiST keys or None, the codes whose place
+# keys a disc probe looks up) — themes in $2, services in $3. A level with every code looks up one of them.
 KEYS = "match_keys(a.themes, a.service_types)"
 THEME_LEVELS = {
-    "all": ("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])"),
-    "some": ("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])"),
-    "any": ("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])"),
+    "all": ("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])", "($2::text[])[1:1]"),
+    "some": ("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
+    "any": ("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
 }
 SERVICE_LEVELS = {
-    "all": ("a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)"),
-    "rest": ("NOT a.service_types @> $3", None),
-    "any": ("true", None),
+    "all": ("a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)", "coalesce(($3::text[])[1], '*')"),
+    "rest": ("NOT a.service_types @> $3", None, "'*'"),
+    "any": ("true", None, "'*'"),
 }
+# An actor's grid-cell keys (migration 0006), compared with the anyarray operator that its GIN index serves
+# (intarray's && on integer[] would not use it).
+PLACE_KEYS = "place_keys(a.themes, a.service_types, a.lat, a.lon) OPERATOR(pg_catalog.&&)"
+# What the replica rows of a disc probe carry: the ranked columns and the geographic rules' columns.
+DISC_COLUMNS = f"{COLUMNS}, a.territories, a.reach, a.reach_radius_km, a.national"
 
 
 @dataclass(frozen=True)
@@ -406,6 +415,10 @@ class Group:
         exact = [THEME_LEVELS[self.themes][0], SERVICE_LEVELS[self.services][0]]
         keyed = [THEME_LEVELS[self.themes][1], SERVICE_LEVELS[self.services][1]]
         return " AND ".join(exact), " AND ".join([*(k for k in keyed if k), *exact])
+
+    def disc_keys(self, radius: str) -> str:
+        """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
+        return f"disc_keys({THEME_LEVELS[self.themes][2]}, {SERVICE_LEVELS[self.services][2]}, $5, $6, {radius})"
 
 
 ANY_THEME = Group("any", "any", math.inf)
@@ -438,10 +451,23 @@ def reach_km(best: float, threshold: float, closeness: float, scale_km: float) -
     return scale_km * math.log(closeness / missing)
 
 
-def _stage_sql(rank: str, group: Group, *, disc: bool) -> str:
-    """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first."""
+def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plain: bool = False) -> str:
+    """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first.
+
+    `cells`: a disc probe reads the grid-cell GIN instead of the place GiST. `plain`: the rules as a filter
+    on every actor, without any index path (the exhaustive reference).
+    """
     themes, keyed = group.conditions()
-    if disc:
+    if plain:
+        source = f"SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND {themes} AND {ELIGIBLE_PLACE}"
+    elif disc and cells:
+        # One GIN probe of the grid cells the disc touches (inflated like the GiST box); the fence (OFFSET 0)
+        # keeps the geographic rules out of the scan, whose index paths would read every actor of the area.
+        source = f"""SELECT {COLUMNS} FROM (
+                SELECT {DISC_COLUMNS} FROM actors a
+                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys("$12 * 1.03 + 0.5")} OFFSET 0
+            ) a WHERE {themes} AND {ELIGIBLE_PLACE}"""
+    elif disc:
         # One GiST probe on (place, keys); distances are inflated so the box holds the whole disc.
         source = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
                AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, ($12 * 1.03 + 0.5) * 1000)
@@ -495,8 +521,8 @@ async def short_list(
     (`_groups`) only as far as its members can still reach the threshold — anywhere when their score
     without closeness reaches it, within a disc otherwise, not at all when even distance 0 falls short.
     The threshold only rises and each probe keeps its own best `keep`, so no actor of the exact list is
-    left out (tests/integration/test_matching_pruning.py compares with `prune=False`: one probe of every
-    eligible actor).
+    left out (tests/integration/test_matching_pruning.py compares with `prune=False`: the rules as one
+    filter on every actor, without the index paths).
     """
     rank, rank_params = _rank_sql(weights, need)
     params = [
@@ -531,7 +557,9 @@ async def short_list(
 
     async def probe(group: Group, radius_km: float) -> None:
         params[11] = radius_km
-        rows = await conn.fetch(_stage_sql(rank, group, disc=math.isfinite(radius_km)), *params)
+        disc = math.isfinite(radius_km)
+        cells = disc and radius_km > CELLS_KM and group.services == "all"
+        rows = await conn.fetch(_stage_sql(rank, group, disc=disc, cells=cells, plain=not prune), *params)
         found.update((row["id"], row["structured"]) for row in rows)
         probes.append(Probe(group, radius_km, len(rows)))
 
@@ -567,14 +595,17 @@ async def candidates(
     logger.debug("need %s: short list from %s", need.id, probes)
     rows = await conn.fetch(
         f"""
-        WITH q AS (SELECT {NEED_QUERY.format(text="$3")} AS query)
+        WITH q AS (SELECT {NEED_QUERY.format(text="$3")} AS query), ranked AS MATERIALIZED (
+            SELECT s.id, t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
+                   s.structured + $4 * ts_rank(t.search, q.query, 32) AS rank
+            FROM unnest($1::uuid[], $2::float8[]) AS s (id, structured) JOIN actor_texts t USING (id), q
+            ORDER BY rank DESC, s.id
+            LIMIT $5
+        )  -- only the kept actors' rows are read
         SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
-               s.structured + $4 * ts_rank(t.search, q.query, 32) AS rank
-        FROM unnest($1::uuid[], $2::float8[]) AS s (id, structured)
-        JOIN actors a USING (id) JOIN actor_texts t USING (id), q
-        ORDER BY rank DESC, a.id
-        LIMIT $5
+               r.activities, r.text_rank
+        FROM ranked r JOIN actors a USING (id)
+        ORDER BY r.rank DESC, a.id
         """,
         [actor_id for actor_id, _ in best],
         [score for _, score in best],
