@@ -473,31 +473,36 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
                AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, ($12 * 1.03 + 0.5) * 1000)
                AND {keyed} AND {ELIGIBLE_PLACE}"""
     else:
-        # Each geographic rule is one index probe.
+        # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
+        # id alone: UNION would sort every row on all its columns, arrays included).
         source = f"""
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
-            UNION
+            UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
                AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
                AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
-            UNION
+            UNION ALL
             SELECT {COLUMNS} FROM actors a
              WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
-            UNION
+            UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
                AND a.lat IS NOT NULL AND {keyed}
                AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE}
-            UNION
+            UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
+    ranked = f"""SELECT c.id, {rank} AS structured
+        FROM cand c
+        WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
+                                   ELSE c.kind = ANY($4) END)"""
+    if not (disc or plain):  # the sources may admit an actor twice
+        once = ranked.replace("SELECT", "SELECT DISTINCT ON (c.id)", 1)
+        ranked = f"SELECT id, structured FROM ({once} ORDER BY c.id) AS kept"
     return f"""
         WITH types AS (  -- types the parameters that a probe may leave unused (it is never read)
             SELECT $3::text[] AS service_types, $12::float8 AS radius_km
         ), cand AS ({source})
-        SELECT c.id, {rank} AS structured
-        FROM cand c
-        WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
-                                   ELSE c.kind = ANY($4) END)
-        ORDER BY structured DESC, c.id
+        {ranked}
+        ORDER BY structured DESC, id
         LIMIT $10
         """
 
