@@ -108,7 +108,10 @@ class Settings(BaseSettings):
     consumer_max_retries: int = Field(3, description="Attempts before a message goes to the DLQ")
     consumer_retry_backoff_s: float = Field(0.2, description="First retry delay (doubles)")
     consumer_session_timeout_ms: int = Field(10_000, description="Consumer session timeout (real Kafka refuses < 6000)")
-    consumer_fetch_max_wait_ms: int = Field(20, description="Longest the broker holds a fetch; low for latency")
+    consumer_fetch_max_wait_ms: int = Field(
+        50,
+        description="Longest the broker holds an empty fetch: a delivery waits up to this, a lower value polls more when idle",
+    )
 
     # --- matching: the score and its weights (one place; see services/matching/scoring.py) -----
     match_k: int = Field(20, ge=1, le=200, description="Matches kept per need (top K)")
