@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(10_000, description="Consumer session timeout (real Kafka refuses < 6000)")
     consumer_fetch_max_wait_ms: int = Field(
         50,
-        description="Longest the broker holds an empty fetch: a delivery waits up to this, a lower value polls more when idle",
+        description="Longest the broker holds an empty fetch (a delivery may wait this; lower polls more)",
     )
 
     # --- matching: the score and its weights (one place; see services/matching/scoring.py) -----
