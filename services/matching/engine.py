@@ -37,8 +37,8 @@ async def load_need(conn: asyncpg.Connection, need_id: uuid.UUID, *, for_update:
 async def _store_matches(conn: asyncpg.Connection, need: NeedRead, scored: list[Scored], settings: Settings) -> int:
     """Store the matches an actor does not have yet (one statement) and publish those that are notified."""
     existing, interested = await store.match_state(conn, uuid.UUID(need.id))
-    fresh = [(uuid.UUID(actor.id), score, reasons) for actor, score, reasons in scored]
-    fresh = [match for match in fresh if match[0] not in existing]  # never notify an actor twice for one need
+    # Never notify an actor twice for one need.
+    fresh = [(aid, score, reasons) for a, score, reasons in scored if (aid := uuid.UUID(a.id)) not in existing]
     if not fresh:
         return 0
     status = MatchStatus.notified if interested < settings.match_max_interested else MatchStatus.proposed

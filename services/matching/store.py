@@ -369,6 +369,8 @@ COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
 # The geographic rules, as a condition on one replica row `a`. The need's place is a scalar subquery (computed
 # once per probe) rather than a joined CTE, so that the planner always puts it in the place indexes' conditions.
 PLACE = "(SELECT ll_to_earth($5, $6))"
+# A disc probe's radius ($12 km), inflated so that its box (flat, or cells) holds the whole spherical disc.
+DISC_KM = "($12 * 1.03 + 0.5)"
 ELIGIBLE_PLACE = f"""(a.territories && $7
     OR ($8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
         AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
@@ -377,18 +379,26 @@ ELIGIBLE_PLACE = f"""(a.territories && $7
     OR a.national)"""
 
 
-# Overlap levels: (condition on the codes, condition on the reach-disc GiST keys or None, the codes whose place
-# keys a disc probe looks up) — themes in $2, services in $3. A level with every code looks up one of them.
+class Level(NamedTuple):
+    """One overlap level of themes ($2) or service types ($3), as SQL on the replica row `a`."""
+
+    codes: str  # the condition on the codes themselves
+    keys: str | None  # the same on the GiST keys, when an index can use it
+    cells: str  # the codes whose grid-cell keys a disc probe looks up (one of them when all are needed)
+
+
 KEYS = "match_keys(a.themes, a.service_types)"
 THEME_LEVELS = {
-    "all": ("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])", "($2::text[])[1:1]"),
-    "some": ("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
-    "any": ("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
+    "all": Level("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])", "($2::text[])[1:1]"),
+    "some": Level("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
+    "any": Level("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
 }
 SERVICE_LEVELS = {
-    "all": ("a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)", "coalesce(($3::text[])[1], '*')"),
-    "rest": ("NOT a.service_types @> $3", None, "'*'"),
-    "any": ("true", None, "'*'"),
+    "all": Level(
+        "a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)", "coalesce(($3::text[])[1], '*')"
+    ),
+    "rest": Level("NOT a.service_types @> $3", None, "'*'"),
+    "any": Level("true", None, "'*'"),
 }
 # An actor's grid-cell keys (migration 0006), compared with the anyarray operator that its GIN index serves
 # (intarray's && on integer[] would not use it).
@@ -403,7 +413,7 @@ class Group:
 
     themes: "all" the need's themes, "some" but not all, or "any"; services: "all" the need's service
     types, the "rest", or "any". The levels' conditions apply to the codes and, where an index can use
-    them, to the keys of the place GiST indexes.
+    them, to the keys of the place GiST indexes or of the grid cells.
     """
 
     themes: str
@@ -412,13 +422,13 @@ class Group:
 
     def conditions(self) -> tuple[str, str]:
         """(on the codes, on the codes and the GiST keys) as SQL on the row `a`."""
-        exact = [THEME_LEVELS[self.themes][0], SERVICE_LEVELS[self.services][0]]
-        keyed = [THEME_LEVELS[self.themes][1], SERVICE_LEVELS[self.services][1]]
-        return " AND ".join(exact), " AND ".join([*(k for k in keyed if k), *exact])
+        levels = (THEME_LEVELS[self.themes], SERVICE_LEVELS[self.services])
+        exact = [level.codes for level in levels]
+        return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
 
     def disc_keys(self, radius: str) -> str:
         """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
-        return f"disc_keys({THEME_LEVELS[self.themes][2]}, {SERVICE_LEVELS[self.services][2]}, $5, $6, {radius})"
+        return f"disc_keys({THEME_LEVELS[self.themes].cells}, {SERVICE_LEVELS[self.services].cells}, $5, $6, {radius})"
 
 
 ANY_THEME = Group("any", "any", math.inf)
@@ -461,16 +471,16 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
     if plain:
         source = f"SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND {themes} AND {ELIGIBLE_PLACE}"
     elif disc and cells:
-        # One GIN probe of the grid cells the disc touches (inflated like the GiST box); the fence (OFFSET 0)
+        # One GIN probe of the grid cells the disc touches; the fence (OFFSET 0)
         # keeps the geographic rules out of the scan, whose index paths would read every actor of the area.
         source = f"""SELECT {COLUMNS} FROM (
                 SELECT {DISC_COLUMNS} FROM actors a
-                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys("$12 * 1.03 + 0.5")} OFFSET 0
+                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys(DISC_KM)} OFFSET 0
             ) a WHERE {themes} AND {ELIGIBLE_PLACE}"""
     elif disc:
-        # One GiST probe on (place, keys); distances are inflated so the box holds the whole disc.
+        # One GiST probe on (place, keys).
         source = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
-               AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, ($12 * 1.03 + 0.5) * 1000)
+               AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, {DISC_KM} * 1000)
                AND {keyed} AND {ELIGIBLE_PLACE}"""
     else:
         # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
@@ -490,13 +500,13 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
                AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE}
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
-    ranked = f"""SELECT c.id, {rank} AS structured
+    several = not (disc or plain)  # the sources may admit an actor twice: keep it once
+    ranked = f"""SELECT {"DISTINCT ON (c.id)" if several else ""} c.id, {rank} AS structured
         FROM cand c
         WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
                                    ELSE c.kind = ANY($4) END)"""
-    if not (disc or plain):  # the sources may admit an actor twice
-        once = ranked.replace("SELECT", "SELECT DISTINCT ON (c.id)", 1)
-        ranked = f"SELECT id, structured FROM ({once} ORDER BY c.id) AS kept"
+    if several:
+        ranked = f"SELECT id, structured FROM ({ranked} ORDER BY c.id) AS kept"
     return f"""
         WITH types AS (  -- types the parameters that a probe may leave unused (it is never read)
             SELECT $3::text[] AS service_types, $12::float8 AS radius_km

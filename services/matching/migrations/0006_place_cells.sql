@@ -5,10 +5,14 @@
 -- Each actor gets one integer key per theme × (any service, or one of its service types) × grid cell, at two
 -- resolutions: 0.1° cells (about 11 × 8 km) for discs up to 40 km, 0.5° beyond.
 -- Keys are hashes: a collision only lets an extra row through, as every probe rechecks codes and distance.
+CREATE FUNCTION cell_key(theme text, service text, step integer, y integer, x integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+    AS $$ SELECT hashtext(theme || '/' || service || '/' || step::text || '/' || y::text || '/' || x::text) $$;
+
+-- Its search path is the migration's: index builds and ANALYZE run with pg_catalog alone, where cell_key is not.
 CREATE FUNCTION place_keys(themes text[], service_types text[], lat float8, lon float8) RETURNS integer[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT coalesce(array_agg(hashtext(theme || '/' || service || '/' || step::text || '/'
-                                                 || floor(lat * step)::int::text || '/' || floor(lon * step)::int::text)), '{}')
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT
+    AS $$ SELECT coalesce(array_agg(cell_key(theme, service, step, floor(lat * step)::int, floor(lon * step)::int)), '{}')
           FROM unnest(themes) AS theme, unnest(array_prepend('*', service_types)) AS service,
                (VALUES (10), (2)) AS steps (step)
           WHERE lat IS NOT NULL AND lon IS NOT NULL $$;
@@ -24,7 +28,7 @@ CREATE FUNCTION disc_keys(themes text[], service text, lat float8, lon float8, r
                      radius_km / (111.19 * greatest(cos(radians(least(abs(lat) + radius_km / 111.19, 89.9))), 0.01))
                          AS dlon
           )
-          SELECT coalesce(array_agg(hashtext(theme || '/' || service || '/' || step::text || '/' || y::text || '/' || x::text)), '{}')
+          SELECT coalesce(array_agg(cell_key(theme, service, step, y, x)), '{}')
           FROM span, unnest(themes) AS theme,
                generate_series(floor((lat - dlat) * step)::int, floor((lat + dlat) * step)::int) AS y,
                generate_series(floor((lon - dlon) * step)::int, floor((lon + dlon) * step)::int) AS x $$;
