@@ -15,11 +15,12 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 
 from gateway.auth import Caller, RateLimiter, authenticate, rate_key
@@ -27,7 +28,7 @@ from gateway.clients import ServiceClients
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
 from gateway.types.common import GatewayContext
-from services.common.app import install_observability, readiness
+from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
 from services.common.errors import MaillageError, install_error_handlers
 from services.common.settings import Settings
@@ -52,15 +53,24 @@ def graphql_error(status: int, message: str, code: str, headers: dict[str, str] 
 
 
 class GraphQLGuard:
-    """Before GraphQL runs: body size, the caller (revocation checked), the caller's rate, and the time limit."""
+    """`/graphql` goes to strawberry's ASGI app, and an HTTP request first passes the guard: body size, the caller
+    (revocation checked), the caller's rate, and the time limit. Everything else goes to FastAPI's routes.
 
-    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+    GraphQL is not a FastAPI route: its routing and dependency injection cost a tenth of the gateway's CPU per
+    request on the partner query (bench/gateway.py), for nothing GraphQL uses.
+    """
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any], graphql: ASGIApp) -> None:
         self.app = app
         self.state = state
+        self.graphql = graphql
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH or scope["method"] == "OPTIONS":
+        if scope["type"] not in ("http", "websocket") or scope["path"] != GRAPHQL_PATH:
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket" or scope["method"] == "OPTIONS":
+            await self.graphql(scope, receive, send)  # a WebSocket authenticates in `connection_init`
             return
         gateway: Gateway = self.state["gateway"]
         settings = gateway.settings
@@ -114,7 +124,7 @@ class GraphQLGuard:
 
         try:
             async with asyncio.timeout(settings.gateway_request_timeout_s):
-                await self.app(scope, bounded_receive, tracking_send)
+                await self.graphql(scope, bounded_receive, tracking_send)
         except BodyTooLarge:
             if not started:
                 await too_large()(scope, receive, send)
@@ -131,8 +141,19 @@ class BodyTooLarge(Exception):
     pass
 
 
-class MaillageGraphQLRouter(GraphQLRouter[GatewayContext, None]):
-    """Strawberry's router; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+class MaillageGraphQL(GraphQL[GatewayContext, None]):
+    """Strawberry's ASGI app; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+
+    def __init__(self, schema: BaseSchema, shared: dict[str, Any], **options: Any) -> None:
+        super().__init__(schema, **options)
+        self.shared = shared
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
+        # The guard authenticated an HTTP request; a WebSocket authenticates in `connection_init`.
+        caller: Caller | None = request.scope.get("state", {}).get("caller")
+        context = GatewayContext(self.shared["gateway"], caller)
+        context.request = request
+        return context
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -191,24 +212,11 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             await clients.aclose()
             await pool.close()
 
-    async def context(connection: HTTPConnection) -> GatewayContext:
-        # The guard authenticated an HTTP request; a WebSocket authenticates in `connection_init`.
-        caller: Caller | None = connection.scope.get("state", {}).get("caller")
-        return GatewayContext(shared["gateway"], caller)
-
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
     app = FastAPI(title="Maillage gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     install_observability(app, "gateway")
-    router = MaillageGraphQLRouter(
-        create_schema(settings),
-        context_getter=context,
-        graphql_ide="graphiql",
-        allowed_origins=origins,
-        multipart_uploads_enabled=False,
-    )
-    app.include_router(router, prefix=GRAPHQL_PATH)
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:
@@ -240,7 +248,14 @@ def create_gateway_app(settings: Settings) -> FastAPI:
         passed = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
         return Response(upstream.content, upstream.status_code, headers=passed)
 
-    app.add_middleware(GraphQLGuard, state=shared)
+    graphql = MaillageGraphQL(
+        create_schema(settings),
+        shared,
+        graphql_ide="graphiql",
+        allowed_origins=origins,
+        multipart_uploads_enabled=False,
+    )
+    app.add_middleware(GraphQLGuard, state=shared, graphql=CorrelationMiddleware(graphql, "gateway", GRAPHQL_PATH))
     if origins:  # outermost, so that refusals carry the CORS headers too
         app.add_middleware(
             CORSMiddleware,

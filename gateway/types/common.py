@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
-from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 from strawberry.types.unset import UnsetType
 
@@ -18,15 +17,18 @@ from gateway.loaders import Loaders
 from services.common.auth import Principal, Role
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.websockets import WebSocket
+
     from gateway.app import Gateway
     from gateway.auth import Caller
 
 
-class GatewayContext(BaseContext):
+class GatewayContext:
     """One GraphQL request (or one WebSocket connection): the gateway, the caller and this request's loaders."""
 
     def __init__(self, gateway: Gateway, caller: Caller | None, auth_error: str | None = None) -> None:
-        super().__init__()
+        self.request: Request | WebSocket | None = None
         self.gateway = gateway
         self.caller = caller
         self.auth_error = auth_error

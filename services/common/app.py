@@ -82,9 +82,10 @@ def load_service_module(service: str, module: str) -> Any:
 class CorrelationMiddleware:
     """Correlation id in and out, and the request histogram (plain ASGI: no per-request task or stream)."""
 
-    def __init__(self, app: ASGIApp, process: str) -> None:
+    def __init__(self, app: ASGIApp, process: str, route: str | None = None) -> None:
         self.app = app
         self.process = process
+        self.route = route  # the route label of an app that is not routed by FastAPI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,10 +107,10 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
-            route = scope.get("route")
-            HTTP_REQUESTS.labels(
-                self.process, scope["method"], getattr(route, "path", "unmatched"), str(status)
-            ).observe(time.perf_counter() - started)
+            route = self.route or getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.process, scope["method"], route, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def install_observability(app: FastAPI, process: str) -> None:

@@ -651,6 +651,23 @@ async def test_graphiql_and_ical_feeds_are_served(gateway: Gateway, events: Even
     assert missing.status_code == 404
 
 
+async def test_a_graphql_request_keeps_its_correlation_id_and_is_counted_under_its_route(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            gateway.url + "/graphql", json={"query": "{ themes { code } }"}, headers={"X-Correlation-ID": "corr-gql-1"}
+        )
+        refused = await http.post(
+            gateway.url + "/graphql", json={"query": "{ themes { code } }"}, headers={"Authorization": "Bearer nope"}
+        )
+        metrics = (await http.get(gateway.url + "/metrics")).text
+    assert answer.status_code == 200 and answer.json()["data"]["themes"]
+    assert answer.headers["x-correlation-id"] == "corr-gql-1"
+    assert refused.status_code == 401
+    assert (
+        'maillage_http_request_seconds_count{method="POST",route="/graphql",service="gateway",status="200"}' in metrics
+    )
+
+
 async def test_the_cli_issues_lists_and_revokes_credentials(
     gateway: Gateway, gateway_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
