@@ -43,6 +43,7 @@ from gateway.schema import create_schema
 from gateway.types.common import GatewayContext
 from services.common.auth import Principal, Role
 from services.common.devstack import DevStack
+from services.common.runtime import tune_garbage_collector
 
 LYON_CODE, LYON_LAT, LYON_LON = "69123", 45.7640, 4.8357
 CONCURRENCY = 8
@@ -217,6 +218,7 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
     clients = CapturedClients(stack, {("directory", "/v1/actors"): page, ("events", "/v1/actors/events/batch"): batch})
     gateway = Gateway(settings, clients, None, None, RateLimiter(10**9, 10**9))  # type: ignore[arg-type]
     schema = create_schema(settings)
+    tune_garbage_collector()  # as the gateway process runs it (`maillage serve`)
 
     async def in_memory() -> None:
         result = await schema.execute(
