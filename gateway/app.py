@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +23,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 
-from gateway.auth import Caller, RateLimiter, authenticate, rate_key
+from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate, rate_key
 from gateway.clients import ServiceClients
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
@@ -45,6 +45,7 @@ class Gateway:
     pool: asyncpg.Pool
     feed: MatchFeed
     limiter: RateLimiter
+    credentials: CredentialCache = field(default_factory=CredentialCache)
 
 
 def graphql_error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -85,7 +86,7 @@ class GraphQLGuard:
             await too_large()(scope, receive, send)
             return
         try:
-            caller = await authenticate(settings, gateway.pool, headers.get("authorization"))
+            caller = await authenticate(settings, gateway.pool, headers.get("authorization"), gateway.credentials)
         except MaillageError as exc:
             await graphql_error(401, exc.detail, "UNAUTHENTICATED", {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send
@@ -176,7 +177,8 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
         if authorization is None:
             return None
         try:
-            context.caller = await authenticate(context.gateway.settings, context.gateway.pool, str(authorization))
+            gateway = context.gateway
+            context.caller = await authenticate(gateway.settings, gateway.pool, str(authorization), gateway.credentials)
         except MaillageError as exc:
             raise ConnectionRejectionError({"message": exc.detail, "code": "UNAUTHENTICATED"}) from None
         context.fresh_loaders()
@@ -193,22 +195,28 @@ def create_gateway_app(settings: Settings) -> FastAPI:
         )
         clients = ServiceClients(settings)
         feed = MatchFeed(settings)
+        credentials = CredentialCache()
         stop = asyncio.Event()
-        feeding = asyncio.create_task(feed.run(stop), name="match-feed")
+        background = [
+            asyncio.create_task(feed.run(stop), name="match-feed"),
+            asyncio.create_task(credentials.watch(settings.database_url_for("gateway"), stop), name="credentials"),
+        ]
         shared["gateway"] = Gateway(
             settings,
             clients,
             pool,
             feed,
             RateLimiter(settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst),
+            credentials,
         )
         try:
             yield
         finally:
             stop.set()
-            feeding.cancel()
+            for task in background:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await feeding
+                await asyncio.gather(*background)
             await clients.aclose()
             await pool.close()
 

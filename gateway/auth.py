@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import time
 import uuid
@@ -15,6 +18,9 @@ from services.common.auth import ROLES_BOUND_TO_ACTOR, Principal, Role, mint_tok
 from services.common.errors import Unauthenticated, ValidationFailed
 from services.common.settings import Settings
 
+logger = logging.getLogger("maillage.gateway")
+
+CREDENTIALS_CHANNEL = "maillage_credentials"  # migration 0002: a credential's id on each change
 CREDENTIAL_COLUMNS = """id, name, role, subject, actor_id, scopes, rate_limit_per_minute, issued_by, issued_at,
     expires_at, revoked_at, revoked_by"""
 MAX_CREDENTIAL_TTL = timedelta(days=730)
@@ -28,10 +34,16 @@ class Caller:
     rate_limit_per_minute: int | None = None
 
 
-async def authenticate(settings: Settings, pool: asyncpg.Pool, authorization: str | None) -> Caller | None:
+async def authenticate(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    authorization: str | None,
+    credentials: CredentialCache | None = None,
+) -> Caller | None:
     """The caller of a request (None when it sent no credentials); raises `Unauthenticated` for a bad one.
 
-    Every token is looked up by its jti: a revoked credential is refused on the next request, on every replica.
+    Every token is checked by its jti against its credential: a revoked credential is refused on the next
+    request, on every replica (`credentials` keeps the rows only while PostgreSQL tells it of every change).
     """
     if authorization is None:
         return None
@@ -40,19 +52,104 @@ async def authenticate(settings: Settings, pool: asyncpg.Pool, authorization: st
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("unsupported Authorization header: send Authorization: Bearer <token>")
     principal = verify_token(settings, token)
-    row = None
+    state: CredentialState | None = None
     if principal.token_id is not None:
         try:
             credential_id = uuid.UUID(principal.token_id)
         except ValueError:
             credential_id = None  # tokens minted by `maillage token` carry a hex jti and no credential
         if credential_id is not None:
-            row = await pool.fetchrow(
-                "SELECT revoked_at, rate_limit_per_minute FROM credentials WHERE id = $1", credential_id
-            )
-    if row is not None and row["revoked_at"] is not None:
+            state = credentials.get(credential_id) if credentials is not None else None
+            if state is None:
+                generation = credentials.generation if credentials is not None else 0
+                row = await pool.fetchrow(
+                    "SELECT revoked_at IS NOT NULL AS revoked, rate_limit_per_minute FROM credentials WHERE id = $1",
+                    credential_id,
+                )
+                if row is not None:
+                    state = CredentialState(row["revoked"], row["rate_limit_per_minute"])
+                    if credentials is not None:
+                        credentials.put(credential_id, state, generation)
+    if state is not None and state.revoked:
         raise Unauthenticated("credential revoked")
-    return Caller(principal, row["rate_limit_per_minute"] if row is not None else None)
+    return Caller(principal, state.rate_limit_per_minute if state is not None else None)
+
+
+@dataclass(frozen=True)
+class CredentialState:
+    revoked: bool
+    rate_limit_per_minute: int | None
+
+
+class CredentialCache:
+    """What the replica knows of the credentials it saw, kept only while it hears of every change.
+
+    A connection LISTENs on `CREDENTIALS_CHANNEL` (a trigger notifies each change when it commits). While it is
+    down, or unchecked for longer than `ttl_s`, nothing is served from here and every request reads its row. A
+    row read while a change arrives is not kept (`generation`), and no entry is older than `ttl_s`.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.entries: dict[uuid.UUID, tuple[CredentialState, float]] = {}
+        self.generation = 0  # bumped by every change heard, and when hearing stops
+        self.heard_until = 0.0  # the listening connection answered recently up to this monotonic time
+
+    def get(self, credential_id: uuid.UUID) -> CredentialState | None:
+        now = time.monotonic()
+        entry = self.entries.get(credential_id)
+        if entry is None or now > self.heard_until or now > entry[1]:
+            return None
+        return entry[0]
+
+    def put(self, credential_id: uuid.UUID, state: CredentialState, generation: int) -> None:
+        if generation != self.generation or time.monotonic() > self.heard_until:
+            return  # a change may have been heard since the row was read
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[credential_id] = (state, time.monotonic() + self.ttl_s)
+
+    def forget(self, credential_id: uuid.UUID | None = None) -> None:
+        """Drop one credential (None: all of them)."""
+        self.generation += 1
+        if credential_id is None:
+            self.entries.clear()
+        else:
+            self.entries.pop(credential_id, None)
+
+    def _heard(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        try:
+            self.forget(uuid.UUID(payload))
+        except ValueError:
+            self.forget()
+
+    async def watch(self, database_url: str, stop: asyncio.Event, check_every_s: float = 2.0) -> None:
+        """Listen for changes until `stop`, reconnecting; the connection is checked every `check_every_s`."""
+        backoff = 0.5
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(database_url, timeout=5)
+                await conn.add_listener(CREDENTIALS_CHANNEL, self._heard)
+                backoff = 0.5
+                while not stop.is_set():
+                    await asyncio.wait_for(conn.execute("SELECT 1"), timeout=check_every_s)
+                    # Served from memory only until the next check is due: a silent connection ends it.
+                    self.heard_until = time.monotonic() + check_every_s * 2
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), check_every_s)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("credential changes unheard, reading every credential: %s", exc)
+            finally:
+                self.heard_until = 0.0
+                self.forget()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
 
 
 # --- credentials --------------------------------------------------------------------------------------------

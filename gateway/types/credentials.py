@@ -97,6 +97,7 @@ async def revoke_credential(info: GInfo, id: strawberry.ID) -> Credential:
     except ValueError:
         raise error(f"no credential {id}", "NOT_FOUND") from None
     row = await auth.revoke_credential(info.context.gateway.pool, credential_id, revoked_by=admin.subject)
+    info.context.gateway.credentials.forget(credential_id)  # this replica at once; the others when PostgreSQL tells
     if row is None:
         raise error(f"no credential {id}", "NOT_FOUND")
     return Credential.of(row)
