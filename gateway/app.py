@@ -57,7 +57,7 @@ class GraphQLGuard:
     """`/graphql` goes to strawberry's ASGI app, and an HTTP request first passes the guard: body size, the caller
     (revocation checked), the caller's rate, and the time limit. Everything else goes to FastAPI's routes.
 
-    GraphQL is not a FastAPI route: its routing and dependency injection cost a tenth of the gateway's CPU per
+    GraphQL is not a FastAPI route: its routing and dependency injection cost 0.2-0.5 ms of the gateway's CPU per
     request on the partner query (bench/gateway.py), for nothing GraphQL uses.
     """
 
