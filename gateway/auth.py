@@ -38,7 +38,7 @@ async def authenticate(
     settings: Settings,
     pool: asyncpg.Pool,
     authorization: str | None,
-    credentials: CredentialCache | None = None,
+    credentials: CredentialCache,
 ) -> Caller | None:
     """The caller of a request (None when it sent no credentials); raises `Unauthenticated` for a bad one.
 
@@ -59,17 +59,16 @@ async def authenticate(
         except ValueError:
             credential_id = None  # tokens minted by `maillage token` carry a hex jti and no credential
         if credential_id is not None:
-            state = credentials.get(credential_id) if credentials is not None else None
+            state = credentials.get(credential_id)
             if state is None:
-                generation = credentials.generation if credentials is not None else 0
+                generation = credentials.generation
                 row = await pool.fetchrow(
                     "SELECT revoked_at IS NOT NULL AS revoked, rate_limit_per_minute FROM credentials WHERE id = $1",
                     credential_id,
                 )
                 if row is not None:
                     state = CredentialState(row["revoked"], row["rate_limit_per_minute"])
-                    if credentials is not None:
-                        credentials.put(credential_id, state, generation)
+                    credentials.put(credential_id, state, generation)
     if state is not None and state.revoked:
         raise Unauthenticated("credential revoked")
     return Caller(principal, state.rate_limit_per_minute if state is not None else None)
@@ -85,8 +84,8 @@ class CredentialCache:
     """What the replica knows of the credentials it saw, kept only while it hears of every change.
 
     A connection LISTENs on `CREDENTIALS_CHANNEL` (a trigger notifies each change when it commits). While it is
-    down, or unchecked for longer than `ttl_s`, nothing is served from here and every request reads its row. A
-    row read while a change arrives is not kept (`generation`), and no entry is older than `ttl_s`.
+    down, or has not answered a check for two check periods, nothing is served from here and every request reads
+    its row. A row read while a change arrives is not kept (`generation`), and no entry is older than `ttl_s`.
     """
 
     def __init__(self, ttl_s: float = 10.0, max_entries: int = 100_000) -> None:
@@ -141,6 +140,8 @@ class CredentialCache:
                         await asyncio.wait_for(stop.wait(), check_every_s)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("credential changes unheard, reading every credential: %s", exc)
+            except Exception:
+                logger.exception("credential watch failed, restarting")
             finally:
                 self.heard_until = 0.0
                 self.forget()
