@@ -1,4 +1,7 @@
-"""The gateway's ASGI app: GraphQL (HTTP and WebSocket) behind its guard, iCalendar feeds, probes and metrics."""
+"""The gateway's ASGI app: GraphQL (HTTP and WebSocket) behind its guard, iCalendar feeds, the pages of links, probes.
+
+Its metrics are served on an internal port of their own (MAILLAGE_GATEWAY_METRICS_PORT), never on the public one.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ from strawberry.types import ExecutionResult
 
 from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate, rate_key
 from gateway.clients import ServiceClients
+from gateway.links import install_public_pages
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
 from gateway.types.common import GatewayContext
 from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
 from services.common.errors import MaillageError, install_error_handlers
+from services.common.observability import serve_metrics
 from services.common.settings import Settings
 
 GRAPHQL_PATH = "/graphql"
@@ -209,9 +214,11 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             RateLimiter(settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst),
             credentials,
         )
+        stop_metrics = serve_metrics(settings.host, settings.gateway_metrics_port)
         try:
             yield
         finally:
+            await asyncio.to_thread(stop_metrics)  # waits for its thread's poll (0.5 s): not on the loop
             stop.set()
             for task in background:
                 task.cancel()
@@ -221,10 +228,14 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             await pool.close()
 
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
-    app = FastAPI(title="Maillage gateway", version="0.1.0", lifespan=lifespan)
+    # The public port: GraphQL, feeds, probes and the pages of links; no metrics or API docs (the schema is GraphQL's).
+    app = FastAPI(
+        title="Maillage gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.settings = settings
     install_error_handlers(app)
-    install_observability(app, "gateway")
+    install_observability(app, "gateway", metrics_route=False)
+    install_public_pages(app, lambda: shared["gateway"].clients)
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:

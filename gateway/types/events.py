@@ -94,7 +94,7 @@ class Event:
 
     @strawberry.field(description="Its iCalendar file (public URL)")
     def ical_url(self, info: GInfo) -> str:
-        return f"{info.context.gateway.settings.public_app_url.rstrip('/')}/ical/events/{self.id}.ics"
+        return info.context.gateway.settings.public_link(f"/ical/events/{self.id}.ics")
 
     @staticmethod
     def of(data: dict[str, Any]) -> Event:

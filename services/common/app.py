@@ -113,14 +113,16 @@ class CorrelationMiddleware:
             )
 
 
-def install_observability(app: FastAPI, process: str) -> None:
-    """Correlation ids in and out, request metrics, and the `/metrics` endpoint."""
+def install_observability(app: FastAPI, process: str, *, metrics_route: bool = True) -> None:
+    """Correlation ids in and out, request metrics, and the `/metrics` endpoint (unless served on another port)."""
 
     app.add_middleware(CorrelationMiddleware, process=process)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def _metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics_route:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def _metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def _healthz() -> dict[str, str]:

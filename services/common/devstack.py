@@ -78,6 +78,7 @@ class DevStack:
     def check_ports(self, embedded_pg: bool, embedded_kafka: bool) -> None:
         s = self.settings
         wanted = [(s.port_for(p), f"{p} HTTP", f"MAILLAGE_{p.upper()}_PORT") for p in PROCESSES]
+        wanted.append((s.gateway_metrics_port, "gateway metrics", "MAILLAGE_GATEWAY_METRICS_PORT"))
         if embedded_pg:
             wanted.append((s.postgres_port, "embedded PostgreSQL", "MAILLAGE_POSTGRES_PORT"))
         if embedded_kafka:
@@ -261,6 +262,10 @@ class DevStack:
         env.setdefault("MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in env else "false")
         for process in PROCESSES:
             env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
+        env["MAILLAGE_GATEWAY_METRICS_PORT"] = str(s.gateway_metrics_port)
+        # Links in e-mails lead to this gateway unless the caller named a public address.
+        if "public_url" not in s.model_fields_set:
+            env["MAILLAGE_PUBLIC_URL"] = f"http://{s.host}:{s.gateway_port}"
         for service in SERVICES:
             env[f"MAILLAGE_{service.upper()}_URL"] = s.url_for(service)
         return env
@@ -318,6 +323,7 @@ class DevStack:
             "",
             f"{READY_LINE} in {elapsed_s:.1f} s",
             f"  GraphQL      http://{s.host}:{s.gateway_port}/graphql",
+            f"  metrics      http://{s.host}:{s.gateway_metrics_port}/metrics (the gateway's; services' on their port)",
         ]
         lines += [f"  {svc:<12} {s.url_for(svc)}/docs" for svc in SERVICES if self.children]
         lines += [

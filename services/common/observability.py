@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pythonjsonlogger.json import JsonFormatter
 
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -77,3 +78,18 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic", "partition"],
 )
 DLQ_MESSAGES = Counter("maillage_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"])
+
+
+def serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """Serve this process's metrics on a port of their own (prometheus_client's server, in a thread); the stop function.
+
+    The gateway's public port must not show them: Prometheus scrapes this one, which stays inside the network.
+    """
+    server, thread = start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -71,6 +71,8 @@ def serve(process: str, role: Role, settings: Settings, port: int | None = None)
     port = port or settings.port_for(process)
     if not port_is_free(settings.host, port):
         raise PortInUse(port, f"{process} HTTP", f"MAILLAGE_{process.upper()}_PORT")
+    if process == "gateway" and not port_is_free(settings.host, settings.gateway_metrics_port):
+        raise PortInUse(settings.gateway_metrics_port, "gateway metrics", "MAILLAGE_GATEWAY_METRICS_PORT")
     try:  # its database first: a server still starting is waited for, a missing database is said plainly
         asyncio.run(wait_for_database(settings.database_url_for(process)))
     except DatabaseUnavailable as exc:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("directory", "events", "matching")
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
         # An empty variable means "the default": compose passes every setting through as
         # `${MAILLAGE_X:-}` and Kubernetes ConfigMaps may leave a key empty.
         env_ignore_empty=True,
+        # Settings with a deprecated variable read both names (`validation_alias`); code sets them by field name.
+        populate_by_name=True,
     )
 
     # --- where things are -------------------------------------------------------
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     postgres_port: int = Field(55432, description="Port of the embedded PostgreSQL")
     kafka_port: int = Field(19092, description="Port of the embedded broker")
     gateway_port: int = Field(DEFAULT_PORTS["gateway"], description="Gateway HTTP port")
+    gateway_metrics_port: int = Field(
+        8104, description="Gateway port of its Prometheus metrics (internal: never publish)"
+    )
     directory_port: int = Field(DEFAULT_PORTS["directory"], description="Directory HTTP port")
     events_port: int = Field(DEFAULT_PORTS["events"], description="Events HTTP port")
     matching_port: int = Field(DEFAULT_PORTS["matching"], description="Matching HTTP port")
@@ -136,9 +141,12 @@ class Settings(BaseSettings):
     smtp_password: str = Field("", description="SMTP password")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
     smtp_sender: str = Field("Maillage <notifications@maillage.localhost>", description="From: of e-mails")
-    public_app_url: str = Field("http://127.0.0.1:8100", description="Base URL e-mails link to")
-    public_events_url: str = Field(
-        "http://127.0.0.1:8102", description="Public base URL of the events API (cancel links in e-mails, feeds)"
+    public_url: str = Field(
+        "http://127.0.0.1:8100",
+        # MAILLAGE_PUBLIC_APP_URL, its former name, is still read so that an upgraded .env keeps its links.
+        validation_alias=AliasChoices("MAILLAGE_PUBLIC_URL", "MAILLAGE_PUBLIC_APP_URL"),
+        description="The gateway's public base URL: every link in e-mails, feeds and JSON-LD "
+        "(was MAILLAGE_PUBLIC_APP_URL, still read)",
     )
     email_enabled: bool = Field(True, description="Send e-mails (off: they are only recorded)")
     webhook_allow_private: bool = Field(
@@ -187,6 +195,10 @@ class Settings(BaseSettings):
 
     def url_for(self, service: str) -> str:
         return str(getattr(self, f"{service}_url")).rstrip("/")
+
+    def public_link(self, path: str) -> str:
+        """The address people follow to `path` (it starts with /): always on the gateway, never on a service."""
+        return self.public_url.rstrip("/") + path
 
     def signing_keys(self) -> dict[str, str]:
         """The public-token keys by kid (empty when none are configured)."""

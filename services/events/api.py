@@ -101,7 +101,8 @@ async def check_organizers(conn: asyncpg.Connection, organizer_ids: list[str]) -
 
 
 def event_url(settings: Settings, event_id: str) -> str:
-    return f"{settings.public_events_url.rstrip('/')}/v1/events/{event_id}"
+    """The event's public page, on the gateway (which serves this path: gateway/links.py)."""
+    return settings.public_link(f"/v1/events/{event_id}")
 
 
 async def read_one(conn: asyncpg.Connection | asyncpg.Pool, row: asyncpg.Record) -> EventRead:

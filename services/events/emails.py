@@ -61,8 +61,9 @@ def check_cancel_token(settings: Settings, registration_id: uuid.UUID | str, tok
 
 
 def cancel_link(settings: Settings, registration_id: uuid.UUID | str) -> str:
-    base = settings.public_events_url.rstrip("/")
-    return f"{base}/v1/registrations/{registration_id}/cancel?token={cancel_token(settings, registration_id)}"
+    """The link on the gateway; links sent before it served them had this path on the events service's host."""
+    token = cancel_token(settings, registration_id)
+    return settings.public_link(f"/v1/registrations/{registration_id}/cancel?token={token}")
 
 
 def compose(

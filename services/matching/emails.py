@@ -32,7 +32,7 @@ def _reasons(match: MatchV1) -> str:
 
 def compose(event: CloudEvent, match: MatchV1, settings: Settings) -> list[tuple[str, str, str, str]]:
     """(recipient kind, actor id, subject, body) of each e-mail an event asks for."""
-    link = f"{settings.public_app_url.rstrip('/')}/besoins/{match.need_id}"
+    link = settings.public_link(f"/besoins/{match.need_id}")
     if event.type.endswith("match.found"):
         return [
             (

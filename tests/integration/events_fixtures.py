@@ -36,8 +36,19 @@ class Events:
 
 
 @pytest.fixture(scope="session")
-async def events(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Events]:
-    """Events with role `all` on a fresh database, its actor replica fed by the directory through the broker."""
+def gateway_port() -> int:
+    """The port of the session's gateway, chosen before the services start: their links lead there."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def events(
+    settings: Settings, postgres_url: str, directory: Directory, gateway_port: int
+) -> AsyncIterator[Events]:
+    """Events with role `all` on a fresh database, its actor replica fed by the directory through the broker.
+
+    Its links (e-mails, JSON-LD, feeds) lead to the session's gateway, as in production, even when no test starts it.
+    """
     database_url = await fresh_database(postgres_url, "events")
     port = free_port()
     with smtp_sink() as (sink, smtp_port):
@@ -46,7 +57,7 @@ async def events(settings: Settings, postgres_url: str, directory: Directory) ->
                 "events_database_url": database_url,
                 "directory_url": directory.url,
                 "smtp_port": smtp_port,
-                "public_events_url": f"http://127.0.0.1:{port}",
+                "public_url": f"http://127.0.0.1:{gateway_port}",
                 "db_pool_max": 20,
             }
         )

@@ -17,6 +17,7 @@ import websockets
 from gateway.app import create_gateway_app
 from services.common.auth import Role, mint_token
 from services.common.db import ensure_database, migrate
+from services.common.embedded import free_port
 from services.common.settings import Settings, with_database
 from tests.integration.directory_fixtures import Directory
 from tests.integration.events_fixtures import Events
@@ -27,6 +28,11 @@ from tests.integration.matching_fixtures import Matching, serve
 class Gateway:
     url: str
     settings: Settings
+
+    @property
+    def metrics_url(self) -> str:
+        """The internal port's metrics (the public one has none)."""
+        return f"http://127.0.0.1:{self.settings.gateway_metrics_port}/metrics"
 
     def bearer(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> str:
         return "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)
@@ -99,10 +105,10 @@ async def gateway_database(postgres_url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, **overrides: Any) -> AsyncIterator[Gateway]:
-    """A gateway on a free port with these settings."""
-    own = settings.model_copy(update=overrides)
-    server, serving, port = await serve(create_gateway_app(own))
+async def running_gateway(settings: Settings, port: int | None = None, **overrides: Any) -> AsyncIterator[Gateway]:
+    """A gateway on a free port (or `port`) with these settings, its metrics on another free port."""
+    own = settings.model_copy(update={"gateway_metrics_port": free_port(), **overrides})
+    server, serving, port = await serve(create_gateway_app(own), port)
     try:
         yield Gateway(f"http://127.0.0.1:{port}", own)
     finally:
@@ -128,7 +134,7 @@ async def gateway_settings(
 
 
 @pytest.fixture(scope="session")
-async def gateway(gateway_settings: Settings) -> AsyncIterator[Gateway]:
-    """The gateway over real HTTP in front of the session's three services."""
-    async with running_gateway(gateway_settings) as running:
+async def gateway(gateway_settings: Settings, gateway_port: int) -> AsyncIterator[Gateway]:
+    """The gateway over real HTTP in front of the session's three services, at the address e-mails link to."""
+    async with running_gateway(gateway_settings, gateway_port) as running:
         yield running

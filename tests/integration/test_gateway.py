@@ -659,7 +659,7 @@ async def test_a_graphql_request_keeps_its_correlation_id_and_is_counted_under_i
         refused = await http.post(
             gateway.url + "/graphql", json={"query": "{ themes { code } }"}, headers={"Authorization": "Bearer nope"}
         )
-        metrics = (await http.get(gateway.url + "/metrics")).text
+        metrics = (await http.get(gateway.metrics_url)).text
     assert answer.status_code == 200 and answer.json()["data"]["themes"]
     assert answer.headers["x-correlation-id"] == "corr-gql-1"
     assert refused.status_code == 401

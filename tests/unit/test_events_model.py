@@ -150,14 +150,14 @@ class TestPublicDocuments:
 
 class TestEmailsAndLinks:
     def test_a_cancel_link_is_bound_to_its_registration_and_key(self) -> None:
-        settings = Settings(internal_key="k1", public_events_url="https://evenements.example.org/")
+        settings = Settings(internal_key="k1", public_url="https://maillage.example.org/")
         rid = uuid.uuid4()
         token = emails.cancel_token(settings, rid)
         assert emails.check_cancel_token(settings, rid, token)
         assert not emails.check_cancel_token(settings, uuid.uuid4(), token)
         assert not emails.check_cancel_token(settings.model_copy(update={"internal_key": "k2"}), rid, token)
         assert emails.cancel_link(settings, rid) == (
-            f"https://evenements.example.org/v1/registrations/{rid}/cancel?token={token}"
+            f"https://maillage.example.org/v1/registrations/{rid}/cancel?token={token}"
         )
 
     def test_each_message_says_what_happened_in_french_in_local_time(self) -> None:
