@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 
 from services.cli import app as cli_app
 from services.common.db import EXTENSIONS
-from services.common.settings import DATABASES, NOT_DEPLOYED, SERVICES, Settings
+from services.common.settings import DATABASES, DEFAULT_PORTS, NOT_DEPLOYED, SERVICES, Settings
 from services.contracts.asyncapi import consumer_groups, render
 from services.contracts.events import REGISTRY
 from services.contracts.topics import TOPICS
@@ -154,6 +155,23 @@ class TestCompose:
         read = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE_FILE.read_text()))
         documented = set(re.findall(r"^#? ?([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
         assert read == documented
+
+    def test_only_the_gateway_publishes_a_port_and_not_its_metrics(self) -> None:
+        services = _compose()["services"]
+        published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+        gateway, metrics = DEFAULT_PORTS["gateway"], Settings.model_fields["gateway_metrics_port"].default
+        assert published == {"gateway": [f"{gateway}:{gateway}"]}, "the services are reached inside the network only"
+        assert services["gateway"]["expose"] == [f"${{MAILLAGE_GATEWAY_METRICS_PORT:-{metrics}}}"]
+
+    def test_links_people_receive_lead_to_the_published_gateway(self) -> None:
+        environment = _compose()["x-maillage-env"]
+        assert not {"MAILLAGE_PUBLIC_APP_URL", "MAILLAGE_PUBLIC_EVENTS_URL"} & set(environment)
+        # An .env written before still naming MAILLAGE_PUBLIC_APP_URL is passed on under the new name.
+        found = re.fullmatch(
+            r"\$\{MAILLAGE_PUBLIC_URL:-\$\{MAILLAGE_PUBLIC_APP_URL:-(\S+)\}\}", environment["MAILLAGE_PUBLIC_URL"]
+        )
+        assert found, environment["MAILLAGE_PUBLIC_URL"]
+        assert urlsplit(found.group(1)).port == DEFAULT_PORTS["gateway"]
 
     def test_each_process_holds_only_its_own_database_credentials(self) -> None:
         for name, service in _maillage_services(_compose()).items():
@@ -350,6 +368,38 @@ class TestKubernetes:
                     ref = entry["valueFrom"]["secretKeyRef"]
                     assert ref["name"] == secret["metadata"]["name"]
                     assert ref["key"] in secret["stringData"], f"{name}: {ref['key']}"
+
+    def test_only_the_gateway_is_meant_for_the_outside_and_no_service_exposes_metrics(self) -> None:
+        kinds = {doc["kind"] for _, doc in _manifests()}
+        assert not kinds & {"Ingress", "IngressRoute", "Gateway", "HTTPRoute"}, "the operator routes to the gateway"
+        for _, doc in _manifests():
+            if doc["kind"] != "Service":
+                continue
+            name, spec = doc["metadata"]["name"], doc["spec"]
+            assert spec["type"] == "ClusterIP", name
+            assert "externalIPs" not in spec and all("nodePort" not in port for port in spec["ports"]), name
+            assert [port["name"] for port in spec["ports"]] == ["http"], f"{name}: metrics are scraped from the pods"
+        assert urlsplit(_configmap()["MAILLAGE_PUBLIC_URL"]).scheme == "https"
+        assert not {"MAILLAGE_PUBLIC_APP_URL", "MAILLAGE_PUBLIC_EVENTS_URL"} & set(_configmap())
+
+    def test_prometheus_scrapes_every_process_on_its_metrics_port(self) -> None:
+        assert _configmap()["MAILLAGE_GATEWAY_METRICS_PORT"] == "", "the annotation below assumes the default"
+        for _, doc in _manifests():
+            if doc["kind"] != "Deployment":
+                continue
+            name = doc["metadata"]["name"]
+            annotations = doc["spec"]["template"]["metadata"]["annotations"]
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+            ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+            assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+            if name == "gateway":  # its public port has no /metrics
+                assert ports == {
+                    "http": DEFAULT_PORTS["gateway"],
+                    "metrics": Settings.model_fields["gateway_metrics_port"].default,
+                }
+                assert annotations["prometheus.io/port"] == str(ports["metrics"])
+            else:
+                assert annotations["prometheus.io/port"] == str(ports["http"]) == str(DEFAULT_PORTS[name.split("-")[0]])
 
     def test_the_matching_worker_scales_no_further_than_its_partitions(self) -> None:
         (hpa,) = (doc for _, doc in _manifests() if doc["kind"] == "HorizontalPodAutoscaler")
