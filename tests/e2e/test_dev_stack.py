@@ -43,7 +43,8 @@ class Dev:
 
 
 def _ports() -> dict[str, int]:
-    return {name: free_port() for name in ("gateway", "directory", "events", "matching", "postgres", "kafka")}
+    names = ("gateway", "gateway_metrics", "directory", "events", "matching", "postgres", "kafka")
+    return {name: free_port() for name in names}
 
 
 def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
@@ -183,6 +184,9 @@ class TestTheRunningStack:
     def test_metrics_are_exported(self, dev: Dev) -> None:
         body = httpx.get(f"{dev.url('matching')}/metrics", timeout=5).text
         assert "maillage_outbox_published_total" in body or "maillage_http_request_seconds" in body
+        gateway = httpx.get(f"{dev.url('gateway_metrics')}/metrics", timeout=5)
+        assert gateway.status_code == 200 and "maillage_http_request_seconds" in gateway.text
+        assert httpx.get(f"{dev.url('gateway')}/metrics", timeout=5).status_code == 404, "not on the public port"
 
 
 class TestStartAndStop:
