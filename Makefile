@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit integration e2e bench lock clean
+.PHONY: run test test-kafka kafka lint typecheck unit integration e2e bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -18,6 +18,14 @@ run: $(STAMP)  ## the whole hub on embedded PostgreSQL and broker
 
 test: lint typecheck  ## everything CI runs
 	$(BIN)/pytest
+
+# The integration and end-to-end tests again on Apache Kafka (KRaft), the production broker: needs Java 17+ and,
+# once, Maven to fetch its jars (deploy/kafka/pom.xml). Without them the tests skip, unless MAILLAGE_REQUIRE_KAFKA=1.
+test-kafka: $(STAMP)
+	MAILLAGE_TEST_BROKER=kafka $(BIN)/pytest tests/integration tests/e2e
+
+kafka:  ## fetch Apache Kafka's jars into .maillage/kafka/lib
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,6 +54,11 @@ class RoleOption(StrEnum):
     all = "all"
 
 
+class Broker(StrEnum):
+    tansu = "tansu"
+    kafka = "kafka"
+
+
 class TokenRole(StrEnum):
     admin = "admin"
     partner = "partner"
@@ -107,12 +112,18 @@ def health(
 @app.command()
 def dev(
     services: Annotated[bool, typer.Option(help="Start the services and gateway too")] = True,
+    broker: Annotated[
+        Broker | None, typer.Option(help="tansu (default, Python only) or kafka (Apache Kafka, needs Java)")
+    ] = None,
 ) -> None:
     """Run the whole hub on embedded PostgreSQL and the embedded broker (what `make run` does)."""
     from services.common.devstack import run_dev
 
+    settings = get_settings()
+    if broker is not None:
+        settings = settings.model_copy(update={"dev_broker": broker.value})
     try:
-        code = run_dev(get_settings(), with_services=services)
+        code = run_dev(settings, with_services=services)
     except ModuleNotFoundError as exc:  # a production image: no embedded components
         raise _fail(f"the embedded stack needs `pip install 'maillage[embedded]'` ({exc})") from exc
     raise typer.Exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.common.apache_kafka import ApacheKafkaBroker, kafka_available
 from services.common.db import create_pool, ensure_database, migrate
 from services.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from services.common.settings import Settings, with_database
@@ -49,15 +51,34 @@ def postgres_url() -> Iterator[str]:
         server.stop()
 
 
+ON_APACHE_KAFKA = os.environ.get("MAILLAGE_TEST_BROKER") == "kafka"  # make test-kafka
+
+
+@pytest.fixture(autouse=True)
+def require_apache_kafka() -> None:
+    """On Apache Kafka, skip without Java or Maven, unless MAILLAGE_REQUIRE_KAFKA=1 (CI), where that fails."""
+    missing = kafka_available() if ON_APACHE_KAFKA else None
+    if missing is None:
+        return
+    if os.environ.get("MAILLAGE_REQUIRE_KAFKA") == "1":
+        pytest.fail(f"MAILLAGE_REQUIRE_KAFKA=1 but {missing}", pytrace=False)
+    pytest.skip(missing)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """A broker: MAILLAGE_KAFKA_BOOTSTRAP, or an embedded Tansu for the session."""
+    """A broker: MAILLAGE_KAFKA_BOOTSTRAP, Apache Kafka when MAILLAGE_TEST_BROKER=kafka, else an embedded Tansu."""
     external = os.environ.get("MAILLAGE_KAFKA_BOOTSTRAP")
     if external:
         yield external
         return
     TEST_HOME.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(free_port(), log_path=TEST_HOME / "broker.log")
+    broker: EmbeddedBroker | ApacheKafkaBroker
+    if ON_APACHE_KAFKA:
+        shutil.rmtree(TEST_HOME / "kafka", ignore_errors=True)  # each session starts from an empty broker
+        broker = ApacheKafkaBroker(TEST_HOME / "kafka", free_port())
+    else:
+        broker = EmbeddedBroker(free_port(), log_path=TEST_HOME / "broker.log")
     broker.start()
     try:
         yield broker.bootstrap

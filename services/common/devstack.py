@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from services.common.apache_kafka import KAFKA_VERSION, ApacheKafkaBroker
 from services.common.auth import Role, mint_token, new_secret
 from services.common.embedded import (
     EmbeddedBroker,
@@ -64,7 +65,7 @@ class DevStack:
     settings: Settings
     out: TextIO = sys.stdout
     postgres: EmbeddedPostgres | None = None
-    broker: EmbeddedBroker | None = None
+    broker: EmbeddedBroker | ApacheKafkaBroker | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -105,7 +106,15 @@ class DevStack:
             self.say(f"starting PostgreSQL 18 on port {self.settings.postgres_port} (data in {self.postgres.data_dir})")
             self.postgres.start()
             updates["database_url"] = self.postgres.url
-        if embedded_kafka:
+        if embedded_kafka and self.settings.dev_broker == "kafka":
+            self.broker = ApacheKafkaBroker(self.home / "kafka", self.settings.kafka_port, host=self.settings.host)
+            self.say(
+                f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on port {self.settings.kafka_port}"
+                f" (data in {self.broker.home}, log in {self.broker.log_path})"
+            )
+            self.broker.start()
+            updates["kafka_bootstrap"] = self.broker.bootstrap
+        elif embedded_kafka:
             self.broker = EmbeddedBroker(
                 self.settings.kafka_port, self.settings.host, self.home / "logs" / "broker.log"
             )
@@ -328,7 +337,7 @@ class DevStack:
         lines += [f"  {svc:<12} {s.url_for(svc)}/docs" for svc in SERVICES if self.children]
         lines += [
             f"  PostgreSQL   {s.database_url}",
-            f"  Kafka        {s.kafka_bootstrap}",
+            f"  Kafka        {s.kafka_bootstrap} ({self.broker_name()})",
             f"  logs         {self.home / 'logs'}",
             "",
             "Admin token (12 h; `maillage token --role admin` mints more):",
@@ -337,6 +346,13 @@ class DevStack:
             "Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
+
+    def broker_name(self) -> str:
+        if isinstance(self.broker, ApacheKafkaBroker):
+            return f"Apache Kafka {KAFKA_VERSION}"
+        if isinstance(self.broker, EmbeddedBroker):
+            return "Tansu, memory storage"
+        return "external"
 
     def watch(self, stop: list[bool]) -> int:
         """Block until asked to stop or a child dies; return the exit code."""

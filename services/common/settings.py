@@ -21,6 +21,7 @@ NOT_DEPLOYED = {
     "home": "data directory of the embedded stack only",
     "postgres_port": "port of the embedded PostgreSQL only",
     "kafka_port": "port of the embedded broker only",
+    "dev_broker": "which broker the embedded stack starts",
     "database_url": "fallback for the per-service URLs, which deployments give with one role per service",
 }
 
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
 
     # --- where things are -------------------------------------------------------
     home: str = Field(".maillage", description="Directory for the embedded stack's data")
+    dev_broker: Literal["tansu", "kafka"] = Field(
+        "tansu",
+        description="Broker of the embedded stack: tansu (Python only, memory) or kafka (Apache Kafka, needs Java)",
+    )
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:55432/postgres",
         description="PostgreSQL server URL; each service uses its own database on it",

@@ -50,6 +50,8 @@ def _ports() -> dict[str, int]:
 def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
     env["MAILLAGE_HOME"] = str(home)
+    if os.environ.get("MAILLAGE_TEST_BROKER") == "kafka":  # make test-kafka: the stack runs on Apache Kafka
+        env["MAILLAGE_DEV_BROKER"] = "kafka"
     for name, port in ports.items():
         env[f"MAILLAGE_{name.upper()}_PORT"] = str(port)
     return env

@@ -1,0 +1,41 @@
+"""The Apache Kafka starter: one pinned version everywhere, and a KRaft configuration as production expects."""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from services.common.apache_kafka import KAFKA_VERSION, POM, ApacheKafkaBroker, new_cluster_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_pom_and_compose_run_the_starters_version() -> None:
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    properties = ET.parse(POM).getroot().find("m:properties", namespace)  # noqa: S314 - our own file
+    assert properties is not None
+    assert properties.findtext("m:kafka.version", namespaces=namespace) == KAFKA_VERSION
+    images = re.findall(r"image:\s*apache/kafka:(\S+)", (ROOT / "docker-compose.yml").read_text())
+    assert images == [KAFKA_VERSION]
+
+
+def test_one_process_is_broker_and_controller_with_topics_from_the_plan(tmp_path: Path) -> None:
+    broker = ApacheKafkaBroker(tmp_path, 19999)
+    config = dict(
+        line.split("=", 1) for line in broker._write_config().read_text().splitlines() if line and "=" in line
+    )
+    assert config["process.roles"] == "broker,controller"
+    assert config["listeners"].startswith("PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:")
+    assert config["controller.quorum.voters"] == f"1@127.0.0.1:{broker.controller_port}"
+    assert config["auto.create.topics.enable"] == "false"
+    assert config["group.initial.rebalance.delay.ms"] == "0"
+    assert Path(config["log.dirs"]).is_relative_to(tmp_path)
+
+
+def test_cluster_ids_are_kafka_uuids() -> None:
+    ids = {new_cluster_id() for _ in range(10)}
+    assert len(ids) == 10
+    for cluster_id in ids:
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
