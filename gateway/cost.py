@@ -56,10 +56,10 @@ def operation_cost(
 
     A field with a `first` argument holds `first` items (a variable's value, else the operation's default for
     it, else the argument's default, else `default_page_size`; below 1 counts as 1, the field refuses it anyway);
-    the list inside a connection (`edges`) holds the connection's `first`; any other list of objects
-    `default_page_size`. Fragments and inline fragments count where they are spread; introspection costs nothing.
-    With several operations and no name, the costliest one (execution will refuse the document anyway).
-    """
+    the list inside a connection (`edges`) holds the connection's `first`; a list by `ids` as many as it is
+    given; any other list of objects `default_page_size`. Fragments and inline fragments count where they are
+    spread; introspection costs nothing. With several operations and no name, the costliest one (execution will
+    refuse the document anyway)."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
@@ -85,7 +85,7 @@ def _values(operation: OperationDefinitionNode, variables: Mapping[str, Any] | N
 class _Walk:
     schema: GraphQLSchema
     fragments: Mapping[str, FragmentDefinitionNode]
-    variables: Mapping[str, Any]
+    variables: dict[str, Any]
     default_page_size: int
     total: int = 0
     costliest: tuple[int, str | None] = field(default=(0, None))
@@ -154,6 +154,8 @@ class _Walk:
         if is_list_type(get_nullable_type(definition.type)) and is_composite_type(named):
             if "first" in definition.args:
                 size = self.first(node, definition)
+            elif "ids" in definition.args:
+                size = self.ids(node)
             else:
                 size = page if page is not None else self.default_page_size
             items *= size
@@ -165,14 +167,21 @@ class _Walk:
         if node.selection_set is not None and is_composite_type(named):
             self.selections(named, node.selection_set, items=items, page=inner_page, path=here, spreading=spreading)
 
+    def argument(self, node: FieldNode, name: str) -> Any:
+        """An argument's value as given (literal or variable), Undefined when not given."""
+        argument = next((a for a in node.arguments or () if a.name.value == name), None)
+        if argument is None:
+            return Undefined
+        if isinstance(argument.value, VariableNode):
+            return self.variables.get(argument.value.name.value, Undefined)
+        return value_from_ast_untyped(argument.value, self.variables)
+
+    def ids(self, node: FieldNode) -> int:
+        value = self.argument(node, "ids")
+        return max(len(value), 1) if isinstance(value, list) else self.default_page_size
+
     def first(self, node: FieldNode, definition: GraphQLField) -> int:
-        argument = next((a for a in node.arguments or () if a.name.value == "first"), None)
-        value: Any = Undefined
-        if argument is not None:
-            if isinstance(argument.value, VariableNode):
-                value = self.variables.get(argument.value.name.value, Undefined)
-            else:
-                value = value_from_ast_untyped(argument.value)
+        value = self.argument(node, "first")
         if value is Undefined:
             value = definition.args["first"].default_value
         if isinstance(value, float) and value.is_integer():

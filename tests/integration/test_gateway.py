@@ -562,7 +562,7 @@ async def test_each_key_of_a_batched_edge_keeps_the_rules_of_its_single_route(
     data = answer["data"]
     assert data["need"]["title"] and data["other"]["name"], "only the refused fields are null"
     assert len(data["mine"]["matches"]) == 1, "its best match only (first: 1)"
-    assert data["event"]["registrations"] == [{"actorId": world["other_actor"]["id"]}]
+    assert {"actorId": world["other_actor"]["id"]} in data["event"]["registrations"]
     registrant = await gateway.gql(
         "query($e: ID!) { event(id: $e) { registrations { id } } }",
         {"e": world["event"]},

@@ -40,6 +40,13 @@ def test_without_first_a_list_costs_its_default() -> None:
     assert cost('{ need(id: "n") { matches { reasons { code } } } }') == 20 + 20 * 20
 
 
+def test_a_list_by_ids_costs_as_many_items_as_ids() -> None:
+    ids = [f"m{i}" for i in range(60)]
+    query = "query($ids: [ID!]!) { matches(ids: $ids) { actor { events(first: 10) { id } } } }"
+    assert cost(query, {"ids": ids}) == 60 + 60 * 10
+    assert cost('{ matches(ids: ["a", "b"]) { id } }') == 2
+
+
 def test_first_is_read_from_the_variables_then_the_operations_default_then_the_fields() -> None:
     query = "query($n: Int, $e: Int! = 4) { actors(first: $n) { edges { node { events(first: $e) { id } } } } }"
     assert cost(query, {"n": 50, "e": 10}) == 50 + 50 * 10
