@@ -7,9 +7,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
 from gateway.clients import ServiceClients
+from gateway.errors import from_response
 from services.common.auth import Principal
 
 BATCH = 500  # the services' batch endpoints take up to 500 ids
@@ -27,11 +30,19 @@ class Loaders:
         self.event: DataLoader[str, Json | None] = DataLoader(self._events, max_batch_size=BATCH)
         self.need: DataLoader[str, Json | None] = DataLoader(self._needs, max_batch_size=BATCH)
         self.match: DataLoader[str, Json | None] = DataLoader(self._matches, max_batch_size=BATCH)
+        # Lists of each key: keyed by (id, first), so that one `first` is one call for the whole level.
         self.actor_events: DataLoader[tuple[str, int], list[Json]] = DataLoader(
             self._actor_events, max_batch_size=BATCH
         )
-        self.need_matches: DataLoader[str, list[Json]] = DataLoader(self._need_matches)
-        self.actor_matches: DataLoader[str, list[Json]] = DataLoader(self._actor_matches)
+        self.need_matches: DataLoader[tuple[str, int], list[Json]] = DataLoader(
+            self._need_matches, max_batch_size=BATCH
+        )
+        self.actor_matches: DataLoader[tuple[str, int], list[Json]] = DataLoader(
+            self._actor_matches, max_batch_size=BATCH
+        )
+        self.event_registrations: DataLoader[str, list[Json]] = DataLoader(
+            self._event_registrations, max_batch_size=BATCH
+        )
 
     async def _batch(self, service: str, path: str, ids: Sequence[str]) -> list[Json | None]:
         answer = await self.clients.call(service, "POST", path, principal=self.principal, json={"ids": list(ids)})
@@ -50,30 +61,44 @@ class Loaders:
     async def _matches(self, ids: Sequence[str]) -> list[Json | None]:
         return await self._batch("matching", "/v1/matches/batch", ids)
 
-    async def _actor_events(self, keys: Sequence[tuple[str, int]]) -> list[list[Json]]:
+    async def _pages(self, service: str, path: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+        """The items of a batch endpoint taking `first`, by key: one call per distinct `first` (usually one)."""
         by_first: dict[int, list[str]] = defaultdict(list)
-        for actor_id, first in keys:
-            by_first[first].append(actor_id)
-        found: dict[tuple[str, int], list[Json]] = {}
-        for first, actor_ids in by_first.items():
-            answer = await self.clients.call(
-                "events",
-                "POST",
-                "/v1/actors/events/batch",
-                principal=self.principal,
-                json={"ids": actor_ids, "first": first},
-            )
-            for actor_id, events in zip(actor_ids, answer["items"], strict=True):
-                found[(actor_id, first)] = events or []
-        return [found[key] for key in keys]
+        for key, first in keys:
+            by_first[first].append(key)
 
-    async def _each(self, paths: list[str]) -> list[list[Json] | BaseException]:
-        # No batch endpoint: one call per key, concurrently; a refusal fails its own key only.
-        calls = (self.clients.call("matching", "GET", path, principal=self.principal) for path in paths)
-        return list(await asyncio.gather(*calls, return_exceptions=True))
+        async def page(first: int, ids: list[str]) -> list[tuple[tuple[str, int], Any]]:
+            body = {"ids": ids, "first": first}
+            answer = await self.clients.call(service, "POST", path, principal=self.principal, json=body)
+            return [((key, first), item) for key, item in zip(ids, answer["items"], strict=True)]
 
-    async def _need_matches(self, need_ids: Sequence[str]) -> list[list[Json] | BaseException]:
-        return await self._each([f"/v1/needs/{nid}/matches" for nid in need_ids])
+        pages = await asyncio.gather(*(page(first, ids) for first, ids in by_first.items()))
+        return dict(pair for found in pages for pair in found)
 
-    async def _actor_matches(self, actor_ids: Sequence[str]) -> list[list[Json] | BaseException]:
-        return await self._each([f"/v1/actors/{aid}/matches" for aid in actor_ids])
+    @staticmethod
+    def _listed(service: str, item: Json, name: str) -> list[Json] | GraphQLError:
+        """One key's list, or the refusal its single route would have answered (that key's field fails alone)."""
+        if item.get("problem") is not None:
+            # The one mapping of a service's problem body to a GraphQL error, as if the single route had answered.
+            problem = item["problem"]
+            return from_response(service, httpx.Response(int(problem.get("status", 400)), json=problem))
+        listed: list[Json] = item[name]
+        return listed
+
+    async def _actor_events(self, keys: Sequence[tuple[str, int]]) -> list[list[Json]]:
+        found = await self._pages("events", "/v1/actors/events/batch", keys)
+        return [found[key] or [] for key in keys]
+
+    async def _need_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
+        found = await self._pages("matching", "/v1/needs/matches/batch", keys)
+        return [self._listed("matching", found[key], "matches") for key in keys]
+
+    async def _actor_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
+        found = await self._pages("matching", "/v1/actors/matches/batch", keys)
+        return [self._listed("matching", found[key], "matches") for key in keys]
+
+    async def _event_registrations(self, event_ids: Sequence[str]) -> list[list[Json] | GraphQLError]:
+        answer = await self.clients.call(
+            "events", "POST", "/v1/events/registrations/batch", principal=self.principal, json={"ids": list(event_ids)}
+        )
+        return [self._listed("events", item, "registrations") for item in answer["items"]]

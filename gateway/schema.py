@@ -19,6 +19,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway.cost import QueryCostLimiter
 from gateway.errors import PublicErrors, error
 from gateway.types import actors as actor_types
 from gateway.types import credentials as credential_types
@@ -67,9 +68,16 @@ class Query:
 class Mutation:
     register_actor = strawberry.mutation(resolver=actor_types.register_actor)
     update_actor = strawberry.mutation(resolver=actor_types.update_actor)
+    archive_actor = strawberry.mutation(
+        resolver=actor_types.archive_actor,
+        description="Archive an actor: no longer listed nor matched, still referenced",
+    )
     publish_event = strawberry.mutation(resolver=event_types.publish_event)
     register_for_event = strawberry.mutation(resolver=event_types.register_for_event)
     cancel_registration = strawberry.mutation(resolver=event_types.cancel_registration)
+    cancel_event = strawberry.mutation(
+        resolver=event_types.cancel_event, description="Cancel an event: its registrations are cancelled and told"
+    )
     publish_need = strawberry.mutation(resolver=matching_types.publish_need)
     close_need = strawberry.mutation(resolver=matching_types.close_need)
     respond_to_match = strawberry.mutation(resolver=matching_types.respond_to_match)
@@ -115,7 +123,8 @@ class GatewaySchema(strawberry.Schema):
 
 
 def create_schema(settings: Settings) -> strawberry.Schema:
-    """The schema with the settings' protections: depth, token and alias limits; parser and validation caches."""
+    """The schema with the settings' protections: depth, token, alias and cost limits; parser and validation
+    caches."""
     # The limits are validation rules: build their classes once, so that the validation cache (keyed by the
     # rules) serves every request; an extension instance per operation then only adds these same classes.
     rules = [
@@ -133,6 +142,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             partial(ParserCache, maxsize=512),
             partial(AddValidationRules, rules),
             partial(ValidationCache, maxsize=512),
+            partial(QueryCostLimiter, max_cost=settings.gateway_max_cost),
             PublicErrors,  # last, so that it sees every error raised before it
         ],
     )

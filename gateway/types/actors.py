@@ -97,12 +97,15 @@ class Actor:
         size = page_size(info, first)
         return [Event.of(event) for event in await info.context.loaders.actor_events.load((str(self.id), size))]
 
-    @strawberry.field(description="The needs it was matched to (the actor itself, partners and admins)")
-    async def matches(self, info: GInfo) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]] | None:
+    @strawberry.field(description="The needs it was matched to, best first (the actor itself, partners and admins)")
+    async def matches(
+        self, info: GInfo, first: int = 20
+    ) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]] | None:
         from gateway.types.matching import Match
 
         require_principal(info)
-        return [Match.of(match) for match in await info.context.loaders.actor_matches.load(str(self.id))]
+        size = page_size(info, first)
+        return [Match.of(match) for match in await info.context.loaders.actor_matches.load((str(self.id), size))]
 
     @staticmethod
     def of(data: dict[str, Any]) -> Actor:
@@ -295,4 +298,12 @@ async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) 
         json=replacement,
         headers={"If-Match": f'"{current["version"]}"'},
     )
+    return Actor.of(data)
+
+
+async def archive_actor(info: GInfo, id: strawberry.ID) -> Actor:
+    """The directory's archive route decides who may (admins, the actor itself, partners with directory:write);
+    archiving twice answers the archived actor."""
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call("directory", "POST", f"/v1/actors/{id}/archive", principal=principal)
     return Actor.of(data)

@@ -86,11 +86,8 @@ class Event:
 
     @strawberry.field(description="Its registrations in arrival order (organizers and admins only)")
     async def registrations(self, info: GInfo) -> list[Registration] | None:
-        principal = require_principal(info)
-        rows = await info.context.gateway.clients.call(
-            "events", "GET", f"/v1/events/{self.id}/registrations", principal=principal
-        )
-        return [Registration.of(row) for row in rows]
+        require_principal(info)
+        return [Registration.of(row) for row in await info.context.loaders.event_registrations.load(str(self.id))]
 
     @strawberry.field(description="Its iCalendar file (public URL)")
     def ical_url(self, info: GInfo) -> str:
@@ -290,3 +287,13 @@ async def cancel_registration(info: GInfo, id: strawberry.ID) -> Registration:
         "events", "POST", f"/v1/registrations/{id}/cancel", principal=principal
     )
     return Registration.of(data)
+
+
+async def cancel_event(info: GInfo, id: strawberry.ID, reason: str | None = None) -> Event:
+    """The events service's cancel route decides who may (admins and the event's organizers) and tells the
+    registrants."""
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.call(
+        "events", "POST", f"/v1/events/{id}/cancel", principal=principal, json={"reason": reason}
+    )
+    return Event.of(data)

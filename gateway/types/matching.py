@@ -94,9 +94,10 @@ class Need:
         return Actor.of(data) if data else None
 
     @strawberry.field(description="The actors matched to it, best first (its owner, partners and admins)")
-    async def matches(self, info: GInfo) -> list[Match] | None:
+    async def matches(self, info: GInfo, first: int = 20) -> list[Match] | None:
         require_principal(info)
-        return [Match.of(match) for match in await info.context.loaders.need_matches.load(str(self.id))]
+        size = page_size(info, first)
+        return [Match.of(match) for match in await info.context.loaders.need_matches.load((str(self.id), size))]
 
     @staticmethod
     def of(data: dict[str, Any]) -> Need:

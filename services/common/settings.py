@@ -169,6 +169,12 @@ class Settings(BaseSettings):
     gateway_max_tokens: int = Field(2000, ge=100, description="Most lexical tokens in one GraphQL document")
     gateway_max_aliases: int = Field(30, ge=1, description="Most aliases in one GraphQL document")
     gateway_max_page_size: int = Field(100, ge=1, le=100, description="Largest `first` of a connection")
+    gateway_max_cost: int = Field(
+        5000,
+        ge=1,
+        description="Largest estimated cost of a query: the items its lists may hold, page sizes multiplied along "
+        "each path (`first`, else 20), summed",
+    )
     gateway_max_body_bytes: int = Field(65_536, ge=1024, description="Largest GraphQL request body")
     gateway_request_timeout_s: float = Field(10.0, gt=0, description="Longest a GraphQL request may run")
     gateway_upstream_timeout_s: float = Field(5.0, gt=0, description="Timeout of one call to a service")

@@ -68,9 +68,12 @@ def manages(principal: Principal | None, organizer_ids: list[str]) -> bool:
     )
 
 
+NOT_A_MANAGER = "only the event's organizers (their actor or collectivity callers) and admins may do this"
+
+
 def require_manager(principal: Principal, organizer_ids: list[str]) -> None:
     if not manages(principal, organizer_ids):
-        raise Forbidden("only the event's organizers (their actor or collectivity callers) and admins may do this")
+        raise Forbidden(NOT_A_MANAGER)
 
 
 async def event_or_404(
@@ -498,6 +501,29 @@ async def event_registrations(
     require_manager(principal, [str(o) for o in event["organizer_ids"]])
     rows = await store.list_registrations(pool, event["id"], [s.value for s in status] if status else None)
     return _with_positions(rows)
+
+
+@router.post(
+    "/events/registrations/batch",
+    summary="The registrations of several events, in one call (each item: the single route's answer or its problem)",
+)
+async def events_registrations_batch(
+    body: filters.BatchRequest, principal: CurrentPrincipal, pool: DbPool
+) -> dict[str, Any]:
+    wanted = body.uuids()
+    events = {row["id"]: row for row in await store.get_events(pool, [w for w in wanted if w is not None])}
+    managed = [eid for eid, row in events.items() if manages(principal, [str(o) for o in row["organizer_ids"]])]
+    found = await store.registrations_of(pool, managed)
+    items: list[dict[str, Any]] = []
+    for asked, eid in zip(body.ids, wanted, strict=True):
+        event = events.get(eid) if eid is not None else None
+        if event is None or (event["status"] == EventStatus.draft and eid not in found):
+            items.append({"problem": NotFound(f"no event {asked}").problem()})
+        elif eid not in found:
+            items.append({"problem": Forbidden(NOT_A_MANAGER).problem()})
+        else:
+            items.append({"registrations": [r.model_dump(mode="json") for r in _with_positions(found[eid])]})
+    return {"items": items}
 
 
 def _with_positions(rows: list[asyncpg.Record]) -> list[RegistrationRead]:

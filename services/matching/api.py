@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import Field
 
 from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, Principal, Role
-from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
+from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
 from services.common.outbox import enqueue
 from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
 from services.matching import engine, store, webhooks
@@ -60,6 +61,14 @@ def require_owner(principal: Principal, owner_id: str) -> None:
 
 def can_read_need_matches(principal: Principal, owner_id: str) -> bool:
     return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(owner_id)
+
+
+def can_read_actor_matches(principal: Principal, actor_id: str) -> bool:
+    return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(actor_id)
+
+
+NEED_MATCHES_ARE_PRIVATE = "a need's matches are for its owner, partners and admins"
+ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and admins"
 
 
 # --- needs ------------------------------------------------------------------------------------------------
@@ -198,16 +207,66 @@ async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal,
 async def need_matches(need_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
     row = await need_or_404(pool, need_id)
     if not can_read_need_matches(principal, str(row["owner_id"])):
-        raise Forbidden("a need's matches are for its owner, partners and admins")
+        raise Forbidden(NEED_MATCHES_ARE_PRIVATE)
     return [store.match_read(r) for r in await store.list_matches(pool, need_id=row["id"])]
 
 
 @router.get("/actors/{actor_id}/matches", response_model=list[MatchRead], summary="The needs an actor was matched to")
 async def actor_matches(actor_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
     aid = parse_id(actor_id, "actor")
-    if not (principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(actor_id)):
-        raise Forbidden("an actor's matches are for itself, partners and admins")
+    if not can_read_actor_matches(principal, actor_id):
+        raise Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
     return [store.match_read(r) for r in await store.list_matches(pool, actor_id=aid)]
+
+
+class MatchesOf(filters.BatchRequest):
+    """Needs (or actors) whose best matches are wanted, and how many each (the gateway's `first`)."""
+
+    first: int = Field(20, ge=1, le=100)
+
+
+def _matches_or_problem(rows: list[asyncpg.Record] | None, refusal: MaillageError | None) -> dict[str, Any]:
+    """One item of a matches batch: its matches, or the problem its single route would have answered."""
+    if refusal is not None:
+        return {"problem": refusal.problem()}
+    return {"matches": [store.match_read(r).model_dump(mode="json") for r in rows or []]}
+
+
+@router.post(
+    "/needs/matches/batch", summary="The best matches of several needs, in one call (the single route's rules)"
+)
+async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
+    wanted = body.uuids()
+    needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
+    readable = [nid for nid, row in needs.items() if can_read_need_matches(principal, str(row["owner_id"]))]
+    found = await store.best_matches_of(pool, by="need_id", ids=readable, first=body.first)
+    items = []
+    for asked, nid in zip(body.ids, wanted, strict=True):
+        refusal: MaillageError | None = None
+        if nid is None or nid not in needs:
+            refusal = NotFound(f"no need {asked}")
+        elif nid not in found:
+            refusal = Forbidden(NEED_MATCHES_ARE_PRIVATE)
+        items.append(_matches_or_problem(found.get(nid) if nid else None, refusal))
+    return {"items": items}
+
+
+@router.post(
+    "/actors/matches/batch", summary="The best matches of several actors, in one call (the single route's rules)"
+)
+async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
+    wanted = body.uuids()
+    readable = [aid for aid in wanted if aid is not None and can_read_actor_matches(principal, str(aid))]
+    found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=body.first)
+    items = []
+    for asked, aid in zip(body.ids, wanted, strict=True):
+        refusal: MaillageError | None = None
+        if aid is None:
+            refusal = NotFound(f"no actor {asked}")
+        elif aid not in found:
+            refusal = Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
+        items.append(_matches_or_problem(found.get(aid) if aid else None, refusal))
+    return {"items": items}
 
 
 # --- the match lifecycle -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 import orjson
@@ -761,6 +761,30 @@ async def list_matches(
             actor_id,
         )
     )
+
+
+async def best_matches_of(
+    conn: asyncpg.Connection | asyncpg.Pool, *, by: Literal["need_id", "actor_id"], ids: Sequence[uuid.UUID], first: int
+) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """The `first` best matches of each need (`by="need_id"`) or each actor, in one statement, in `list_matches`'s
+    order: the batch behind the gateway's `Need.matches` and `Actor.matches`."""
+    column = {"need_id": "need_id", "actor_id": "actor_id"}[by]  # a column name, never the caller's text
+    wanted = list(dict.fromkeys(ids))
+    rows = await conn.fetch(
+        f"""SELECT w.key, {MATCH_COLUMNS}, a.name AS actor_name
+            FROM unnest($1::uuid[]) AS w (key)
+            CROSS JOIN LATERAL (
+                SELECT * FROM matches WHERE matches.{column} = w.key ORDER BY score DESC, id LIMIT $2
+            ) m
+            LEFT JOIN actors a ON a.id = m.actor_id
+            ORDER BY w.key, m.score DESC, m.id""",
+        wanted,
+        first,
+    )
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {key: [] for key in wanted}
+    for row in rows:
+        found[row["key"]].append(row)
+    return found
 
 
 def now() -> datetime:

@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from bench.gateway import PARTNER_QUERY
+from bench.gateway import VARIABLES as BENCH_VARIABLES
 from gateway import clients as gateway_clients
 from services.common.app import create_service_app
 from services.common.auth import Role
@@ -25,6 +28,7 @@ from tests.integration.test_matching import eventually, in_replica
 
 # Rennes: no other test module places actors or needs there, so top-K lists here hold only these tests' actors.
 RENNES = {"communeCode": "35238", "location": {"lat": 48.1113, "lon": -1.6800}}
+ONLINE = "https://visio.example.org/atelier"
 
 REGISTER_ACTOR = """
 mutation($input: RegisterActorInput!) { registerActor(input: $input) { id name kind departement version } }
@@ -89,6 +93,33 @@ async def publish_need(gateway: Gateway, authorization: str, **overrides: Any) -
             assert answer["errors"][0]["extensions"].get("rule") == "exists", answer["errors"]
             return None
         return dict(answer["data"]["publishNeed"])
+
+    return await eventually(attempt)
+
+
+async def publish_event(gateway: Gateway, organizer_id: str, **overrides: Any) -> dict[str, Any]:
+    """Publish an event as an admin; the events service learns of a just-registered organizer from the broker."""
+    starts = datetime.now(UTC) + timedelta(days=20)
+    values: dict[str, Any] = {
+        "title": "Atelier réparation",
+        "kind": "WORKSHOP",
+        "organizerIds": [organizer_id],
+        "startsAt": starts.isoformat(),
+        "endsAt": (starts + timedelta(hours=2)).isoformat(),
+        "capacity": 30,
+        **overrides,
+    }
+
+    async def attempt() -> dict[str, Any] | None:
+        answer = await gateway.gql(
+            "mutation($input: PublishEventInput!) { publishEvent(input: $input) { id status } }",
+            {"input": values},
+            gateway.admin,
+        )
+        if answer.get("errors"):
+            assert answer["errors"][0]["extensions"].get("rule") == "exists", answer["errors"]
+            return None
+        return dict(answer["data"]["publishEvent"])
 
     return await eventually(attempt)
 
@@ -278,6 +309,9 @@ async def world(gateway: Gateway, directory: Directory, matching: Matching) -> d
         {"e": event["publishEvent"]["id"], "input": {"actorId": other_actor["id"]}},
         tokens["other_actor"],
     )
+    # Targets the matrix may end: an actor no token acts for, and another event of the first actor.
+    archivable = await register(gateway, f"Atelier archivable {tag}")
+    cancellable = await publish_event(gateway, actor["id"], title=f"Atelier annulable {tag}", onlineUrl=ONLINE)
     return {
         "tokens": tokens,
         "authority": authority,
@@ -287,6 +321,8 @@ async def world(gateway: Gateway, directory: Directory, matching: Matching) -> d
         "match": match_id,
         "event": event["publishEvent"]["id"],
         "registration": registration["registerForEvent"]["id"],
+        "archivable": archivable["id"],
+        "cancellable": cancellable["id"],
     }
 
 
@@ -375,6 +411,16 @@ def matrix() -> list[tuple[str, str, str, dict[str, str]]]:
             only("admin"),
         ),
         ("me", "{ me { role } }", "", anyone_signed_in),
+        # The directory's archive route: admins, the actor itself, partners with directory:write (none here).
+        ("archiveActor", "mutation($a: ID!) { archiveActor(id: $a) { id status } }", "archivable", only("admin")),
+        # The events service's cancel route: admins and the event's organizers (the first actor); once cancelled,
+        # a second allowed call is a CONFLICT, never a refusal.
+        (
+            "cancelEvent",
+            'mutation($e: ID!) { cancelEvent(id: $e, reason: "Salle indisponible") { id status } }',
+            "cancellable",
+            only("actor", "admin"),
+        ),
     ]
 
 
@@ -398,6 +444,8 @@ async def test_authorisation_matrix(
         "need_input": {"input": need_input(ownerId=world["authority"]["id"]) if role == "admin" else need_input()},
         "need_other": {"n": world["need"]["id"]},
         "match": {"m": world["match"]},
+        "archivable": {"a": world["archivable"]},
+        "cancellable": {"e": world["cancellable"]},
         "": {},
     }[variables]
     if name == "closeNeed":
@@ -426,6 +474,103 @@ async def test_another_authoritys_need_and_another_actors_match_are_not_readable
     assert own["match"]["id"] == world["match"]
 
 
+async def test_an_actor_archived_through_graphql_is_no_longer_listed_nor_matched(
+    gateway: Gateway, matching: Matching
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    limoges = {"communeCode": "87085", "location": {"lat": 45.8336, "lon": 1.2611}}
+    authority = await register(
+        gateway, f"Limoges {tag}", kind="local_authority", legalForm="Commune", activities=[], **limoges
+    )
+    kept = await register(gateway, f"Ressourcerie limousine {tag}", **limoges)
+    leaving = await register(gateway, f"Ressourcerie qui ferme {tag}", **limoges)
+    await in_replica(matching, authority["id"], kept["id"], leaving["id"])
+    archived = await gateway.ok(
+        "mutation($a: ID!) { archiveActor(id: $a) { id status version } }", {"a": leaving["id"]}, gateway.admin
+    )
+    assert archived["archiveActor"] == {"id": leaving["id"], "status": "archived", "version": leaving["version"] + 1}
+    listed = await gateway.ok('{ actors(first: 50, filter: {territory: ["COM-87085"]}) { edges { node { id } } } }')
+    assert {e["node"]["id"] for e in listed["actors"]["edges"]} == {authority["id"], kept["id"]}
+
+    conn = await asyncpg.connect(matching.database_url)
+    try:
+
+        async def replicated() -> bool:
+            status = await conn.fetchval("SELECT status FROM actors WHERE id = $1", uuid.UUID(leaving["id"]))
+            return bool(status == "archived")
+
+        await eventually(replicated)
+    finally:
+        await conn.close()
+    as_authority = gateway.bearer(Role.COLLECTIVITY, authority["id"])
+    need = await publish_need(gateway, as_authority, **limoges)
+
+    async def matched() -> set[str] | None:
+        data = await gateway.ok(
+            "query($n: ID!) { need(id: $n) { matches { actorId } } }", {"n": need["id"]}, as_authority
+        )
+        found = {m["actorId"] for m in data["need"]["matches"]}
+        return found if kept["id"] in found else None
+
+    assert leaving["id"] not in await eventually(matched)
+
+
+async def test_an_event_cancelled_through_graphql_cancels_its_registrations(gateway: Gateway) -> None:
+    organizer = await register(gateway, f"Tiers-lieu organisateur {uuid.uuid4().hex[:6]}")
+    event = await publish_event(gateway, organizer["id"], onlineUrl=ONLINE)
+    await gateway.ok(
+        'mutation($e: ID!) { registerForEvent(eventId: $e, input: {person: {name: "Ana", email: "ana@example.org"}}) '
+        "{ id } }",
+        {"e": event["id"]},
+        gateway.admin,
+    )
+    cancelled = await gateway.ok(
+        """mutation($e: ID!) { cancelEvent(id: $e, reason: "Salle indisponible") {
+             status cancelReason registrations { status } } }""",
+        {"e": event["id"]},
+        gateway.bearer(Role.ACTOR, organizer["id"]),
+    )
+    assert cancelled["cancelEvent"] == {
+        "status": "cancelled",
+        "cancelReason": "Salle indisponible",
+        "registrations": [{"status": "cancelled"}],
+    }
+    again = await gateway.gql("mutation($e: ID!) { cancelEvent(id: $e) { id } }", {"e": event["id"]}, gateway.admin)
+    assert codes(again) == ["CONFLICT"]
+
+
+async def test_each_key_of_a_batched_edge_keeps_the_rules_of_its_single_route(
+    gateway: Gateway, world: dict[str, Any]
+) -> None:
+    # Same level, same batch: the actor's own matches and the event it organizes are answered; another actor's
+    # matches and another authority's need's are refused, each field alone.
+    query = """query($n: ID!, $a: ID!, $o: ID!, $e: ID!) {
+      need(id: $n) { title matches { id } }
+      mine: actor(id: $a) { matches(first: 1) { id } }
+      other: actor(id: $o) { name matches { id } }
+      event(id: $e) { registrations { actorId } }
+    }"""
+    variables = {
+        "n": world["need"]["id"],
+        "a": world["actor"]["id"],
+        "o": world["other_actor"]["id"],
+        "e": world["event"],
+    }
+    answer = await gateway.gql(query, variables, world["tokens"]["actor"])
+    refused = {tuple(e["path"]): e["extensions"]["code"] for e in answer["errors"]}
+    assert refused == {("need", "matches"): "FORBIDDEN", ("other", "matches"): "FORBIDDEN"}, answer["errors"]
+    data = answer["data"]
+    assert data["need"]["title"] and data["other"]["name"], "only the refused fields are null"
+    assert len(data["mine"]["matches"]) == 1, "its best match only (first: 1)"
+    assert {"actorId": world["other_actor"]["id"]} in data["event"]["registrations"]
+    registrant = await gateway.gql(
+        "query($e: ID!) { event(id: $e) { registrations { id } } }",
+        {"e": world["event"]},
+        world["tokens"]["other_actor"],
+    )
+    assert codes(registrant) == ["FORBIDDEN"], "an event's registrations are for its organizers and admins"
+
+
 # --- loaders -------------------------------------------------------------------------------------------------
 
 
@@ -444,11 +589,11 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-async def test_fifty_matches_with_their_actors_and_needs_cost_one_call_per_edge(
-    gateway_settings: Settings, directory: Directory, matching: Matching, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tag = uuid.uuid4().hex[:6]
-    nantes = {"communeCode": "44109", "location": {"lat": 47.2184, "lon": -1.5536}}
+@contextlib.asynccontextmanager
+async def counting_gateway(
+    gateway_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Gateway, CountingTransport]]:
+    """A gateway whose calls to the services are counted."""
     transport = CountingTransport()
     real = gateway_clients.ServiceClients.__init__
 
@@ -457,6 +602,15 @@ async def test_fifty_matches_with_their_actors_and_needs_cost_one_call_per_edge(
 
     monkeypatch.setattr(gateway_clients.ServiceClients, "__init__", counted)
     async with running_gateway(gateway_settings) as counting:
+        yield counting, transport
+
+
+async def test_fifty_matches_with_their_actors_and_needs_cost_one_call_per_edge(
+    gateway_settings: Settings, directory: Directory, matching: Matching, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    nantes = {"communeCode": "44109", "location": {"lat": 47.2184, "lon": -1.5536}}
+    async with counting_gateway(gateway_settings, monkeypatch) as (counting, transport):
         authority = await register(
             counting, f"Nantes {tag}", kind="local_authority", legalForm="Commune", activities=[], **nantes
         )
@@ -494,6 +648,66 @@ async def test_fifty_matches_with_their_actors_and_needs_cost_one_call_per_edge(
     )
 
 
+async def test_the_matches_and_registrations_of_a_whole_level_cost_one_call_per_service(
+    gateway_settings: Settings,
+    directory: Directory,
+    events: Events,
+    matching: Matching,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    toulouse = {"communeCode": "31555", "location": {"lat": 43.6047, "lon": 1.4442}}
+    async with counting_gateway(gateway_settings, monkeypatch) as (counting, transport):
+        authority = await register(
+            counting, f"Toulouse {tag}", kind="local_authority", legalForm="Commune", activities=[], **toulouse
+        )
+        actors = [await register(counting, f"Ressourcerie toulousaine {i} {tag}", **toulouse) for i in range(8)]
+        await in_replica(matching, authority["id"], *[a["id"] for a in actors])
+        as_authority = counting.bearer(Role.COLLECTIVITY, authority["id"])
+        for i in range(3):
+            await counting.ok(PUBLISH_NEED, {"input": need_input(title=f"Besoin {i}", **toulouse)}, as_authority)
+        for organizer in actors[:3]:
+            event = await publish_event(counting, organizer["id"], place={"address": "Capitole", **toulouse})
+            for person in ("Ana", "Baptiste"):
+                await counting.ok(
+                    """mutation($e: ID!, $p: PersonInput!) { registerForEvent(eventId: $e, input: {person: $p}) {
+                         id } }""",
+                    {"e": event["id"], "p": {"name": person, "email": f"{person.lower()}.{tag}@example.org"}},
+                    counting.admin,
+                )
+        needs_query = """query($owner: ID!) { needs(first: 3, filter: {ownerId: $owner}) { edges { node {
+                           matches { score actor { name matches { id } } } } } } }"""
+
+        async def all_matched() -> dict[str, Any] | None:
+            data = await counting.ok(needs_query, {"owner": authority["id"]}, counting.admin)
+            edges = data["needs"]["edges"]
+            return data if len(edges) == 3 and all(len(e["node"]["matches"]) >= 8 for e in edges) else None
+
+        await eventually(all_matched)
+        transport.calls.clear()
+        data = await counting.ok(needs_query, {"owner": authority["id"]}, counting.admin)
+        matches_calls = Counter(transport.calls)
+        transport.calls.clear()
+        registrations = await counting.ok(
+            """{ actors(first: 30, filter: {territory: ["COM-31555"]}) { edges { node {
+                   events { registrations { personName } } } } } }""",
+            None,
+            counting.admin,
+        )
+        registrations_calls = Counter(transport.calls)
+    assert all(m["actor"]["matches"] for e in data["needs"]["edges"] for m in e["node"]["matches"])
+    listed = [e["node"]["events"] for e in registrations["actors"]["edges"] if e["node"]["events"]]
+    assert len(listed) == 3 and all(len(events[0]["registrations"]) == 2 for events in listed)
+    directory_port, events_port = httpx.URL(directory.url).port, httpx.URL(events.url).port
+    matching_port = httpx.URL(matching.url).port
+    assert matches_calls == Counter(
+        {f"GET {matching_port}": 1, f"POST {matching_port}": 2, f"POST {directory_port}": 1}
+    ), f"the needs, one batch of their matches, one of the actors, one of the actors' matches; got {matches_calls}"
+    assert registrations_calls == Counter({f"GET {directory_port}": 1, f"POST {events_port}": 2}), (
+        f"the actors, one batch of their events, one of the events' registrations; got {registrations_calls}"
+    )
+
+
 # --- limits and protection -----------------------------------------------------------------------------------
 
 
@@ -511,6 +725,28 @@ async def test_depth_alias_token_and_page_limits_are_clear_errors(gateway: Gatew
     assert page["errors"][0]["extensions"]["field"] == "first"
     syntax = await gateway.gql("{ actors(first: ) }", status=None)
     assert codes(syntax) == ["BAD_USER_INPUT"]
+
+
+async def test_a_query_over_the_cost_limit_is_refused_and_the_benchs_partner_query_is_not(gateway: Gateway) -> None:
+    partner = gateway.bearer(Role.PARTNER, subject="partner:cost")
+    assert gateway.settings.gateway_max_cost == Settings(_env_file=None).gateway_max_cost, "the default limit"
+    passed = await gateway.ok(PARTNER_QUERY, BENCH_VARIABLES, partner)
+    assert "actors" in passed
+    costly = "query($n: Int!) { actors(first: $n) { edges { node { matches(first: $n) { id } } } } }"
+    refused = await gateway.gql(costly, {"n": 100}, partner)
+    assert refused.get("data") is None and codes(refused) == ["BAD_USER_INPUT"]
+    assert refused["errors"][0]["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "actors.edges.node.matches",
+        "rule": "cost",
+        "limit": gateway.settings.gateway_max_cost,
+        "cost": 100 + 100 * 100,
+    }
+    assert not codes(await gateway.gql(costly, {"n": 50}, partner)), "50 + 50 * 50 is within the limit"
+    spread = """query { ...Lists } fragment Lists on Query {
+                  actors(first: 100) { edges { node { ... on Actor { events(first: 100) { id } } } } } }"""
+    refused_through_fragments = await gateway.gql(spread, None, partner)
+    assert refused_through_fragments["errors"][0]["extensions"]["cost"] == 100 + 100 * 100
 
 
 async def test_a_too_large_body_is_refused_before_parsing(gateway: Gateway) -> None:
