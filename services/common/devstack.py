@@ -154,9 +154,9 @@ class DevStack:
         if created:
             self.say(f"created {len(created)} topics from the topic plan")
         await self._load_demo_data()
-        self.admin_credential = await self._issue_admin_credential()
+        self.admin_credential = await self.issue_admin_credential()
 
-    async def _issue_admin_credential(self) -> tuple[str, str]:
+    async def issue_admin_credential(self) -> tuple[str, str]:
         """The admin token the banner prints, recorded as a gateway credential so that it can be revoked."""
         import asyncpg
 
