@@ -74,7 +74,7 @@ def _credential_id(principal: Principal) -> uuid.UUID:
         return uuid.UUID(principal.token_id)
     except ValueError:
         raise Unauthenticated(
-            "token's jti names no credential: issue tokens with `maillage credentials issue`"
+            "token's jti names no credential: tokens come from `maillage credentials issue` or `maillage token`"
         ) from None
 
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import asyncpg
 import httpx
 
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal, new_secret
@@ -158,9 +159,7 @@ class DevStack:
 
     async def issue_admin_credential(self) -> tuple[str, str]:
         """The admin token the banner prints, recorded as a gateway credential so that it can be revoked."""
-        import asyncpg
-
-        from gateway.auth import issue_credential
+        from gateway.auth import issue_credential  # the stack runs the gateway; the services never import it
 
         conn = await asyncpg.connect(self.settings.database_url_for("gateway"))
         try:
