@@ -30,7 +30,7 @@ import httpx
 
 from bench.directory import percentile
 from bench.matching import CITIES, THEME_CODES, THEME_WEIGHTS, on_dev_stack
-from services.common.auth import Role, mint_token
+from services.common.auth import Principal, Role
 from services.common.devstack import DevStack
 from services.contracts import territories
 
@@ -56,14 +56,14 @@ EVENT_COLUMNS = [
 ]
 KINDS = ["forum", "meeting", "workshop", "webinar", "visit", "training", "conference"]
 CLIENTS = 50  # HTTP clients sharing the burst's connections
+BENCH_PARTNER = Principal(subject="partner:bench", role=Role.PARTNER)  # registers the participants
 WORDS = ["réemploi", "alimentation", "insertion", "mobilité", "numérique", "culture", "habitat", "énergie"]
 
 
 async def organizers(stack: DevStack) -> list[str]:
     """Demo actors once the events replica has them."""
     settings = stack.settings
-    admin = {"Authorization": "Bearer " + stack.admin_token()}
-    async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
         page = (await http.get("/v1/actors", params={"first": 100})).json()
     ids = [edge["node"]["id"] for edge in page["edges"]]
     await replicated(stack, ids)
@@ -93,9 +93,8 @@ async def create_event(stack: DevStack, organizer: str, capacity: int | None) ->
         "capacity": capacity,
         "publish": True,
     }
-    headers = {"Authorization": "Bearer " + stack.admin_token()}
     async with httpx.AsyncClient(base_url=stack.settings.url_for("events"), timeout=10) as http:
-        response = await http.post("/v1/events", json=body, headers=headers)
+        response = await http.post("/v1/events", json=body, auth=stack.operator())
     response.raise_for_status()
     return str(response.json()["id"])
 
@@ -106,8 +105,7 @@ def person(i: int, tag: str) -> dict[str, Any]:
 
 async def burst(stack: DevStack, organizer: str, count: int, seats: int) -> dict[str, Any]:
     event_id = await create_event(stack, organizer, seats)
-    token = mint_token(stack.settings, role=Role.PARTNER, subject="partner:bench")
-    headers = {"Authorization": "Bearer " + token}
+    partner = stack.operator(BENCH_PARTNER)
     tag = uuid.uuid4().hex[:8]
     # Many clients, as many users would be: one httpx client with 500 connections spends seconds in its
     # own pool bookkeeping (500 GETs of /healthz: 6.2 s through one client, 0.8 s through 50).
@@ -121,7 +119,7 @@ async def burst(stack: DevStack, organizer: str, count: int, seats: int) -> dict
     async def one(i: int) -> int:
         started = time.perf_counter()
         response = await clients[i % CLIENTS].post(
-            f"/v1/events/{event_id}/registrations", json=person(i, tag), headers=headers
+            f"/v1/events/{event_id}/registrations", json=person(i, tag), auth=partner
         )
         latencies.append(time.perf_counter() - started)
         return response.status_code
@@ -159,19 +157,19 @@ async def burst(stack: DevStack, organizer: str, count: int, seats: int) -> dict
 
 async def steady(stack: DevStack, organizer: str, rate: float, seconds: float) -> dict[str, Any]:
     event_id = await create_event(stack, organizer, None)
-    headers = {"Authorization": "Bearer " + mint_token(stack.settings, role=Role.PARTNER, subject="partner:bench")}
+    partner = stack.operator(BENCH_PARTNER)
     tag = uuid.uuid4().hex[:8]
     total = int(rate * seconds)
     latencies: list[float] = []
     failures = 0
     async with httpx.AsyncClient(base_url=stack.settings.url_for("events"), timeout=30) as http:
         for i in range(20):  # warm-up
-            await http.post(f"/v1/events/{event_id}/registrations", json=person(10**6 + i, tag), headers=headers)
+            await http.post(f"/v1/events/{event_id}/registrations", json=person(10**6 + i, tag), auth=partner)
 
         async def one(i: int) -> None:
             nonlocal failures
             started = time.perf_counter()
-            response = await http.post(f"/v1/events/{event_id}/registrations", json=person(i, tag), headers=headers)
+            response = await http.post(f"/v1/events/{event_id}/registrations", json=person(i, tag), auth=partner)
             latencies.append(time.perf_counter() - started)
             failures += response.status_code != 201
 

@@ -72,10 +72,10 @@ SEARCH: dict[str, str | float | list[str]] = {
 async def seed(stack: DevStack, actors: int = 30, events_each: int = 4) -> None:
     """Actors around Lyon with the theme, each organizing a few upcoming events."""
     settings = stack.settings
-    admin = {"Authorization": "Bearer " + stack.admin_token()}
+    admin = stack.operator()
     tag = uuid.uuid4().hex[:4]
     ids: list[str] = []
-    async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=admin, timeout=10) as http:
         for i in range(actors):
             body = {
                 "name": f"Ressourcerie lyonnaise {i} {tag}",
@@ -91,7 +91,7 @@ async def seed(stack: DevStack, actors: int = 30, events_each: int = 4) -> None:
             response.raise_for_status()
             ids.append(response.json()["id"])
     await replicated(stack, ids)
-    async with httpx.AsyncClient(base_url=settings.url_for("events"), headers=admin, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=settings.url_for("events"), auth=admin, timeout=10) as http:
         for n, actor_id in enumerate(ids):
             for k in range(events_each):
                 start = datetime.now(UTC) + timedelta(days=7 * (k + 1) + n % 5)
@@ -185,13 +185,14 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
     partner = Principal(subject=row["subject"], role=Role.PARTNER, token_id=str(row["id"]))
     headers = {"Authorization": "Bearer " + token}
     limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
+    forwarded = stack.operator(partner)  # what the gateway sends the services for this partner
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as http:
         # (a) the services' REST APIs, the two calls the gateway makes
         async def direct() -> None:
-            page = (await http.get(settings.url_for("directory") + "/v1/actors", params=SEARCH)).json()
-            ids = [edge["node"]["id"] for edge in page["edges"]]
+            found = await http.get(settings.url_for("directory") + "/v1/actors", params=SEARCH, auth=forwarded)
+            ids = [edge["node"]["id"] for edge in found.json()["edges"]]
             batch = await http.post(
-                settings.url_for("events") + "/v1/actors/events/batch", json={"ids": ids, "first": 3}
+                settings.url_for("events") + "/v1/actors/events/batch", json={"ids": ids, "first": 3}, auth=forwarded
             )
             batch.raise_for_status()
 
@@ -206,10 +207,12 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
         check = (await http.post(gateway_url, json={"query": PARTNER_QUERY, "variables": VARIABLES})).json()
         assert not check.get("errors"), check
         events_seen = sum(len(e["node"]["events"]) for e in check["data"]["actors"]["edges"])
-        page = (await http.get(settings.url_for("directory") + "/v1/actors", params=SEARCH)).json()
+        page = (await http.get(settings.url_for("directory") + "/v1/actors", params=SEARCH, auth=forwarded)).json()
         ids = [edge["node"]["id"] for edge in page["edges"]]
         batch = (
-            await http.post(settings.url_for("events") + "/v1/actors/events/batch", json={"ids": ids, "first": 3})
+            await http.post(
+                settings.url_for("events") + "/v1/actors/events/batch", json={"ids": ids, "first": 3}, auth=forwarded
+            )
         ).json()
         results = {"a": await measure(direct, requests, CONCURRENCY, stack)}
         results["b"] = await measure(through_gateway, requests, CONCURRENCY, stack)
@@ -234,8 +237,7 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
 
 async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
     settings = stack.settings
-    admin = {"Authorization": "Bearer " + stack.admin_token()}
-    async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
         page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
     authority = page["edges"][0]["node"]["id"]
     conn = await asyncpg.connect(settings.database_url_for("gateway"))

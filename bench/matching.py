@@ -38,7 +38,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from bench.directory import percentile, vocabulary
-from services.common.auth import Role, mint_token
+from services.common.auth import Principal, Role
 from services.common.db import create_pool, ensure_database, migrate
 from services.common.devstack import DevStack
 from services.common.embedded import EmbeddedPostgres, free_port
@@ -385,7 +385,7 @@ class Receiver:
 
 async def end_to_end(stack: DevStack, count: int) -> dict[str, Any]:
     settings = stack.settings
-    admin = {"Authorization": "Bearer " + stack.admin_token()}
+    admin = stack.operator()
     receiver = Receiver()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None))
@@ -394,7 +394,7 @@ async def end_to_end(stack: DevStack, count: int) -> dict[str, Any]:
     try:
         while not server.started:
             await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=settings.url_for("directory"), headers=admin, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=admin, timeout=10) as http:
             page = (await http.get("/v1/actors", params={"kinds": "local_authority", "first": 50})).json()
             owners = [e["node"] for e in page["edges"] if e["node"]["name"].startswith("Ville")]
             actors = []
@@ -411,14 +411,16 @@ async def end_to_end(stack: DevStack, count: int) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=settings.url_for("matching"), timeout=10) as http:
             created = await http.post(
                 "/v1/webhooks",
-                headers=admin,
+                auth=admin,
                 json={"url": f"http://127.0.0.1:{port}/hook", "event_types": ["match.found"]},
             )
             created.raise_for_status()
             receiver.secret = created.json()["secret"]
             for index in range(count + 10):
                 owner, actor = rng.choice(actors)
-                token = mint_token(settings, role=Role.COLLECTIVITY, actor_id=owner["id"])
+                authority = stack.operator(
+                    Principal(subject=f"collectivity:{owner['id']}", role=Role.COLLECTIVITY, actor_id=owner["id"])
+                )
                 body = {
                     "title": f"Besoin {index} : {actor['name']}",
                     "description": actor.get("description") or "",
@@ -430,7 +432,7 @@ async def end_to_end(stack: DevStack, count: int) -> dict[str, Any]:
                     "deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
                 }
                 started = time.perf_counter()
-                response = await http.post("/v1/needs", json=body, headers={"Authorization": "Bearer " + token})
+                response = await http.post("/v1/needs", json=body, auth=authority)
                 posted = time.perf_counter()
                 response.raise_for_status()
                 need_id = response.json()["id"]

@@ -34,7 +34,7 @@ from gateway.subscriptions import MatchFeed
 from gateway.types.common import GatewayContext
 from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
-from services.common.errors import MaillageError, install_error_handlers
+from services.common.errors import MaillageError, Unavailable, install_error_handlers
 from services.common.observability import serve_metrics
 from services.common.settings import Settings
 
@@ -92,6 +92,9 @@ class GraphQLGuard:
             return
         try:
             caller = await authenticate(settings, gateway.pool, headers.get("authorization"), gateway.credentials)
+        except Unavailable as exc:  # the credential could not be checked: say so, and when to come back
+            await graphql_error(503, exc.detail, "UNAVAILABLE", {"Retry-After": "5"})(scope, receive, send)
+            return
         except MaillageError as exc:
             await graphql_error(401, exc.detail, "UNAUTHENTICATED", {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send

@@ -14,8 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from gateway.outages import describe_outage
 from services.common.auth import ROLES_BOUND_TO_ACTOR, Principal, Role, mint_token, verify_token
-from services.common.errors import Unauthenticated, ValidationFailed
+from services.common.errors import Unauthenticated, Unavailable, ValidationFailed
 from services.common.settings import Settings
 
 logger = logging.getLogger("maillage.gateway")
@@ -42,8 +43,9 @@ async def authenticate(
 ) -> Caller | None:
     """The caller of a request (None when it sent no credentials); raises `Unauthenticated` for a bad one.
 
-    Every token is checked by its jti against its credential: a revoked credential is refused on the next
-    request, on every replica (`credentials` keeps the rows only while PostgreSQL tells it of every change).
+    A token is accepted only as one of this gateway's credentials: its jti names a row, checked for revocation on
+    every request, on every replica (`credentials` keeps the rows only while PostgreSQL tells it of every change).
+    When that row cannot be read, `Unavailable` says why: nobody is let in unchecked.
     """
     if authorization is None:
         return None
@@ -52,26 +54,46 @@ async def authenticate(
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("unsupported Authorization header: send Authorization: Bearer <token>")
     principal = verify_token(settings, token)
-    state: CredentialState | None = None
-    if principal.token_id is not None:
-        try:
-            credential_id = uuid.UUID(principal.token_id)
-        except ValueError:
-            credential_id = None  # tokens minted by `maillage token` carry a hex jti and no credential
-        if credential_id is not None:
-            state = credentials.get(credential_id)
-            if state is None:
-                generation = credentials.generation
-                row = await pool.fetchrow(
-                    "SELECT revoked_at IS NOT NULL AS revoked, rate_limit_per_minute FROM credentials WHERE id = $1",
-                    credential_id,
-                )
-                if row is not None:
-                    state = CredentialState(row["revoked"], row["rate_limit_per_minute"])
-                    credentials.put(credential_id, state, generation)
-    if state is not None and state.revoked:
+    credential_id = _credential_id(principal)
+    state = credentials.get(credential_id)
+    if state is None:
+        generation = credentials.generation
+        state = await _read_credential(settings, pool, credential_id)
+        if state is None:
+            raise Unauthenticated("token is not a credential of this gateway (unknown, or its record was deleted)")
+        credentials.put(credential_id, state, generation)
+    if state.revoked:
         raise Unauthenticated("credential revoked")
-    return Caller(principal, state.rate_limit_per_minute if state is not None else None)
+    return Caller(principal, state.rate_limit_per_minute)
+
+
+def _credential_id(principal: Principal) -> uuid.UUID:
+    if principal.token_id is None:
+        raise Unauthenticated("token has no jti claim, so it names no credential and cannot be revoked")
+    try:
+        return uuid.UUID(principal.token_id)
+    except ValueError:
+        raise Unauthenticated(
+            "token's jti names no credential: tokens come from `maillage credentials issue` or `maillage token`"
+        ) from None
+
+
+async def _read_credential(settings: Settings, pool: asyncpg.Pool, credential_id: uuid.UUID) -> CredentialState | None:
+    try:
+        async with asyncio.timeout(settings.gateway_credential_timeout_s):
+            row = await pool.fetchrow(
+                "SELECT revoked_at IS NOT NULL AS revoked, rate_limit_per_minute FROM credentials WHERE id = $1",
+                credential_id,
+            )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        outage = describe_outage(exc)
+        logger.warning(
+            "credential %s not checked, the gateway's database failed: %s (%r)", credential_id, outage.reason, exc
+        )
+        raise Unavailable(
+            f"credentials cannot be checked: the gateway's database is unavailable ({outage.reason}); try again"
+        ) from None
+    return None if row is None else CredentialState(row["revoked"], row["rate_limit_per_minute"])
 
 
 @dataclass(frozen=True)
@@ -167,8 +189,10 @@ async def issue_credential(
     scopes: list[str] | None = None,
     ttl: timedelta = timedelta(days=365),
     rate_limit_per_minute: int | None = None,
+    subject: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Record a credential and mint its token (shown once; only its id is stored)."""
+    """Record a credential and mint its token (shown once; only its id is stored); the subject defaults to one
+    made of the role, the name and the id."""
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationFailed("name: 1 to 200 characters", field="name", rule="length")
@@ -180,8 +204,10 @@ async def issue_credential(
         raise ValidationFailed("ttl: between one minute and two years", field="ttlDays", rule="range")
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
         raise ValidationFailed("rateLimitPerMinute: at least 1", field="rateLimitPerMinute", rule="min")
+    if subject is not None and not 0 < len(subject.strip()) <= 200:
+        raise ValidationFailed("subject: 1 to 200 characters", field="subject", rule="length")
     credential_id = uuid.uuid4()
-    subject = f"{role.value}:{name.lower().replace(' ', '-')}:{credential_id.hex[:8]}"
+    subject = subject.strip() if subject else f"{role.value}:{name.lower().replace(' ', '-')}:{credential_id.hex[:8]}"
     token = mint_token(
         settings,
         role=role,

@@ -11,6 +11,7 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import Counter
 
 from gateway.errors import from_response, unavailable
+from gateway.outages import describe_outage
 from services.common.auth import PRINCIPAL_HEADER, Principal, mint_internal
 from services.common.observability import CORRELATION_HEADER, correlation_id
 from services.common.settings import SERVICES, Settings
@@ -90,12 +91,10 @@ class ServiceClients:
         """The JSON a service answers; its refusals and its absence become GraphQL errors with their codes."""
         try:
             response = await self.request(service, method, path, principal=principal, **kwargs)
-        except httpx.TimeoutException:
-            UPSTREAM_CALLS.labels(service, "timeout").inc()
-            raise unavailable(service, "timed out") from None
-        except httpx.TransportError:
-            UPSTREAM_CALLS.labels(service, "unreachable").inc()
-            raise unavailable(service, "unreachable") from None
+        except httpx.TransportError as exc:
+            outage = describe_outage(exc)
+            UPSTREAM_CALLS.labels(service, "timeout" if outage.timed_out else "unreachable").inc()
+            raise unavailable(service, outage.reason) from None
         UPSTREAM_CALLS.labels(service, str(response.status_code)).inc()
         if response.status_code >= 400:
             raise from_response(service, response)

@@ -184,21 +184,37 @@ def token(
     ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 12h, 90d")] = "12h",
     subject: Annotated[str | None, typer.Option(help="Subject (sub claim)")] = None,
 ) -> None:
-    """Mint a bearer token signed with the active key."""
-    from services.common.auth import Role, mint_token
+    """Mint a bearer token, recorded as a gateway credential (revocable); prints its id, then the token."""
+    from gateway.auth import issue_credential
+    from services.common.auth import Role
+    from services.common.errors import MaillageError
 
     try:
         lifetime = parse_duration(ttl)
-        minted = mint_token(
-            get_settings(),
-            role=Role(role.value),
-            subject=subject,
-            actor_id=actor,
-            scopes=[s.strip() for s in scopes.split(",") if s.strip()],
-            ttl=lifetime,
+        row, minted = asyncio.run(
+            _with_gateway_db(
+                lambda conn: issue_credential(
+                    get_settings(),
+                    conn,
+                    name=f"maillage token --role {role.value}" + (f" ({subject})" if subject else ""),
+                    role=Role(role.value),
+                    issued_by="cli:token",
+                    actor_id=actor,
+                    scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                    ttl=lifetime,
+                    subject=subject,
+                )
+            )
         )
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
+    except (MaillageError, ValueError) as exc:
+        raise _fail(getattr(exc, "detail", str(exc))) from exc
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _fail(f"cannot record the token's credential in the gateway's database: {exc}") from exc
+    typer.echo(
+        f"credential {row['id']} ({row['role']}, expires {row['expires_at']:%Y-%m-%d %H:%M}; "
+        f"`maillage credentials revoke {row['id']}` revokes it)",
+        err=True,
+    )
     typer.echo(minted)
 
 

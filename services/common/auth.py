@@ -1,11 +1,11 @@
-"""Who is calling: mint and verify public and gateway-forwarded JWTs, and expose them to FastAPI."""
+"""Who is calling: mint and verify public tokens, gateway-forwarded identities and service identities for FastAPI."""
 
 from __future__ import annotations
 
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -15,7 +15,7 @@ import jwt
 from fastapi import Depends, Request
 
 from services.common.errors import Forbidden, Unauthenticated
-from services.common.settings import Settings
+from services.common.settings import SERVICES, Settings
 
 ALGORITHM = "HS256"
 LEEWAY_S = 10
@@ -26,6 +26,13 @@ AUTHORIZATION_HEADER = "Authorization"
 INTERNAL_ISSUER = "maillage-gateway"
 INTERNAL_AUDIENCE = "maillage-internal"
 INTERNAL_KID = "internal"
+
+# A service calling another for itself (the matching notifier reading a contact, a replica rebuild) sends its own
+# identity: another header, issuer and audience, so that it can never pass for a caller's forwarded identity.
+SERVICE_HEADER = "X-Maillage-Service"
+SERVICE_ISSUER = "maillage-service"
+SERVICE_AUDIENCE = "maillage-service"
+SERVICE_KID = "service"
 
 
 class Role(StrEnum):
@@ -176,36 +183,124 @@ def verify_internal(settings: Settings, token: str) -> Principal:
     return _principal_from_claims(claims, id_claim="tid", what="forwarded identity")
 
 
+# --- service identities (service -> service) --------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """A Maillage service calling for itself: no role, no actor; only routes that name the service accept it."""
+
+    service: str
+
+    @property
+    def subject(self) -> str:
+        return f"service:{self.service}"
+
+
+def mint_service(settings: Settings, service: str) -> str:
+    """A short-lived service identity for `service`'s own calls to another service."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {list(SERVICES)}")
+    if not settings.internal_key:
+        raise ValueError("no internal key configured: set MAILLAGE_INTERNAL_KEY")
+    now = datetime.now(UTC)
+    claims = {
+        "iss": SERVICE_ISSUER,
+        "aud": SERVICE_AUDIENCE,
+        "sub": f"service:{service}",
+        "svc": service,
+        "iat": now,
+        "exp": now + timedelta(seconds=settings.internal_token_ttl_s),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.internal_key, algorithm=ALGORITHM, headers={"kid": SERVICE_KID})
+
+
+def verify_service(settings: Settings, token: str) -> ServiceIdentity:
+    """The service a service identity names; raises `Unauthenticated` otherwise."""
+    if not settings.internal_key:
+        raise Unauthenticated("service identity refused: no internal key is configured")
+    claims = _decode(
+        token,
+        keys={SERVICE_KID: settings.internal_key},
+        issuer=SERVICE_ISSUER,
+        audience=SERVICE_AUDIENCE,
+        what="service identity",
+    )
+    service = claims.get("svc")
+    if service not in SERVICES or claims.get("sub") != f"service:{service}":
+        raise Unauthenticated(f"service identity names no known service (svc {service!r})")
+    return ServiceIdentity(str(service))
+
+
+def service_headers(settings: Settings, service: str) -> dict[str, str]:
+    """The headers of `service`'s own call to another service."""
+    return {SERVICE_HEADER: mint_service(settings, service)}
+
+
+def forwarded_headers(settings: Settings, principal: Principal) -> dict[str, str]:
+    """The headers of a call made for `principal`, as the gateway forwards it (operators' tools hold the key too)."""
+    return {PRINCIPAL_HEADER: mint_internal(settings, principal)}
+
+
 # --- FastAPI ------------------------------------------------------------------------
 
 
-async def get_optional_principal(request: Request) -> Principal | None:
-    """The caller, or None when the request carries no credentials at all."""
+def _settings_of(request: Request) -> Settings:
     settings = request.app.state.settings
     if not isinstance(settings, Settings):
         raise RuntimeError("app.state.settings must hold the process's Settings")
-    principal: Principal | None = None
+    return settings
+
+
+async def get_optional_principal(request: Request) -> Principal | None:
+    """The caller the gateway forwarded, or None when the request carries no identity at all.
+
+    Services trust nothing else: a public token goes to the gateway, which checks it against its credentials
+    (revocation) before forwarding who the caller is.
+    """
+    settings = _settings_of(request)
+    if request.headers.get(SERVICE_HEADER) is not None:
+        raise Forbidden("a service identity is accepted only by the routes that name its service, not by this one")
     forwarded = request.headers.get(PRINCIPAL_HEADER)
-    authorization = request.headers.get(AUTHORIZATION_HEADER)
-    if forwarded is not None:
-        principal = verify_internal(settings, forwarded.strip())
-    elif authorization is not None:
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("unsupported Authorization header: send Authorization: Bearer <token>")
-        principal = verify_token(settings, token)
-    if principal is not None:
-        request.state.principal = principal
+    if forwarded is None:
+        if request.headers.get(AUTHORIZATION_HEADER) is not None:
+            raise Unauthenticated(
+                "services accept only the identity the gateway forwards: send your bearer token to the gateway"
+            )
+        return None
+    principal = verify_internal(settings, forwarded.strip())
+    request.state.principal = principal
     return principal
 
 
 async def get_principal(request: Request) -> Principal:
-    """The caller; raises `Unauthenticated` without valid credentials."""
+    """The caller; raises `Unauthenticated` without a forwarded identity."""
     principal = await get_optional_principal(request)
     if principal is None:
-        raise Unauthenticated("missing credentials: send Authorization: Bearer <token>")
+        raise Unauthenticated("missing credentials: call through the gateway with Authorization: Bearer <token>")
     return principal
+
+
+def principal_or_service(*services: str) -> Callable[[Request], Awaitable[Principal | ServiceIdentity | None]]:
+    """The dependency of a route that also answers the named services' own calls (their service identity)."""
+    unknown = set(services) - set(SERVICES)
+    if not services or unknown:
+        raise ValueError(f"name the services this route answers, among {list(SERVICES)} (got {sorted(unknown)})")
+
+    async def caller(request: Request) -> Principal | ServiceIdentity | None:
+        token = request.headers.get(SERVICE_HEADER)
+        if token is None:
+            return await get_optional_principal(request)
+        if request.headers.get(PRINCIPAL_HEADER) is not None:
+            raise Unauthenticated("send a forwarded identity or a service identity, not both")
+        identity = verify_service(_settings_of(request), token.strip())
+        if identity.service not in services:
+            names = " or ".join(repr(name) for name in services)
+            raise Forbidden(f"service {identity.service!r} may not call this route; it answers {names}")
+        return identity
+
+    return caller
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

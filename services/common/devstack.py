@@ -10,16 +10,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import asyncpg
 import httpx
 
 from services.common.apache_kafka import KAFKA_VERSION, ApacheKafkaBroker
-from services.common.auth import Role, mint_token, new_secret
+from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal, new_secret
 from services.common.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -32,6 +33,26 @@ from services.common.runtime import prepare_databases, prepare_topics
 from services.common.settings import PROCESSES, SERVICES, Settings
 
 READY_LINE = "Maillage is ready"
+ADMIN_TOKEN_TTL = timedelta(hours=12)
+DEV_ADMIN = Principal(subject="admin:dev", role=Role.ADMIN)
+
+
+class ForwardedIdentity(httpx.Auth):
+    """An operator's call straight to a service, signed as the gateway forwards a caller (re-signed at half its
+    lifetime): services accept nothing else, and only the machine holding the internal key can sign it."""
+
+    def __init__(self, settings: Settings, principal: Principal = DEV_ADMIN) -> None:
+        self.settings = settings
+        self.principal = principal
+        self.token = ""
+        self.renew_at = 0.0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if time.monotonic() >= self.renew_at:
+            self.token = mint_internal(self.settings, self.principal)
+            self.renew_at = time.monotonic() + self.settings.internal_token_ttl_s / 2
+        request.headers[PRINCIPAL_HEADER] = self.token
+        yield request
 
 
 def load_dev_secrets(home: Path) -> dict[str, str]:
@@ -68,6 +89,7 @@ class DevStack:
     broker: EmbeddedBroker | ApacheKafkaBroker | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    admin_credential: tuple[str, str] | None = None  # (its id, its token): recorded by the gateway, revocable
 
     @property
     def home(self) -> Path:
@@ -143,6 +165,26 @@ class DevStack:
         if created:
             self.say(f"created {len(created)} topics from the topic plan")
         await self._load_demo_data()
+        self.admin_credential = await self.issue_admin_credential()
+
+    async def issue_admin_credential(self) -> tuple[str, str]:
+        """The admin token the banner prints, recorded as a gateway credential so that it can be revoked."""
+        from gateway.auth import issue_credential  # the stack runs the gateway; the services never import it
+
+        conn = await asyncpg.connect(self.settings.database_url_for("gateway"))
+        try:
+            row, token = await issue_credential(
+                self.settings,
+                conn,
+                name="maillage dev admin",
+                role=Role.ADMIN,
+                issued_by="maillage dev",
+                subject=DEV_ADMIN.subject,
+                ttl=ADMIN_TOKEN_TTL,
+            )
+        finally:
+            await conn.close()
+        return str(row["id"]), token
 
     async def _load_demo_data(self) -> None:
         """Import the demo actors (idempotent: a second run finds them unchanged)."""
@@ -211,10 +253,9 @@ class DevStack:
         timeout_s: float = 30.0,
     ) -> None:
         """POST each demo item of a demo authority (by its commune) unless that authority has one of that title."""
-        admin = {"Authorization": "Bearer " + self.admin_token()}
         published = kept = 0
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=10, headers=admin) as http:
+        with httpx.Client(timeout=10, auth=self.operator()) as http:
             authorities = self._demo_authorities(http, self.settings.url_for("directory"))
             titles: dict[str, set[str]] = {}
             for demo in items:
@@ -324,10 +365,18 @@ class DevStack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def admin_token(self) -> str:
-        return mint_token(self.settings, role=Role.ADMIN, subject="admin:dev", ttl=timedelta(hours=12))
+        """The admin's bearer token for the gateway (services refuse it: see `operator`)."""
+        if self.admin_credential is None:
+            raise RuntimeError("the stack is not started: no admin credential yet")
+        return self.admin_credential[1]
+
+    def operator(self, principal: Principal = DEV_ADMIN) -> ForwardedIdentity:
+        """httpx auth for calls straight to a service (demo data, benchmarks), as `principal` (the admin)."""
+        return ForwardedIdentity(self.settings, principal)
 
     def banner(self, elapsed_s: float) -> str:
         s = self.settings
+        admin_id = self.admin_credential[0] if self.admin_credential else "(none)"
         lines = [
             "",
             f"{READY_LINE} in {elapsed_s:.1f} s",
@@ -340,7 +389,8 @@ class DevStack:
             f"  Kafka        {s.kafka_bootstrap} ({self.broker_name()})",
             f"  logs         {self.home / 'logs'}",
             "",
-            "Admin token (12 h; `maillage token --role admin` mints more):",
+            f"Admin token (12 h, credential {admin_id}: `maillage credentials revoke {admin_id}` revokes it; "
+            "`maillage token --role admin` mints more):",
             self.admin_token(),
             "",
             "Ctrl-C stops everything.",

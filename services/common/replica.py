@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 import httpx
 
-from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.auth import service_headers
 from services.common.db import create_pool
 from services.common.settings import Settings
 from services.contracts.events import ActorV1
@@ -26,15 +26,13 @@ async def snapshot_pages(
     settings: Settings, service: str, *, since: datetime | None = None, page_size: int = 500
 ) -> AsyncIterator[tuple[list[ActorV1], str]]:
     """Every actor of the directory (or those changed since a time), with the snapshot's watermark."""
-    identity = mint_internal(settings, Principal(subject=f"service:{service}", role=Role.ADMIN))
     params: dict[str, str | int] = {"limit": page_size}
     if since is not None:
         params["updated_since"] = since.isoformat()
-    async with httpx.AsyncClient(
-        base_url=settings.directory_url, headers={PRINCIPAL_HEADER: identity}, timeout=30
-    ) as http:
+    async with httpx.AsyncClient(base_url=settings.directory_url, timeout=30) as http:
         while True:
-            response = await http.get("/v1/actors/snapshot", params=params)
+            # Minted per page: a rebuild of a large directory outlives one identity.
+            response = await http.get("/v1/actors/snapshot", params=params, headers=service_headers(settings, service))
             response.raise_for_status()
             page = response.json()
             yield [ActorV1.model_validate(item) for item in page["items"]], page["watermark"]

@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(65_536, ge=1024, description="Largest GraphQL request body")
     gateway_request_timeout_s: float = Field(10.0, gt=0, description="Longest a GraphQL request may run")
     gateway_upstream_timeout_s: float = Field(5.0, gt=0, description="Timeout of one call to a service")
+    gateway_credential_timeout_s: float = Field(
+        2.0, gt=0, description="Longest the gateway waits for its database to check a credential (then 503)"
+    )
     gateway_rate_limit_per_minute: int = Field(
         600, ge=1, description="Requests per minute per credential (anonymous: per client address), per replica"
     )

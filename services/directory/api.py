@@ -7,15 +7,23 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
-from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
+from services.common.auth import (
+    CurrentPrincipal,
+    OptionalPrincipal,
+    Principal,
+    Role,
+    ServiceIdentity,
+    principal_or_service,
+)
 from services.common.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    Unauthenticated,
     ValidationFailed,
 )
 from services.common.outbox import enqueue
@@ -30,13 +38,20 @@ MAX_PAGE = 100
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 
+# Services call for themselves on two routes only: the matching notifier reads the contact of the actor it
+# writes to (addresses never travel in events), and the events and matching replicas refill from the snapshot.
+ContactReader = Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("matching"))]
+SnapshotReader = Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("events", "matching"))]
+
 
 # --- who may do what --------------------------------------------------------------------
 
 
-def can_see_contact(principal: Principal | None, actor_id: str) -> bool:
+def can_see_contact(principal: Principal | ServiceIdentity | None, actor_id: str) -> bool:
     if principal is None:
         return False
+    if isinstance(principal, ServiceIdentity):
+        return True  # only a service the route names gets here
     return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(actor_id)
 
 
@@ -115,13 +130,15 @@ async def register_actor(body: ActorCreate, principal: CurrentPrincipal, pool: D
 @router.get("/actors/snapshot", summary="Every actor, paged by watermark (for replicas)")
 async def actors_snapshot(
     pool: DbPool,
-    principal: CurrentPrincipal,
+    caller: SnapshotReader,
     updated_since: datetime | None = None,
     after: Annotated[str | None, Query(description="next from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
-    if principal.role not in (Role.ADMIN, Role.PARTNER):
-        raise Forbidden("the snapshot is for services and partners")
+    if caller is None:
+        raise Unauthenticated("missing credentials: the snapshot is for services, admins and partners")
+    if isinstance(caller, Principal) and caller.role not in (Role.ADMIN, Role.PARTNER):
+        raise Forbidden("the snapshot is for services, admins and partners")
     position = None
     if after:
         try:
@@ -152,7 +169,7 @@ async def actors_batch(body: filters.BatchRequest, pool: DbPool, principal: Opti
 
 
 @router.get("/actors/{actor_id}", response_model=ActorRead, summary="One actor")
-async def get_actor(actor_id: str, pool: DbPool, principal: OptionalPrincipal, response: Response) -> ActorRead:
+async def get_actor(actor_id: str, pool: DbPool, principal: ContactReader, response: Response) -> ActorRead:
     row = await store.get_actor(pool, parse_id(actor_id))
     if row is None:
         raise NotFound(f"no actor {actor_id}")

@@ -13,13 +13,12 @@ import asyncpg
 import httpx
 
 from services.common import mail
-from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.auth import service_headers
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts.events import MatchV1
 
 EMAIL_NAMESPACE = uuid.UUID("0b7f3c52-2f5d-4c43-8a52-3f0f7b2b8c61")
-SERVICE_PRINCIPAL = Principal(subject="service:matching", role=Role.ADMIN)
 
 
 def email_id(event_id: str, recipient: str, actor_id: str) -> uuid.UUID:
@@ -82,7 +81,7 @@ async def record(conn: asyncpg.Connection, event: CloudEvent, match: MatchV1, se
 async def address_of(client: httpx.AsyncClient, settings: Settings, actor_id: uuid.UUID) -> str | None:
     response = await client.get(
         f"{settings.directory_url.rstrip('/')}/v1/actors/{actor_id}",
-        headers={PRINCIPAL_HEADER: mint_internal(settings, SERVICE_PRINCIPAL)},
+        headers=service_headers(settings, "matching"),
     )
     if response.status_code == 404:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,8 +36,22 @@ class Dev:
 
     @property
     def token(self) -> str:
-        marker = next(i for i, line in enumerate(self.output) if line.startswith("Admin token"))
-        return self.output[marker + 1].strip()
+        return self.output[self._admin_marker() + 1].strip()
+
+    @property
+    def credential_id(self) -> str:
+        found = re.search(r"credential ([0-9a-f-]{36})", self.output[self._admin_marker()])
+        assert found, self.output[self._admin_marker()]
+        return found.group(1)
+
+    def _admin_marker(self) -> int:
+        return next(i for i, line in enumerate(self.output) if line.startswith("Admin token"))
+
+    def forwarded_admin(self) -> dict[str, str]:
+        """What the gateway sends the services for an admin: they accept nothing else."""
+        secrets = load_dev_secrets(self.home)
+        settings = Settings(_env_file=None, internal_key=secrets["MAILLAGE_INTERNAL_KEY"])
+        return {PRINCIPAL_HEADER: mint_internal(settings, Principal(subject="admin:e2e", role=Role.ADMIN))}
 
     def url(self, process: str) -> str:
         return f"http://127.0.0.1:{self.ports[process]}"
@@ -138,7 +153,7 @@ class TestTheRunningStack:
         from services.matching.demo import DEMO_NEEDS
 
         assert f"demo needs: {len(DEMO_NEEDS)} published, 0 already there" in dev.output
-        admin = {"Authorization": f"Bearer {dev.token}"}
+        admin = dev.forwarded_admin()
         needs = httpx.get(f"{dev.url('matching')}/v1/needs", params={"first": 100}, headers=admin, timeout=5).json()
         assert {n["title"] for n in needs["items"]} == {d.title for d in DEMO_NEEDS}
         first = next(n for n in needs["items"] if n["title"] == DEMO_NEEDS[0].title)
@@ -189,6 +204,30 @@ class TestTheRunningStack:
         gateway = httpx.get(f"{dev.url('gateway_metrics')}/metrics", timeout=5)
         assert gateway.status_code == 200 and "maillage_http_request_seconds" in gateway.text
         assert httpx.get(f"{dev.url('gateway')}/metrics", timeout=5).status_code == 404, "not on the public port"
+
+    def test_the_admin_token_is_refused_by_the_services_and_once_revoked_by_the_gateway(self, dev: Dev) -> None:
+        # Last of the class: it revokes the token the other tests use.
+        bearer = {"Authorization": f"Bearer {dev.token}"}
+        straight = httpx.get(f"{dev.url('matching')}/v1/needs", headers=bearer, timeout=5)
+        assert straight.status_code == 401, "services trust only what the gateway forwards"
+        env = {
+            **_env(dev.home, dev.ports),
+            "MAILLAGE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{dev.ports['postgres']}/postgres",
+        }
+        revoked = subprocess.run(
+            [sys.executable, "-m", "services.cli", "credentials", "revoke", dev.credential_id],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        answer = httpx.post(
+            f"{dev.url('gateway')}/graphql", json={"query": "{ me { role } }"}, headers=bearer, timeout=5
+        )
+        assert answer.status_code == 401
+        assert answer.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 class TestStartAndStop:

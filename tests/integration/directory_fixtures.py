@@ -13,12 +13,13 @@ import pytest
 import uvicorn
 
 from services.common.app import create_service_app
-from services.common.auth import Role, mint_token
+from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, with_database
+from tests.integration.identities import forwarded
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Directory:
     admin: dict[str, str]
 
     def token(self, role: Role, actor_id: str | None = None, scopes: tuple[str, ...] = ()) -> dict[str, str]:
-        return {"Authorization": "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, scopes=scopes)}
+        return forwarded(self.settings, role, actor_id, scopes=scopes)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
@@ -52,7 +53,7 @@ async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Dire
     relay = OutboxRelay("directory", database_url, own)
     stop = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stop))
-    admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+    admin = forwarded(own, Role.ADMIN)
     try:
         yield Directory(f"http://127.0.0.1:{port}", own, database_url, admin)
     finally:

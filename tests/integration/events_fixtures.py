@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from services.common.app import create_service_app
-from services.common.auth import Role, mint_token
+from services.common.auth import Role
 from services.common.embedded import free_port
 from services.common.settings import Settings
 from tests.integration.directory_fixtures import Directory
+from tests.integration.identities import forwarded
 from tests.integration.matching_fixtures import SmtpSink, fresh_database, serve, smtp_sink
 
 
@@ -27,7 +28,7 @@ class Events:
     smtp: SmtpSink
 
     def token(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> dict[str, str]:
-        return {"Authorization": "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)}
+        return forwarded(self.settings, role, actor_id, subject)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -62,7 +63,7 @@ async def events(
             }
         )
         server, serving, _ = await serve(create_service_app("events", "all", own), port)
-        admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+        admin = forwarded(own, Role.ADMIN)
         try:
             yield Events(f"http://127.0.0.1:{port}", own, database_url, admin, sink)
         finally:

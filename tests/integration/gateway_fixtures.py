@@ -15,12 +15,13 @@ import pytest
 import websockets
 
 from gateway.app import create_gateway_app
-from services.common.auth import Role, mint_token
+from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.settings import Settings, with_database
 from tests.integration.directory_fixtures import Directory
 from tests.integration.events_fixtures import Events
+from tests.integration.identities import credential_token
 from tests.integration.matching_fixtures import Matching, serve
 
 
@@ -35,7 +36,8 @@ class Gateway:
         return f"http://127.0.0.1:{self.settings.gateway_metrics_port}/metrics"
 
     def bearer(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> str:
-        return "Bearer " + mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)
+        """A fresh credential's token (recorded in the gateway's database, as the gateway requires)."""
+        return "Bearer " + credential_token(self.settings, role, actor_id, subject)
 
     @property
     def admin(self) -> str:

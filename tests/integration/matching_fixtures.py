@@ -18,11 +18,12 @@ import uvicorn
 from aiosmtpd.controller import Controller
 
 from services.common.app import create_service_app
-from services.common.auth import Role, mint_token
+from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.settings import Settings, with_database
 from tests.integration.directory_fixtures import Directory
+from tests.integration.identities import forwarded
 
 
 class SmtpSink:
@@ -78,8 +79,7 @@ class Matching:
     receiver: Receiver
 
     def token(self, role: Role, actor_id: str | None = None, subject: str | None = None) -> dict[str, str]:
-        token = mint_token(self.settings, role=role, actor_id=actor_id, subject=subject)
-        return {"Authorization": "Bearer " + token}
+        return forwarded(self.settings, role, actor_id, subject)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
@@ -136,7 +136,7 @@ async def matching(settings: Settings, postgres_url: str, directory: Directory) 
             }
         )
         server, serving, port = await serve(create_service_app("matching", "all", own))
-        admin = {"Authorization": "Bearer " + mint_token(own, role=Role.ADMIN)}
+        admin = forwarded(own, Role.ADMIN)
         try:
             yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)
         finally:

@@ -7,11 +7,11 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from services.common import auth as auth_module
@@ -20,14 +20,22 @@ from services.common.auth import (
     INTERNAL_ISSUER,
     INTERNAL_KID,
     PRINCIPAL_HEADER,
+    SERVICE_AUDIENCE,
+    SERVICE_HEADER,
+    SERVICE_ISSUER,
+    SERVICE_KID,
     CurrentPrincipal,
     OptionalPrincipal,
     Principal,
     Role,
+    ServiceIdentity,
     mint_internal,
+    mint_service,
     mint_token,
     new_secret,
+    principal_or_service,
     verify_internal,
+    verify_service,
     verify_token,
 )
 from services.common.errors import Forbidden, Unauthenticated, install_error_handlers
@@ -369,6 +377,62 @@ def test_internal_needs_key(settings: Settings) -> None:
         verify_internal(keyless, token)
 
 
+# --- service identities ------------------------------------------------------------
+
+
+def test_service_identity_roundtrip(settings: Settings) -> None:
+    token = mint_service(settings, "matching")
+    assert jwt.get_unverified_header(token)["kid"] == SERVICE_KID
+    payload = jwt.decode(token, INTERNAL, algorithms=["HS256"], audience=SERVICE_AUDIENCE)
+    assert payload["iss"] == SERVICE_ISSUER and payload["sub"] == "service:matching"
+    assert "role" not in payload, "a service identity carries no role, admin least of all"
+    assert verify_service(settings, token) == ServiceIdentity("matching")
+
+
+def test_service_identity_and_forwarded_identity_are_not_interchangeable(settings: Settings) -> None:
+    with pytest.raises(Unauthenticated, match="service identity"):
+        verify_service(settings, mint_internal(settings, Principal(subject="admin:x", role=Role.ADMIN)))
+    with pytest.raises(Unauthenticated, match="forwarded identity"):
+        verify_internal(settings, mint_service(settings, "matching"))
+    assert "unknown key id 'service'" in refused(settings, mint_service(settings, "matching"))
+
+
+def test_service_identity_names_a_known_service(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown service"):
+        mint_service(settings, "gateway")
+    now = datetime.now(UTC)
+    forged = jwt.encode(
+        {
+            "iss": SERVICE_ISSUER,
+            "aud": SERVICE_AUDIENCE,
+            "sub": "service:x",
+            "svc": "x",
+            "iat": now,
+            "exp": now + timedelta(minutes=1),
+        },
+        INTERNAL,
+        algorithm="HS256",
+        headers={"kid": SERVICE_KID},
+    )
+    with pytest.raises(Unauthenticated, match="no known service"):
+        verify_service(settings, forged)
+
+
+def test_service_identity_needs_the_internal_key(settings: Settings) -> None:
+    token = mint_service(settings, "events")
+    with pytest.raises(Unauthenticated, match="signature is invalid"):
+        verify_service(make_settings(internal=OTHER), token)
+    with pytest.raises(ValueError, match="no internal key"):
+        mint_service(make_settings(internal=""), "events")
+
+
+def test_a_route_names_the_services_it_answers() -> None:
+    with pytest.raises(ValueError, match="name the services"):
+        principal_or_service()
+    with pytest.raises(ValueError, match="gateway"):
+        principal_or_service("gateway")
+
+
 # --- FastAPI dependency ------------------------------------------------------------
 
 
@@ -386,6 +450,12 @@ def client(settings: Settings) -> TestClient:
     async def maybe(principal: OptionalPrincipal) -> dict[str, Any]:
         return {"subject": principal.subject if principal else None}
 
+    @app.get("/contact")
+    async def contact(
+        caller: Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("matching"))],
+    ) -> dict[str, Any]:
+        return {"subject": caller.subject if caller else None, "service": isinstance(caller, ServiceIdentity)}
+
     return TestClient(app)
 
 
@@ -396,14 +466,17 @@ def test_http_without_credentials(client: TestClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
     body = response.json()
     assert body["code"] == "UNAUTHENTICATED"
-    assert body["detail"] == "missing credentials: send Authorization: Bearer <token>"
+    assert body["detail"] == "missing credentials: call through the gateway with Authorization: Bearer <token>"
 
 
-def test_http_with_bearer(client: TestClient, settings: Settings) -> None:
+def test_http_a_public_token_straight_to_a_service_is_refused(client: TestClient, settings: Settings) -> None:
+    # Services used to verify public tokens themselves, skipping the gateway's revocation check.
     token = mint_token(settings, role=Role.ACTOR, actor_id="a1")
-    response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200
-    assert response.json() == {"subject": "actor:a1", "role": "actor", "actor": "a1"}
+    for path in ("/me", "/maybe", "/contact"):
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, path
+        assert response.json()["code"] == "UNAUTHENTICATED"
+        assert "only the identity the gateway forwards" in response.json()["detail"]
 
 
 def test_http_with_bad_scheme(client: TestClient, settings: Settings) -> None:
@@ -432,9 +505,29 @@ def test_http_with_forged_internal_header(client: TestClient, settings: Settings
 
 def test_http_optional_principal(client: TestClient, settings: Settings) -> None:
     assert client.get("/maybe").json() == {"subject": None}
-    token = mint_token(settings, role=Role.ADMIN, subject="root")
-    ok = client.get("/maybe", headers={"Authorization": f"Bearer {token}"})
+    root = mint_internal(settings, Principal(subject="root", role=Role.ADMIN))
+    ok = client.get("/maybe", headers={PRINCIPAL_HEADER: root})
     assert ok.json() == {"subject": "root"}
-    bad = client.get("/maybe", headers={"Authorization": "Bearer nope"})
+    bad = client.get("/maybe", headers={PRINCIPAL_HEADER: "nope"})
     assert bad.status_code == 401
     assert bad.json()["code"] == "UNAUTHENTICATED"
+
+
+def test_http_a_service_identity_is_accepted_only_where_a_route_names_its_service(
+    client: TestClient, settings: Settings
+) -> None:
+    matching = {SERVICE_HEADER: mint_service(settings, "matching")}
+    accepted = client.get("/contact", headers=matching)
+    assert accepted.status_code == 200
+    assert accepted.json() == {"subject": "service:matching", "service": True}
+    for path in ("/me", "/maybe"):
+        refused_here = client.get(path, headers=matching)
+        assert refused_here.status_code == 403, path
+        assert "service identity is accepted only by the routes that name its service" in refused_here.json()["detail"]
+    other = client.get("/contact", headers={SERVICE_HEADER: mint_service(settings, "events")})
+    assert other.status_code == 403 and "service 'events' may not call this route" in other.json()["detail"]
+    forwarded = mint_internal(settings, Principal(subject="root", role=Role.ADMIN))
+    both = client.get("/contact", headers={**matching, PRINCIPAL_HEADER: forwarded})
+    assert both.status_code == 401
+    assert client.get("/contact", headers={PRINCIPAL_HEADER: forwarded}).json() == {"subject": "root", "service": False}
+    assert client.get("/contact").json() == {"subject": None, "service": False}

@@ -1,11 +1,19 @@
-"""The gateway forwards the caller as an identity the services verify, plus the correlation id."""
+"""The gateway forwards the caller as an identity the services verify, plus the correlation id; says why a call failed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
 import httpx
+import pytest
+from graphql import GraphQLError
+from prometheus_client import REGISTRY
 
 from gateway.clients import ServiceClients
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, verify_internal
+from services.common.embedded import free_port
 from services.common.observability import CORRELATION_HEADER, correlation_id
 from services.common.settings import Settings
 
@@ -43,3 +51,66 @@ async def test_an_anonymous_call_carries_no_identity(unit_settings: Settings) ->
     await clients.request("events", "GET", "/v1/events", principal=None)
     await clients.aclose()
     assert PRINCIPAL_HEADER not in seen[0].headers
+
+
+# --- a service that does not answer: the error says what happened -------------------------------------------
+
+
+async def unavailable_message(settings: Settings, url: str) -> str:
+    clients = ServiceClients(settings.model_copy(update={"directory_url": url, "gateway_upstream_timeout_s": 0.3}))
+    try:
+        with pytest.raises(GraphQLError) as caught:
+            await clients.call("directory", "GET", "/v1/actors", principal=None)
+    finally:
+        await clients.aclose()
+    assert caught.value.extensions == {"code": "UNAVAILABLE", "service": "directory"}
+    return caught.value.message
+
+
+def upstream_calls(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "maillage_gateway_upstream_requests_total", {"service": "directory", "outcome": outcome}
+        )
+        or 0.0
+    )
+
+
+async def test_a_refused_connection_is_said_to_be_refused_not_timed_out(unit_settings: Settings) -> None:
+    before = upstream_calls("unreachable"), upstream_calls("timeout")
+    message = await unavailable_message(unit_settings, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert message == "the directory service is unavailable (connection refused); the rest of the answer is complete"
+    assert (upstream_calls("unreachable"), upstream_calls("timeout")) == (before[0] + 1, before[1])
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(
+    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_a_service_that_never_answers_is_said_to_have_timed_out(unit_settings: Settings) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+        writer.close()
+
+    before = upstream_calls("timeout")
+    async with tcp_server(silent) as url:
+        message = await unavailable_message(unit_settings, url)
+    assert "(timed out waiting for the answer)" in message
+    assert upstream_calls("timeout") == before + 1
+
+
+async def test_a_service_that_hangs_up_is_said_to_have_closed_the_connection(unit_settings: Settings) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async with tcp_server(hang_up) as url:
+        message = await unavailable_message(unit_settings, url)
+    assert "(connection closed before an answer)" in message
