@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     )
     email_enabled: bool = Field(True, description="Send e-mails (off: they are only recorded)")
     webhook_allow_private: bool = Field(
-        False, description="Let webhooks reach private, loopback and link-local addresses (tests, make run)"
+        False,
+        description="Let webhooks reach private and loopback addresses (tests, make run); link-local and cloud "
+        "metadata addresses stay refused",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request")
     webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is abandoned")
