@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(1.0, description="Relay polling period when no NOTIFY wakes it")
     outbox_batch_size: int = Field(1000, description="Outbox rows published per relay round")
     outbox_retention_hours: int = Field(168, description="How long sent outbox rows are kept")
+    idempotency_retention_hours: int = Field(
+        24,
+        ge=1,
+        description="How long a creation's Idempotency-Key and first answer are kept (a retry within it gets "
+        "that answer)",
+    )
     inbox_retention_hours: int = Field(
         720, description="How long consumers remember processed event ids (> outbox retention)"
     )
