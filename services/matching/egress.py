@@ -49,16 +49,16 @@ def embedded_ipv4(address: IPAddress) -> Iterator[ipaddress.IPv4Address]:
 
 
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why `address` must not be reached, or None. Link-local and metadata addresses are refused always."""
+    """What kind of address `address` is when it must not be reached, or None. Link-local and metadata: always."""
     candidates = [address, *embedded_ipv4(address)]
     for candidate in candidates:
         if candidate.is_link_local or candidate in METADATA_ADDRESSES:
-            return f"{address} is a link-local or cloud metadata address"
+            return "a link-local or cloud metadata address"
     if allow_private:
         return None
     for candidate in candidates:
         if not candidate.is_global or candidate.is_multicast:
-            return f"{address} is a private, loopback or reserved address"
+            return "a private, loopback or reserved address"
     return None
 
 
@@ -88,10 +88,10 @@ async def checked_addresses(host: str, port: int, *, allow_private: bool, resolv
         if not addresses:
             raise httpcore.ConnectError(f"{host}: does not resolve")
     for address in addresses:
-        why = refusal(address, allow_private=allow_private)
-        if why is not None:
+        kind = refusal(address, allow_private=allow_private)
+        if kind is not None:
             # One bad answer refuses the host: an answer mixing public and private addresses is an attack.
-            raise TargetRefused(f"{host} resolves to {why}")
+            raise TargetRefused(f"{address} is {kind}" if literal else f"{host} resolves to {address}, {kind}")
     return addresses
 
 
