@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -26,6 +26,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 
+from gateway import graphiql
 from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate, rate_key
 from gateway.clients import ServiceClients
 from gateway.links import install_public_pages
@@ -167,6 +168,9 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return graphiql.page()  # the gateway's own files, not strawberry's page of CDN scripts
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         errors: list[dict[str, object]] = response.get("errors") or []  # type: ignore[assignment]
@@ -239,6 +243,7 @@ def create_gateway_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     install_observability(app, "gateway", metrics_route=False)
     install_public_pages(app, lambda: shared["gateway"].clients)
+    graphiql.mount(app)
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:

@@ -19,6 +19,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway import idempotency
 from gateway.cost import QueryCostLimiter
 from gateway.errors import PublicErrors, error
 from gateway.types import actors as actor_types
@@ -135,7 +136,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(),
+        config=StrawberryConfig(scalar_map=idempotency.SCALARS),
         extensions=[
             # Factories: each operation gets its own instances (the caches are shared at module level).
             partial(MaxTokensLimiter, max_token_count=settings.gateway_max_tokens),

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from gateway import idempotency
 from gateway.errors import bad_input, error
+from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
     GeoPoint,
@@ -265,10 +267,10 @@ async def actors(
     return relay_page(page, info.context.loaders.actor, Actor.of)
 
 
-async def register_actor(info: GInfo, input: RegisterActorInput) -> Actor:
+async def register_actor(info: GInfo, input: RegisterActorInput, idempotency_key: IdempotencyKey = None) -> Actor:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "directory", "POST", "/v1/actors", principal=principal, json=body_of(input)
+    data = await idempotency.create(
+        info, "directory", "/v1/actors", principal=principal, body=body_of(input), key=idempotency_key
     )
     return Actor.of(data)
 

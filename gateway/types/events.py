@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from gateway import idempotency
+from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
     GeoPoint,
@@ -263,20 +265,27 @@ async def events(
     return relay_page(page, info.context.loaders.event, Event.of)
 
 
-async def publish_event(info: GInfo, input: PublishEventInput) -> Event:
+async def publish_event(info: GInfo, input: PublishEventInput, idempotency_key: IdempotencyKey = None) -> Event:
     principal = require_principal(info)
     body = body_of(input)
     body["publish"] = not body.pop("draft", False)
     for moment in ("starts_at", "ends_at"):
         body[moment] = body[moment].isoformat()
-    data = await info.context.gateway.clients.call("events", "POST", "/v1/events", principal=principal, json=body)
+    data = await idempotency.create(info, "events", "/v1/events", principal=principal, body=body, key=idempotency_key)
     return Event.of(data)
 
 
-async def register_for_event(info: GInfo, event_id: strawberry.ID, input: RegistrationInput) -> Registration:
+async def register_for_event(
+    info: GInfo, event_id: strawberry.ID, input: RegistrationInput, idempotency_key: IdempotencyKey = None
+) -> Registration:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "events", "POST", f"/v1/events/{event_id}/registrations", principal=principal, json=body_of(input)
+    data = await idempotency.create(
+        info,
+        "events",
+        f"/v1/events/{event_id}/registrations",
+        principal=principal,
+        body=body_of(input),
+        key=idempotency_key,
     )
     return Registration.of(data)
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from gateway import idempotency
 from gateway.errors import bad_input
+from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
     GeoPoint,
@@ -257,11 +259,11 @@ async def matches(info: GInfo, ids: list[strawberry.ID]) -> list[Match | None]:
     return [Match.of(data) if data else None for data in found]
 
 
-async def publish_need(info: GInfo, input: PublishNeedInput) -> Need:
+async def publish_need(info: GInfo, input: PublishNeedInput, idempotency_key: IdempotencyKey = None) -> Need:
     principal = require_principal(info)
     body = body_of(input)
     body["deadline"] = body["deadline"].isoformat()
-    data = await info.context.gateway.clients.call("matching", "POST", "/v1/needs", principal=principal, json=body)
+    data = await idempotency.create(info, "matching", "/v1/needs", principal=principal, body=body, key=idempotency_key)
     return Need.of(data)
 
 

@@ -16,6 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from services.common import idempotency
 from services.common.db import connect
 from services.common.envelope import CORRELATION_ATTR, CloudEvent
 from services.common.kafka import ensure_topics, new_producer
@@ -344,6 +345,7 @@ class OutboxRelay:
         if now - self._last_purge > 600:
             self._last_purge = now
             await purge(conn, self.settings)
+            await idempotency.purge(conn, self.settings)
 
 
 async def purge(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int]:

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(1.0, description="Relay polling period when no NOTIFY wakes it")
     outbox_batch_size: int = Field(1000, description="Outbox rows published per relay round")
     outbox_retention_hours: int = Field(168, description="How long sent outbox rows are kept")
+    idempotency_retention_hours: int = Field(
+        24,
+        ge=1,
+        description="How long a creation's Idempotency-Key and first answer are kept (a retry within it gets "
+        "that answer)",
+    )
     inbox_retention_hours: int = Field(
         720, description="How long consumers remember processed event ids (> outbox retention)"
     )
@@ -155,7 +161,9 @@ class Settings(BaseSettings):
     )
     email_enabled: bool = Field(True, description="Send e-mails (off: they are only recorded)")
     webhook_allow_private: bool = Field(
-        False, description="Let webhooks reach private, loopback and link-local addresses (tests, make run)"
+        False,
+        description="Let webhooks reach private and loopback addresses (tests, make run); link-local and cloud "
+        "metadata addresses stay refused",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request")
     webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a delivery is abandoned")

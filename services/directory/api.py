@@ -26,6 +26,7 @@ from services.common.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue
 from services.contracts.events import ActorArchived, ActorRegistered, ActorUpdated, EventPayload
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES, Term
@@ -112,9 +113,13 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> Conflict:
 
 
 @router.post("/actors", status_code=201, response_model=ActorRead, summary="Register an actor")
-async def register_actor(body: ActorCreate, principal: CurrentPrincipal, pool: DbPool, response: Response) -> ActorRead:
+async def register_actor(
+    body: ActorCreate, principal: CurrentPrincipal, pool: DbPool, response: Response, once: Idempotent
+) -> ActorRead | Response:
     require_creator(principal)
     async with pool.acquire() as conn, conn.transaction():
+        if (first := await once.claim(conn, body)) is not None:
+            return first
         await ensure_identifiers_free(conn, body)
         try:
             row = await store.insert_actor(conn, body)
@@ -122,8 +127,9 @@ async def register_actor(body: ActorCreate, principal: CurrentPrincipal, pool: D
             raise _unique_violation(exc) from exc
         actor = store.to_read(row)
         await emit(conn, ActorRegistered(actor=to_contract(actor)), actor)
-    response.headers["ETag"] = etag(actor)
-    response.headers["Location"] = f"/v1/actors/{actor.id}"
+        headers = {"ETag": etag(actor), "Location": f"/v1/actors/{actor.id}"}
+        await once.remember(conn, 201, actor, headers)
+    response.headers.update(headers)
     return actor
 
 

@@ -18,6 +18,7 @@ from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
+from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue, enqueue_many
 from services.common.settings import Settings
 from services.contracts import territories
@@ -120,10 +121,14 @@ def etag(response: Response, version: int) -> None:
 
 
 @router.post("/events", status_code=201, response_model=EventRead, summary="Create an event (a draft unless publish)")
-async def create_event(body: EventCreate, principal: CurrentPrincipal, pool: DbPool, response: Response) -> EventRead:
+async def create_event(
+    body: EventCreate, principal: CurrentPrincipal, pool: DbPool, response: Response, once: Idempotent
+) -> EventRead | Response:
     if body.ends_at <= store.now():
         raise ValidationFailed("ends_at: the event is already over", field="ends_at", rule="future")
     async with pool.acquire() as conn, conn.transaction():
+        if (first := await once.claim(conn, body)) is not None:
+            return first
         await check_organizers(conn, body.organizer_ids)
         if not manages(principal, body.organizer_ids):
             raise Forbidden("you organize an event only as one of its organizers (or as an admin)")
@@ -132,6 +137,7 @@ async def create_event(body: EventCreate, principal: CurrentPrincipal, pool: DbP
         event = await read_one(conn, row)
         if body.publish:
             await enqueue(conn, service=SERVICE, key=event.id, payload=EventPublished(event=event.to_contract()))
+        await once.remember(conn, 201, event, {"ETag": f'"{event.version}"', "Location": f"/v1/events/{event.id}"})
     etag(response, event.version)
     response.headers["Location"] = f"/v1/events/{event.id}"
     return event
@@ -442,7 +448,8 @@ async def register(
     pool: DbPool,
     settings: AppSettings,
     response: Response,
-) -> RegistrationRead:
+    once: Idempotent,
+) -> RegistrationRead | Response:
     event = await event_or_404(pool, event_id, principal)
     organizer_ids = [str(o) for o in event["organizer_ids"]]
     actor_uuid = None
@@ -456,6 +463,8 @@ async def register(
                 f"actor_id: {body.actor_id} is not an active actor of the directory", field="actor_id", rule="exists"
             )
     async with pool.acquire() as conn, conn.transaction():
+        if (first := await once.claim(conn, body)) is not None:
+            return first
         # The event row is locked inside this one call and until the commit: seats are counted exactly.
         outcome, row, position = await store.register(
             conn,
@@ -475,8 +484,10 @@ async def register(
             detail, field, rule = REFUSALS[outcome]
             raise Conflict(detail, field=field, rule=rule)
         await tell(conn, row, event, settings, outcome, position=position)
+        registration = store.registration_read(row, with_person=can_see_person(principal, event), position=position)
+        await once.remember(conn, 201, registration, {"Location": f"/v1/registrations/{row['id']}"})
     response.headers["Location"] = f"/v1/registrations/{row['id']}"
-    return store.registration_read(row, with_person=can_see_person(principal, event), position=position)
+    return registration
 
 
 REFUSALS = {  # outcome of register_participant → (detail, field, rule) of the 409

@@ -502,6 +502,10 @@ async def erase_person(conn: asyncpg.Connection, email: str) -> int:
            WHERE registration_id = ANY($1::uuid[])""",
         registration_ids,
     )
+    # A kept first answer to an idempotent registration carries the person too.
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE body->>'id' = ANY($1::text[])", [str(i) for i in registration_ids]
+    )
     return len(registration_ids)
 
 

@@ -15,6 +15,7 @@ from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
+from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue
 from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
 from services.matching import engine, store, webhooks
@@ -75,7 +76,9 @@ ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and adm
 
 
 @router.post("/needs", status_code=201, response_model=NeedRead, summary="Publish a need (matching starts at once)")
-async def publish_need(body: NeedCreate, principal: CurrentPrincipal, pool: DbPool, response: Response) -> NeedRead:
+async def publish_need(
+    body: NeedCreate, principal: CurrentPrincipal, pool: DbPool, response: Response, once: Idempotent
+) -> NeedRead | Response:
     if principal.role == Role.COLLECTIVITY:
         if body.owner_id not in (None, principal.actor_id):
             raise Forbidden("a local authority publishes its own needs only")
@@ -93,6 +96,8 @@ async def publish_need(body: NeedCreate, principal: CurrentPrincipal, pool: DbPo
     except ValueError as exc:
         raise ValidationFailed("owner_id: not an actor id", field="owner_id", rule="format") from exc
     async with pool.acquire() as conn, conn.transaction():
+        if (first := await once.claim(conn, body)) is not None:
+            return first
         owner = await store.owner_of(conn, owner_uuid)
         if owner is None or owner["kind"] != "local_authority" or owner["status"] != "active":
             raise ValidationFailed(
@@ -103,8 +108,9 @@ async def publish_need(body: NeedCreate, principal: CurrentPrincipal, pool: DbPo
         row = await store.insert_need(conn, owner_uuid, body)
         need = store.need_read(row, owner)
         await enqueue(conn, service=SERVICE, key=need.id, payload=NeedPublished(need=need.to_contract()))
-    response.headers["ETag"] = f'"{need.version}"'
-    response.headers["Location"] = f"/v1/needs/{need.id}"
+        headers = {"ETag": f'"{need.version}"', "Location": f"/v1/needs/{need.id}"}
+        await once.remember(conn, 201, need, headers)
+    response.headers.update(headers)
     return need
 
 

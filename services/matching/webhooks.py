@@ -3,8 +3,9 @@
 Deliveries follow the Standard Webhooks spec: `webhook-id` (stable per endpoint and event, so
 receivers dedupe on it), `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`.
 5xx, timeouts and connection errors are retried with exponential backoff; other 4xx are not; 410
-disables the endpoint. Targets resolving to private, loopback or link-local addresses are refused
-unless `MAILLAGE_WEBHOOK_ALLOW_PRIVATE` is set.
+disables the endpoint; redirects are not followed. Targets resolving to private or loopback addresses are
+refused unless `MAILLAGE_WEBHOOK_ALLOW_PRIVATE` is set, link-local and cloud metadata addresses always; each
+connection goes to the address that was checked (services/matching/egress.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import logging
 import random
 import secrets
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,12 +24,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpcore
 import httpx
 import orjson
 from standardwebhooks import Webhook
 
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
+from services.matching.egress import PinnedNetwork, checked_addresses, pinned_client, system_resolve
+from services.matching.egress import TargetRefused as TargetRefused  # re-exported: the API refuses with it
 from services.matching.model import public_type
 
 logger = logging.getLogger("maillage.webhooks")
@@ -76,32 +78,27 @@ async def fan_out(conn: asyncpg.Connection, event: CloudEvent) -> int:
     return len(endpoints)
 
 
-class TargetRefused(Exception):
-    pass
-
-
 async def check_target(url: str, allow_private: bool) -> None:
-    """Refuse URLs whose host resolves to a private, loopback, link-local or reserved address."""
+    """Refuse a URL that is not http(s), or whose host resolves to an address `egress.refusal` refuses.
+
+    Early feedback when an endpoint is registered; each delivery checks again, in its connection.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused(f"{url}: not an http(s) URL")
-    if allow_private:
-        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TargetRefused(f"{parts.hostname}: does not resolve ({exc.strerror})") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-        ):
-            raise TargetRefused(f"{parts.hostname} resolves to {address}, a private or local address")
+        await checked_addresses(
+            parts.hostname,
+            parts.port or (443 if parts.scheme == "https" else 80),
+            allow_private=allow_private,
+            resolve=system_resolve,
+        )
+    except httpcore.ConnectError as exc:
+        raise TargetRefused(str(exc)) from exc
+
+
+def delivery_client(settings: Settings) -> httpx.AsyncClient:
+    return pinned_client(PinnedNetwork(allow_private=settings.webhook_allow_private))
 
 
 @dataclass
@@ -134,10 +131,8 @@ async def post(
     client: httpx.AsyncClient, settings: Settings, url: str, keys: list[str], msg_id: str, payload: Any
 ) -> Outcome:
     started = time.perf_counter()
-    try:
-        await check_target(url, settings.webhook_allow_private)
-    except TargetRefused as exc:
-        return Outcome(None, f"refused: {exc}", 0.0)
+    if urlsplit(url).scheme not in ("http", "https"):
+        return Outcome(None, f"refused: {url}: not an http(s) URL", 0.0)
     body = orjson.dumps(payload).decode()
     now = datetime.now(UTC)
     headers = {
@@ -150,6 +145,8 @@ async def post(
     try:
         response = await client.post(url, content=body, headers=headers, timeout=settings.webhook_timeout_s)
         return Outcome(response.status_code, None, (time.perf_counter() - started) * 1000)
+    except TargetRefused as exc:  # raised by the client's connection, which checks the address it connects to
+        return Outcome(None, f"refused: {exc}", (time.perf_counter() - started) * 1000)
     except httpx.TimeoutException:
         return Outcome(None, "timeout", (time.perf_counter() - started) * 1000)
     except httpx.HTTPError as exc:
@@ -225,7 +222,7 @@ async def run_deliverer(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Ev
     """Deliver as soon as a delivery is inserted (LISTEN), and on a 1 s poll for retries."""
     wake = asyncio.Event()
     listener: asyncpg.Connection | None = None
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with delivery_client(settings) as client:
         while not stop.is_set():
             try:
                 if listener is None or listener.is_closed():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,11 +23,12 @@ async def empty_database(postgres_url: str) -> str:
 async def test_each_migration_is_applied_once_and_recorded(empty_database: str) -> None:
     first = await migrate(empty_database, ["services.common"])
     again = await migrate(empty_database, ["services.common"])
-    assert first == ["services.common/0001_messaging.sql"]
+    files = sorted(p.name for p in (Path(__file__).parents[2] / "services/common/migrations").glob("*.sql"))
+    assert first == [f"services.common/{name}" for name in files] and first[0] == "services.common/0001_messaging.sql"
     assert again == []
     conn = await asyncpg.connect(empty_database)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(files)
         extensions = {r["extname"] for r in await conn.fetch("SELECT extname FROM pg_extension")}
         assert {"pg_trgm", "unaccent", "cube", "earthdistance", "btree_gist", "intarray"} <= extensions
     finally:
