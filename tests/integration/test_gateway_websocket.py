@@ -17,7 +17,7 @@ import websockets
 
 from services.common.auth import Role, mint_token
 from services.common.settings import Settings
-from tests.integration.gateway_fixtures import Gateway, GraphQLSocket, running_gateway
+from tests.integration.gateway_fixtures import Gateway, GraphQLSocket, gateway_database, running_gateway
 from tests.integration.matching_fixtures import Matching
 from tests.integration.test_gateway import ISSUE, MATCH_FOUND, codes, publish_need, register
 from tests.integration.test_matching import in_replica
@@ -125,6 +125,28 @@ async def test_a_short_lived_tokens_subscription_ends_with_4401_when_the_token_e
         lasted = asyncio.get_running_loop().time() - started
     assert socket.close_code == 4401, (socket.close_code, socket.close_reason)
     assert 1.0 <= lasted <= 5.0, f"closed after {lasted:.1f} s, at the token's expiry"
+
+
+async def test_a_replica_that_cannot_read_credentials_ends_their_connections_with_1013(
+    gateway_settings: Settings, postgres_url: str
+) -> None:
+    database_url = await gateway_database(postgres_url)
+    name = database_url.rsplit("/", 1)[1].split("?")[0]
+    async with running_gateway(
+        gateway_settings, gateway_database_url=database_url, gateway_connection_check_s=0.5
+    ) as own:
+        token, _ = await issue(own, "partner")
+        server = await asyncpg.connect(postgres_url)
+        try:
+            async with own.socket(token) as revocable, own.socket(None) as anonymous:
+                await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+                await revocable.until_closed(timeout_s=10)
+                assert revocable.close_code == 1013, (revocable.close_code, revocable.close_reason)
+                await still_open(anonymous)  # no credential to read again
+        finally:
+            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await server.close()
 
 
 # --- one guard for every operation ---------------------------------------------------------------------------
