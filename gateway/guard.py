@@ -43,12 +43,12 @@ class Refused(Exception):
         self.refusal = refusal
 
 
-def over_size(settings: Settings, size: int) -> Refusal | None:
+def over_size(settings: Settings, size: int, what: str = "request body") -> Refusal | None:
     """An HTTP body, or a WebSocket message, over `gateway_max_body_bytes`."""
     limit = settings.gateway_max_body_bytes
     if size <= limit:
         return None
-    return Refusal(413, f"request body over {limit} bytes", "BAD_USER_INPUT", {"rule": "max_body_bytes"})
+    return Refusal(413, f"{what} over {limit} bytes", "BAD_USER_INPUT", {"rule": "max_body_bytes"})
 
 
 def over_rate(limiter: RateLimiter, caller: Caller | None, client_address: str | None) -> Refusal | None:

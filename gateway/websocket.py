@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import asyncpg
 import jwt
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from graphql import GraphQLError, GraphQLFormattedError, OperationType, get_operation_ast, parse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
@@ -85,7 +85,7 @@ class GuardedWebSocketAdapter(ASGIWebSocketAdapter):
         try:
             while self.ws.application_state != WebSocketState.DISCONNECTED:
                 text = await self.ws.receive_text()
-                refusal = over_size(settings, len(text) if text.isascii() else len(text.encode()))
+                refusal = over_size(settings, len(text) if text.isascii() else len(text.encode()), "message")
                 if refusal is not None:
                     await self.close(MESSAGE_TOO_BIG, refusal.message)
                     return
@@ -105,13 +105,11 @@ class GuardedWebSocketAdapter(ASGIWebSocketAdapter):
             pass
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=128)
 def operation_type(query: str, operation_name: str | None, max_tokens: int) -> OperationType | None:
-    """The type of the operation a document runs (None when it does not parse: strawberry says why)."""
-    try:
-        operation = get_operation_ast(parse(query, max_tokens=max_tokens, no_location=True), operation_name)
-    except GraphQLError:
-        return None
+    """The type of the operation a document runs (None: it has no such operation, which strawberry answers);
+    raises `GraphQLError` for a document that does not parse or is over the token limit."""
+    operation = get_operation_ast(parse(query, max_tokens=max_tokens, no_location=True), operation_name)
     return operation.operation if operation is not None else None
 
 
@@ -160,7 +158,14 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             await self.handle_invalid_message("subscribe: a payload with a query is required")
             return
-        subscription = self.is_subscription(payload)
+        try:
+            subscription = self.is_subscription(payload)
+        except GraphQLError as exc:
+            # As over HTTP: an error of the operation, not the end of the connection (strawberry closes it for a
+            # syntax error, and lets the token limit's through as an unexpected one).
+            invalid: GraphQLFormattedError = {**exc.formatted, "extensions": {"code": "BAD_USER_INPUT"}}
+            await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[invalid]))
+            return
         refusal = self.refusal(payload, subscription)
         if refusal is not None:
             await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[refusal.error()]))

@@ -191,6 +191,17 @@ async def test_a_websocket_operation_over_the_time_limit_is_stopped(gateway_sett
         await still_open(socket)
 
 
+async def test_an_invalid_document_over_the_websocket_is_bad_input_and_the_connection_lives(gateway: Gateway) -> None:
+    async with gateway.socket(None) as socket:
+        await socket.start("1", "{ themes { " + "code " * (gateway.settings.gateway_max_tokens + 1) + "} }")
+        over_tokens = await socket.answer("1")
+        assert codes(over_tokens) == ["BAD_USER_INPUT"] and "tokens" in over_tokens["errors"][0]["message"]
+        await socket.start("2", "{ themes { code ")
+        syntax = await socket.answer("2")
+        assert codes(syntax) == ["BAD_USER_INPUT"] and "Syntax Error" in syntax["errors"][0]["message"]
+        await still_open(socket)
+
+
 async def test_subscriptions_operations_and_connections_are_capped(gateway_settings: Settings) -> None:
     subscription = "subscription { matchFound { id } }"
     async with running_gateway(

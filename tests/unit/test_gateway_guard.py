@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 
 from gateway.auth import Caller, CredentialCache, CredentialState, RateLimiter
 from gateway.guard import (
@@ -95,7 +95,11 @@ def test_the_operation_type_is_read_from_the_operation_run() -> None:
     assert operation_type(document, "S", 2000) is OperationType.SUBSCRIPTION
     assert operation_type(document, "Q", 2000) is OperationType.QUERY
     assert operation_type("subscription { matchFound { id } }", None, 2000) is OperationType.SUBSCRIPTION
-    assert operation_type("{ themes { code ", None, 2000) is None  # strawberry answers the syntax error
+    assert operation_type(document, "R", 2000) is None  # strawberry answers that there is no such operation
+    with pytest.raises(GraphQLError, match="Syntax Error"):
+        operation_type("{ themes { code ", None, 2000)
+    with pytest.raises(GraphQLError, match="tokens"):
+        operation_type("{ themes { " + "code " * 200 + "} }", None, 100)
 
 
 def test_the_credential_cache_tells_its_listeners_of_each_change_after_applying_it() -> None:
