@@ -36,7 +36,7 @@ class Refusal:
 
 
 class Refused(Exception):
-    """Raised where a refusal is found deep in strawberry's parsing; answered by whoever runs the operation."""
+    """A refusal found inside strawberry (reading or parsing an HTTP body), answered before any response starts."""
 
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.message)

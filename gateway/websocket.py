@@ -189,9 +189,11 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             return nested
         self.subscriptions &= self.operations.keys()
         if len(self.operations) >= settings.gateway_max_operations_per_connection:
-            return cap("operations", "max_operations_per_connection", settings.gateway_max_operations_per_connection)
+            return connection_cap(
+                "operations", "max_operations_per_connection", settings.gateway_max_operations_per_connection
+            )
         if subscription and len(self.subscriptions) >= settings.gateway_max_subscriptions_per_connection:
-            return cap(
+            return connection_cap(
                 "subscriptions", "max_subscriptions_per_connection", settings.gateway_max_subscriptions_per_connection
             )
         return over_rate(self.gateway.limiter, self.context.caller, self.client_address)
@@ -243,7 +245,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         await super().shutdown()
 
 
-def cap(what: str, rule: str, limit: int) -> Refusal:
+def connection_cap(what: str, rule: str, limit: int) -> Refusal:
     return Refusal(429, f"at most {limit} {what} at once on one connection", "RATE_LIMITED", {"rule": rule})
 
 
@@ -279,7 +281,7 @@ class OpenConnections:
         credential_id = None
         principal = context.principal
         if principal is not None and principal.token_id is not None:
-            with contextlib.suppress(ValueError):  # tokens minted by `maillage token` have no credential
+            with contextlib.suppress(ValueError):  # a jti that is not a UUID names no credential
                 credential_id = uuid.UUID(principal.token_id)
         if credential_id is not None:
             self.by_credential.setdefault(credential_id, set()).add(handler)
