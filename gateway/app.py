@@ -15,6 +15,7 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.cors import CORSMiddleware
@@ -22,17 +23,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from gateway import graphiql
-from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate, rate_key
+from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate
 from gateway.clients import ServiceClients
+from gateway.guard import (
+    NestedTooDeeply,
+    Refusal,
+    Refused,
+    nested_too_deeply,
+    over_depth,
+    over_rate,
+    over_size,
+    parse_json_text,
+    text_nesting_depth,
+    timed_out,
+)
 from gateway.links import install_public_pages
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
 from gateway.types.common import GatewayContext
+from gateway.websocket import GuardedTransportWSHandler, GuardedWebSocketAdapter, OpenConnections
 from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
 from services.common.errors import MaillageError, Unavailable, install_error_handlers
@@ -52,16 +67,21 @@ class Gateway:
     feed: MatchFeed
     limiter: RateLimiter
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    connections: OpenConnections = field(init=False)  # the replica's WebSocket connections
+
+    def __post_init__(self) -> None:
+        self.connections = OpenConnections(self.settings, self.pool, self.credentials)
 
 
 def graphql_error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """A refusal before execution, in the GraphQL response shape."""
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers=headers)
+    return Refusal(status, message, code, headers=headers or {}).response()
 
 
 class GraphQLGuard:
     """`/graphql` goes to strawberry's ASGI app, and an HTTP request first passes the guard: body size, the caller
-    (revocation checked), the caller's rate, and the time limit. Everything else goes to FastAPI's routes.
+    (revocation checked), the caller's rate, and the time limit (gateway/guard.py: each WebSocket operation passes
+    the same checks, in gateway/websocket.py). Everything else goes to FastAPI's routes.
 
     GraphQL is not a FastAPI route: its routing and dependency injection cost 0.2-0.5 ms of the gateway's CPU per
     request on the partner query (bench/gateway.py), for nothing GraphQL uses.
@@ -82,14 +102,9 @@ class GraphQLGuard:
         gateway: Gateway = self.state["gateway"]
         settings = gateway.settings
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        limit = settings.gateway_max_body_bytes
         declared = headers.get("content-length")
-
-        def too_large() -> JSONResponse:
-            return graphql_error(413, f"request body over {limit} bytes", "BAD_USER_INPUT")
-
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await too_large()(scope, receive, send)
+        if declared is not None and declared.isdigit() and (too_large := over_size(settings, int(declared))):
+            await too_large.response()(scope, receive, send)
             return
         try:
             caller = await authenticate(settings, gateway.pool, headers.get("authorization"), gateway.credentials)
@@ -101,18 +116,10 @@ class GraphQLGuard:
                 scope, receive, send
             )
             return
-        if caller is None or not caller.principal.is_admin:
-            client = scope.get("client")
-            key = rate_key(caller, client[0] if client else None)
-            wait = gateway.limiter.retry_after(key, caller.rate_limit_per_minute if caller else None)
-            if wait is not None:
-                await graphql_error(
-                    429,
-                    f"rate limit reached: retry in {wait:.1f} s",
-                    "RATE_LIMITED",
-                    {"Retry-After": str(max(1, round(wait)))},
-                )(scope, receive, send)
-                return
+        client = scope.get("client")
+        if too_fast := over_rate(gateway.limiter, caller, client[0] if client else None):
+            await too_fast.response()(scope, receive, send)
+            return
         scope.setdefault("state", {})["caller"] = caller
 
         received = 0
@@ -121,8 +128,8 @@ class GraphQLGuard:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > limit:
-                raise BodyTooLarge
+            if too_large := over_size(settings, received):
+                raise Refused(too_large)  # answered by MaillageGraphQL, which is reading the body
             return message
 
         started = False
@@ -135,28 +142,56 @@ class GraphQLGuard:
         try:
             async with asyncio.timeout(settings.gateway_request_timeout_s):
                 await self.graphql(scope, bounded_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await too_large()(scope, receive, send)
         except TimeoutError:
             if not started:
-                await graphql_error(
-                    504,
-                    f"the request took over {settings.gateway_request_timeout_s:g} s and was stopped",
-                    "UNAVAILABLE",
-                )(scope, receive, send)
-
-
-class BodyTooLarge(Exception):
-    pass
+                await timed_out(settings).response()(scope, receive, send)
 
 
 class MaillageGraphQL(GraphQL[GatewayContext, None]):
-    """Strawberry's ASGI app; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"})."""
+    """Strawberry's ASGI app; a WebSocket caller authenticates in `connection_init` ({"Authorization": "Bearer …"}).
+
+    The WebSocket speaks graphql-transport-ws only, through the guarded handler (the older graphql-ws protocol would
+    run operations outside the guard); request bodies are parsed by orjson, their variables' nesting bounded.
+    """
+
+    graphql_transport_ws_handler_class = GuardedTransportWSHandler
+    websocket_adapter_class = GuardedWebSocketAdapter
 
     def __init__(self, schema: BaseSchema, shared: dict[str, Any], **options: Any) -> None:
-        super().__init__(schema, **options)
+        options.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        # The guarded handler caps operations and subscriptions per connection from the settings.
+        super().__init__(schema, max_subscriptions_per_connection=None, **options)
         self.shared = shared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Refused as refused:  # found while parsing the body, before any answer
+            await refused.refusal.response()(scope, receive, send)
+
+    @property
+    def settings(self) -> Settings:
+        gateway: Gateway = self.shared["gateway"]
+        return gateway.settings
+
+    def decode_json(self, data: str | bytes) -> object:
+        return parse_json_text(data, self.settings.gateway_max_input_depth)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        settings = self.settings
+        limit = settings.gateway_max_input_depth
+        try:
+            parsed = await super().parse_http_body(request)
+        except NestedTooDeeply:
+            where = "body"
+            if request.method == "GET":  # which query parameter
+                deep = text_nesting_depth(request.query_params.get("variables") or "") > limit
+                where = "variables" if deep else "extensions"
+            raise Refused(nested_too_deeply(settings, where)) from None
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            if refusal := over_depth(settings, {"variables": item.variables, "extensions": item.extensions}):
+                raise Refused(refusal)
+        return parsed
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
         # The guard authenticated an HTTP request; a WebSocket authenticates in `connection_init`.
@@ -187,13 +222,16 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
         if authorization is None and context.request is not None:
             authorization = context.request.headers.get("authorization")
         if authorization is None:
+            context.gateway.connections.admit(context, None)
             return None
         try:
             gateway = context.gateway
             context.caller = await authenticate(gateway.settings, gateway.pool, str(authorization), gateway.credentials)
         except MaillageError as exc:
-            raise ConnectionRejectionError({"message": exc.detail, "code": "UNAUTHENTICATED"}) from None
+            # UNAUTHENTICATED, or UNAVAILABLE when the credential could not be checked (its database is down).
+            raise ConnectionRejectionError({"message": exc.detail, "code": exc.code}) from None
         context.fresh_loaders()
+        context.gateway.connections.admit(context, str(authorization))  # over its credential's cap: closed 4429
         return None
 
 
@@ -222,6 +260,7 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             credentials,
         )
         stop_metrics = serve_metrics(settings.host, settings.gateway_metrics_port)
+        background.append(asyncio.create_task(shared["gateway"].connections.watch(stop), name="websocket-credentials"))
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -116,6 +117,8 @@ class CredentialCache:
         self.entries: dict[uuid.UUID, tuple[CredentialState, float]] = {}
         self.generation = 0  # bumped by every change heard, and when hearing stops
         self.heard_until = 0.0  # the listening connection answered recently up to this monotonic time
+        # Told of each change heard, after it is applied (None: any credential may have changed).
+        self.listeners: list[Callable[[uuid.UUID | None], None]] = []
 
     def get(self, credential_id: uuid.UUID) -> CredentialState | None:
         now = time.monotonic()
@@ -140,10 +143,14 @@ class CredentialCache:
             self.entries.pop(credential_id, None)
 
     def _heard(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        credential_id: uuid.UUID | None
         try:
-            self.forget(uuid.UUID(payload))
+            credential_id = uuid.UUID(payload)
         except ValueError:
-            self.forget()
+            credential_id = None
+        self.forget(credential_id)
+        for listener in self.listeners:
+            listener(credential_id)
 
     async def watch(self, database_url: str, stop: asyncio.Event, check_every_s: float = 2.0) -> None:
         """Listen for changes until `stop`, reconnecting; the connection is checked every `check_every_s`."""

@@ -14,6 +14,7 @@ from gateway.errors import from_response, unavailable
 from gateway.outages import describe_outage
 from services.common.auth import PRINCIPAL_HEADER, Principal, mint_internal
 from services.common.observability import CORRELATION_HEADER, correlation_id
+from services.common.runtime import SERVICE_KEEP_ALIVE_S
 from services.common.settings import SERVICES, Settings
 
 UPSTREAM_CALLS = Counter(
@@ -32,7 +33,9 @@ class ServiceClients:
         # aiohttp under httpx's API: a third of httpcore's CPU per call (bench/gateway.py). Requests go straight
         # to the pooled transport: calls to our own services need none of `AsyncClient`'s cookie jar, redirects
         # or auth flows, which cost another third of the CPU of a call.
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=50, keepalive_expiry=SERVICE_KEEP_ALIVE_S / 2
+        )
         self.transport = transport or AiohttpTransport(limits=limits, trust_env=False)
 
     def forwarded_identity(self, principal: Principal) -> str:

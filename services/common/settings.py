@@ -193,6 +193,24 @@ class Settings(BaseSettings):
         600, ge=1, description="Requests per minute per credential (anonymous: per client address), per replica"
     )
     gateway_rate_limit_burst: int = Field(60, ge=1, description="Requests a credential may send at once")
+    gateway_max_input_depth: int = Field(
+        16, ge=2, le=256, description="Deepest nesting of arrays and objects in a GraphQL request's variables"
+    )
+    gateway_max_operations_per_connection: int = Field(
+        25, ge=1, description="Most GraphQL operations one WebSocket connection may have running (subscriptions too)"
+    )
+    gateway_max_subscriptions_per_connection: int = Field(
+        10, ge=1, description="Most subscriptions one WebSocket connection may hold"
+    )
+    gateway_max_connections_per_credential: int = Field(
+        20, ge=1, description="Most WebSocket connections one credential (anonymous: one address) may hold, per replica"
+    )
+    gateway_connection_check_s: float = Field(
+        5.0,
+        gt=0,
+        le=5,
+        description="How often open WebSockets' credentials are read again, should a revocation go unheard",
+    )
 
     # --- observability ----------------------------------------------------------
     log_level: str = Field("INFO", description="Log level")

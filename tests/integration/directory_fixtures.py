@@ -18,6 +18,7 @@ from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay
+from services.common.runtime import SERVICE_KEEP_ALIVE_S
 from services.common.settings import Settings, with_database
 from tests.integration.identities import forwarded
 
@@ -46,7 +47,16 @@ async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Dire
     own = settings.model_copy(update={"directory_database_url": database_url})
     app = create_service_app("directory", "api", own)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVICE_KEEP_ALIVE_S,  # as `maillage serve` runs a service
+        )
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

@@ -25,6 +25,54 @@ from tests.integration.identities import credential_token
 from tests.integration.matching_fixtures import Matching, serve
 
 
+class GraphQLSocket:
+    """One graphql-transport-ws connection, for tests that look at each message and at how the server closes it."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def start(self, operation_id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        await self.send({"id": operation_id, "type": "subscribe", "payload": {"query": query, "variables": variables}})
+
+    async def receive(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The next message (raises `websockets.ConnectionClosed` once the server closed)."""
+        return dict(json.loads(await asyncio.wait_for(self.ws.recv(), timeout_s)))
+
+    async def answer(self, operation_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The first `next` or `error` of an operation, shaped like an HTTP answer (`data`, `errors`)."""
+        while True:
+            message = await self.receive(timeout_s)
+            if message.get("id") != operation_id or message["type"] not in ("next", "error"):
+                continue
+            if message["type"] == "error":
+                return {"data": None, "errors": message["payload"]}
+            return dict(message["payload"])
+
+    async def until_closed(self, timeout_s: float) -> list[dict[str, Any]]:
+        """Every message received until the server closes (see `close_code`), within `timeout_s`."""
+        received: list[dict[str, Any]] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    received.append(await self.receive(max(remaining, 0.0)))
+                except TimeoutError:
+                    raise AssertionError(f"still open after {timeout_s} s; received {received}") from None
+        return received
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.ws.close_reason
+
+
 @dataclass
 class Gateway:
     url: str
@@ -66,6 +114,28 @@ class Gateway:
         answer = await self.gql(query, variables, authorization)
         assert not answer.get("errors"), answer["errors"]
         return answer["data"]
+
+    @contextlib.asynccontextmanager
+    async def socket(self, authorization: str | None, *, acknowledged: bool = True) -> AsyncIterator[GraphQLSocket]:
+        """A graphql-transport-ws connection, initialised with `authorization` (and acknowledged, unless told)."""
+        ws_url = self.url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]) as ws:
+            socket = GraphQLSocket(ws)
+            await socket.send(
+                {"type": "connection_init", "payload": {"Authorization": authorization} if authorization else {}}
+            )
+            if acknowledged:
+                ack = await socket.receive()
+                assert ack["type"] == "connection_ack", ack
+            yield socket
+
+    async def ws_gql(
+        self, query: str, variables: dict[str, Any] | None = None, authorization: str | None = None
+    ) -> dict[str, Any]:
+        """One operation over a new WebSocket connection; its answer shaped like an HTTP one (data and errors)."""
+        async with self.socket(authorization) as socket:
+            await socket.start("1", query, variables)
+            return await socket.answer("1")
 
     @contextlib.asynccontextmanager
     async def subscription(

@@ -424,6 +424,7 @@ def matrix() -> list[tuple[str, str, str, dict[str, str]]]:
     ]
 
 
+@pytest.mark.parametrize("transport", ["http", "websocket"])
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("name", "document", "variables", "expected"), matrix(), ids=[m[0] for m in matrix()])
 async def test_authorisation_matrix(
@@ -434,9 +435,11 @@ async def test_authorisation_matrix(
     document: str,
     variables: str,
     expected: dict[str, str],
+    transport: str,
 ) -> None:
-    """Each mutation and each role: refused ones get UNAUTHENTICATED/FORBIDDEN; allowed ones get past authorisation
-    (they may still fail on the rules, e.g. an unknown kind, a CONFLICT on state, but never for who is asking)."""
+    """Each mutation and each role, over HTTP and over the WebSocket: refused ones get UNAUTHENTICATED/FORBIDDEN;
+    allowed ones get past authorisation (they may still fail on the rules, e.g. an unknown kind, a CONFLICT on state,
+    but never for who is asking)."""
     values: dict[str, Any] = {
         "actor": {"a": world["actor"]["id"]},
         "event+actor": {"e": world["event"], "a": world["actor"]["id"]},
@@ -452,7 +455,10 @@ async def test_authorisation_matrix(
         # Closing must not end the shared need: close a fresh one each time.
         fresh = await gateway.ok(PUBLISH_NEED, {"input": need_input()}, world["tokens"]["collectivity"])
         values = {"n": fresh["publishNeed"]["id"]}
-    answer = await gateway.gql(document, values, world["tokens"][role], status=None)
+    if transport == "http":
+        answer = await gateway.gql(document, values, world["tokens"][role], status=None)
+    else:
+        answer = await gateway.ws_gql(document, values, world["tokens"][role])
     got = codes(answer)
     if expected[role] == ALLOWED:
         assert not {"UNAUTHENTICATED", "FORBIDDEN"} & set(got), (role, answer)
