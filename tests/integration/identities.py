@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import asyncpg
 
 from gateway.auth import issue_credential
-from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal, mint_token
 from services.common.settings import Settings
 
 # A fixture keeps one admin identity for the whole session (and the fuzz tests run for minutes): signed for hours,
@@ -37,13 +38,23 @@ def forwarded(
     return {PRINCIPAL_HEADER: mint_internal(lasting, principal)}
 
 
-def credential_token(settings: Settings, role: Role, actor_id: str | None = None, subject: str | None = None) -> str:
-    """A bearer token recorded as a credential in the gateway's database (the gateway refuses any other)."""
+def credential_token(
+    settings: Settings,
+    role: Role,
+    actor_id: str | None = None,
+    subject: str | None = None,
+    *,
+    token_ttl: timedelta | None = None,
+) -> str:
+    """A bearer token recorded as a credential in the gateway's database (the gateway refuses any other).
+
+    `token_ttl` signs a token of that credential expiring sooner than it (credentials last a minute at least).
+    """
 
     async def issue() -> str:
         conn = await asyncpg.connect(settings.database_url_for("gateway"))
         try:
-            _, token = await issue_credential(
+            row, token = await issue_credential(
                 settings,
                 conn,
                 name=f"test {role.value}",
@@ -54,6 +65,10 @@ def credential_token(settings: Settings, role: Role, actor_id: str | None = None
             )
         finally:
             await conn.close()
+        if token_ttl is not None:
+            return mint_token(
+                settings, role=role, subject=row["subject"], actor_id=actor_id, ttl=token_ttl, token_id=str(row["id"])
+            )
         return token
 
     # Called from tests whose loop is running: the insert runs on a loop of its own (PostgreSQL is another process).

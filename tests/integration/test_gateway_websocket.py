@@ -15,9 +15,10 @@ import httpx
 import pytest
 import websockets
 
-from services.common.auth import Role, mint_token
+from services.common.auth import Role
 from services.common.settings import Settings
 from tests.integration.gateway_fixtures import Gateway, GraphQLSocket, gateway_database, running_gateway
+from tests.integration.identities import credential_token
 from tests.integration.matching_fixtures import Matching
 from tests.integration.test_gateway import ISSUE, MATCH_FOUND, codes, publish_need, register
 from tests.integration.test_matching import in_replica
@@ -115,8 +116,8 @@ async def test_a_subscription_ends_with_4403_within_10_s_of_its_credential_being
 async def test_a_short_lived_tokens_subscription_ends_with_4401_when_the_token_expires(
     gateway: Gateway, lorient: dict[str, Any]
 ) -> None:
-    token = "Bearer " + mint_token(
-        gateway.settings, role=Role.COLLECTIVITY, actor_id=lorient["authority"]["id"], ttl=timedelta(seconds=3)
+    token = "Bearer " + credential_token(
+        gateway.settings, Role.COLLECTIVITY, lorient["authority"]["id"], token_ttl=timedelta(seconds=3)
     )
     async with gateway.socket(token) as socket:
         started = asyncio.get_running_loop().time()
