@@ -159,6 +159,11 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses what json.loads lets through to a 500 or to the services: bytes that are not UTF-8 and
+        # lone surrogates (\ud800). Its JSONDecodeError is json's, which strawberry answers with a 400.
+        return orjson.loads(data)
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         errors: list[dict[str, object]] = response.get("errors") or []  # type: ignore[assignment]

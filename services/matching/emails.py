@@ -14,6 +14,7 @@ import httpx
 
 from services.common import mail
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
+from services.common.encoding import one_line
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts.events import MatchV1
@@ -33,6 +34,7 @@ def _reasons(match: MatchV1) -> str:
 def compose(event: CloudEvent, match: MatchV1, settings: Settings) -> list[tuple[str, str, str, str]]:
     """(recipient kind, actor id, subject, body) of each e-mail an event asks for."""
     link = f"{settings.public_app_url.rstrip('/')}/besoins/{match.need_id}"
+    match = match.model_copy(update={"need_title": one_line(match.need_title)})  # one line in subjects and text
     if event.type.endswith("match.found"):
         return [
             (
