@@ -8,14 +8,15 @@ from typing import Any
 
 # Every character `str.splitlines` breaks on (\n \r \v \f \x1c-\x1e \x85 \u2028 \u2029), and the other C0 and C1
 # controls: iCalendar's TEXT and e-mail headers allow none of them, and several parsers split lines on them.
-_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_LINE_BREAKS_AND_CONTROLS = re.compile(r" *[\x00-\x1f\x7f-\x9f\u2028\u2029]+ *")
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _CONTROLS_BUT_TAB_AND_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 def one_line(text: str) -> str:
-    """`text` on one line: each run of line breaks and control characters becomes one space."""
+    """`text` on one line: each run of line breaks and control characters (and the spaces around) becomes one
+    space."""
     return _LINE_BREAKS_AND_CONTROLS.sub(" ", text).strip()
 
 
