@@ -90,11 +90,11 @@ def claim_sets(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def headers(draw: st.DrawFn) -> Any:
+def headers(draw: st.DrawFn, public_kid: str = "k1") -> Any:
     """JOSE headers: the right ones, fields of the wrong type (kid 1, kid ["x"]), crit, extra fields, non-objects."""
     header: dict[str, Any] = {
         "alg": draw(st.sampled_from(["HS256", "none", "None", "RS256", "HS512"]) | json_values),
-        "kid": draw(st.sampled_from(["k1", INTERNAL_KID, "unknown"]) | json_values),
+        "kid": draw(st.sampled_from([public_kid, INTERNAL_KID, "unknown"]) | json_values),
     }
     if draw(st.booleans()):
         header["crit"] = draw(st.just(["exp"]) | st.just(["b64"]) | json_values)
@@ -121,17 +121,19 @@ def compact(header: Any, payload: Any, key: str) -> str:
 
 
 @st.composite
-def tokens(draw: st.DrawFn) -> str:
+def tokens(
+    draw: st.DrawFn, public_kid: str = "k1", public_key: str = PUBLIC_KEY, internal_key: str = INTERNAL_KEY
+) -> str:
     """Signed tokens of every header and payload shape, and strings that are no token at all."""
-    key = draw(st.sampled_from([PUBLIC_KEY, INTERNAL_KEY, "not-the-key"]))
-    header = draw(headers() | st.binary(max_size=20))
+    key = draw(st.sampled_from([public_key, internal_key, "not-the-key"]))
+    header = draw(headers(public_kid) | st.binary(max_size=20))
     payload = draw(claim_sets() | json_values | st.binary(max_size=20))
     return draw(
         st.just(compact(header, payload, key))
         | awkward_text
         | st.text(st.sampled_from("AZaz09-_.=é"), max_size=60)
         | st.just("a" * (MAX_TOKEN_CHARS + 1))
-        | st.just(compact({"alg": "HS256", "kid": "k1", "pad": "x" * MAX_TOKEN_CHARS}, payload, key))
+        | st.just(compact({"alg": "HS256", "kid": public_kid, "pad": "x" * MAX_TOKEN_CHARS}, payload, key))
     )
 
 
