@@ -115,7 +115,7 @@ def under_input(error: GraphQLError, extensions: dict[str, Any]) -> dict[str, An
     node = error.nodes[0] if error.nodes else None
     if not isinstance(node, FieldNode) or error.path is None or len(error.path) != 1:
         return extensions
-    arguments = {argument.name.value for argument in node.arguments}
+    arguments = {argument.name.value for argument in node.arguments or ()}
     if INPUT_ARGUMENT not in arguments:
         return extensions
 

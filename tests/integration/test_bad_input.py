@@ -26,8 +26,8 @@ def shapes(settings: Settings) -> dict[str, str]:
     """Tokens whose one defect is their shape: signed with the stack's own keys."""
     public = settings.signing_keys()[settings.jwt_active_kid]
     now = int(datetime.now(UTC).timestamp())
-    claims = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": "admin:x", "role": "admin"}
-    claims |= {"iat": now, "exp": now + 300}
+    claims: dict[str, Any] = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": "admin:x"}
+    claims |= {"role": "admin", "iat": now, "exp": now + 300}
     kid = settings.jwt_active_kid
     return {
         "kid 1": compact({"alg": "HS256", "kid": 1}, claims, public),
@@ -64,14 +64,14 @@ async def test_a_token_of_any_shape_is_unauthenticated_and_the_connection_stays_
             refused = await to_gateway.post(
                 gateway.url + "/graphql",
                 json={"query": "{ me { role } }"},
-                headers={"Authorization": b"Bearer " + header},
+                headers={b"Authorization": b"Bearer " + header},
             )
             assert refused.status_code == 401, (name, refused.text)
             assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", name
             answered = await to_gateway.post(gateway.url + "/graphql", json={"query": "{ themes { code } }"})
             assert answered.status_code == 200 and not answered.json().get("errors"), (name, answered.text)
             gateway_ports |= {local_port(refused), local_port(answered)}
-            for sent in ({"X-Maillage-Principal": header}, {"Authorization": b"Bearer " + header}):
+            for sent in ({b"X-Maillage-Principal": header}, {b"Authorization": b"Bearer " + header}):
                 service = await to_service.get(directory.url + "/v1/actors", headers=sent)
                 assert service.status_code == 401, (name, service.text)
                 assert service.json()["code"] == "UNAUTHENTICATED", name

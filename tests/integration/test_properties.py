@@ -8,8 +8,8 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -127,7 +127,7 @@ async def test_no_text_breaks_a_feed_an_export_or_an_email(
         assert not cell.startswith(FORMULA_STARTS) and not (cell and cell[0].isspace()), rows
     if taken.status_code == 201:
 
-        async def told() -> list[EmailMessage]:
+        async def told() -> list[Any]:
             return [m for m in events.smtp.messages if m["To"] == email]
 
         (mail,) = await eventually(told)
@@ -144,9 +144,9 @@ async def test_no_token_shape_gets_a_server_error(gateway: Gateway, directory: D
     raw = "".join(c for c in token if ord(c) > 0x20 and c != "\x7f").encode("utf-8", "surrogatepass") or b"x"
     async with httpx.AsyncClient(timeout=10) as http:
         asked = await http.post(
-            gateway.url + "/graphql", json={"query": "{ me { role } }"}, headers={"Authorization": b"Bearer " + raw}
+            gateway.url + "/graphql", json={"query": "{ me { role } }"}, headers={b"Authorization": b"Bearer " + raw}
         )
-        forwarded = await http.get(directory.url + "/v1/actors", headers={"X-Maillage-Principal": raw})
+        forwarded = await http.get(directory.url + "/v1/actors", headers={b"X-Maillage-Principal": raw})
     assert asked.status_code in (200, 401), asked.text
     assert forwarded.status_code in (200, 401), forwarded.text
     if asked.status_code == 401:
@@ -158,7 +158,12 @@ async def test_no_token_shape_gets_a_server_error(gateway: Gateway, directory: D
 @pytest.fixture(scope="session")
 async def mayotte(directory: Directory, matching: Matching, events: Events) -> dict[str, str]:
     """A local authority and an association in Mamoudzou, where no other test places actors or needs."""
-    place = {"commune_code": "97611", "location": {"lat": -12.78, "lon": 45.23}, "activities": [], "qpv_code": None}
+    place: dict[str, Any] = {
+        "commune_code": "97611",
+        "location": {"lat": -12.78, "lon": 45.23},
+        "activities": [],
+        "qpv_code": None,
+    }
     authority = await create(
         directory, **place, name="Commune de Mamoudzou", kind="local_authority", themes=[], service_types=[]
     )
@@ -168,7 +173,7 @@ async def mayotte(directory: Directory, matching: Matching, events: Events) -> d
     return {"authority": authority["id"], "association": association["id"]}
 
 
-MUTATIONS = {
+MUTATIONS: dict[str, tuple[str, Callable[[dict[str, str]], dict[str, Any]]]] = {
     "issueCredential": (
         "mutation($input: IssueCredentialInput!) { issueCredential(input: $input) { token } }",
         lambda ids: {"name": "Carte", "role": "PARTNER", "scopes": ["lecture"], "ttlDays": 30},
@@ -231,7 +236,7 @@ async def test_no_json_shape_gets_a_server_error(
 ) -> None:
     name = data.draw(st.sampled_from(sorted(MUTATIONS)))
     mutation, valid = MUTATIONS[name]
-    value: dict[str, Any] = valid(mayotte)
+    value = valid(mayotte)
     for field in data.draw(st.lists(st.sampled_from(sorted(value)), min_size=1, max_size=3, unique=True)):
         value[field] = data.draw(like(value[field]))
     async with httpx.AsyncClient(timeout=30) as http:
