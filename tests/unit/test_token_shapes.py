@@ -154,7 +154,7 @@ NAMED_IN_THE_ISSUE = [
     compact({"alg": "HS256", "kid": "k1"}, [1, 2], PUBLIC_KEY),
     compact({"alg": "HS256", "kid": "k1"}, b"\xff", PUBLIC_KEY),
     compact({"alg": "HS256", "kid": "k1"}, now_claims(exp="tomorrow"), PUBLIC_KEY),
-    compact(b'{"alg": "HS256", "kid": "k1", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", now_claims(), PUBLIC_KEY),
+    compact(b'{"alg": "HS256", "kid": "k1", "x": ' + b"[" * 2500 + b"]" * 2500 + b"}", now_claims(), PUBLIC_KEY),
     compact({"alg": "HS256", "kid": "k1", "pad": "x" * 3_000_000}, now_claims(), PUBLIC_KEY),
     "\ud800.e30.e30",
     "é" * 50,
