@@ -305,7 +305,7 @@ def _decode(
     if kid is None:
         raise Unauthenticated(f"{what} has no kid header")
     if not isinstance(kid, str) or kid not in keys:
-        raise Unauthenticated(f"{what} signed with unknown key id {kid!r}")
+        raise Unauthenticated(f"{what} signed with unknown key id {repr(kid)[:80]}")
     cache_key = (token, keys[kid], issuer, audience)
     cached = _VERIFIED.get(cache_key)
     if cached is not None and time.time() < cached[1]:
