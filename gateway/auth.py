@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 from gateway.outages import describe_outage
-from services.common.auth import ROLES_BOUND_TO_ACTOR, Principal, Role, mint_token, verify_token
+from services.common.auth import MAX_TOKEN_CHARS, ROLES_BOUND_TO_ACTOR, Principal, Role, mint_token, verify_token
+from services.common.encoding import one_line
 from services.common.errors import Unauthenticated, Unavailable, ValidationFailed
 from services.common.settings import Settings
 
@@ -26,6 +27,7 @@ CREDENTIALS_CHANNEL = "maillage_credentials"  # migration 0002: a credential's i
 CREDENTIAL_COLUMNS = """id, name, role, subject, actor_id, scopes, rate_limit_per_minute, issued_by, issued_at,
     expires_at, revoked_at, revoked_by"""
 MAX_CREDENTIAL_TTL = timedelta(days=730)
+MAX_SCOPES = 50
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,12 @@ async def issue_credential(
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationFailed("name: 1 to 200 characters", field="name", rule="length")
+    if one_line(name) != name:
+        raise ValidationFailed("name: one line of printable characters", field="name", rule="text")
+    if len(scopes or []) > MAX_SCOPES or any(not 1 <= len(s) <= 100 or one_line(s) != s for s in scopes or []):
+        raise ValidationFailed(
+            f"scopes: at most {MAX_SCOPES}, each 1 to 100 printable characters", field="scopes", rule="format"
+        )
     if role in ROLES_BOUND_TO_ACTOR and not actor_id:
         raise ValidationFailed(f"actorId: role {role.value!r} is bound to an actor", field="actorId", rule="required")
     if role not in ROLES_BOUND_TO_ACTOR and actor_id:
@@ -224,6 +232,10 @@ async def issue_credential(
         ttl=ttl,
         token_id=str(credential_id),
     )
+    if len(token) > MAX_TOKEN_CHARS:  # verify_token would refuse it
+        raise ValidationFailed(
+            f"scopes: the token would be over {MAX_TOKEN_CHARS} characters", field="scopes", rule="length"
+        )
     row = await pool.fetchrow(
         f"""INSERT INTO credentials (id, name, role, subject, actor_id, scopes, rate_limit_per_minute, issued_by,
                                      expires_at)

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import httpx
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError
 from strawberry.extensions import MaskErrors
 
 logger = logging.getLogger("maillage.gateway")
@@ -15,6 +15,7 @@ logger = logging.getLogger("maillage.gateway")
 CODES = frozenset(
     {"BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "CONFLICT", "UNAVAILABLE", "RATE_LIMITED"}
 )
+INPUT_ARGUMENT = "input"  # the contract's name for the argument a mutation's body is built from
 BY_STATUS = {
     400: "BAD_USER_INPUT",
     401: "UNAUTHENTICATED",
@@ -99,7 +100,39 @@ class PublicErrors(MaskErrors):
             if not (item.extensions or {}).get("code"):
                 # Syntax, validation and variable errors: the document or the variables are at fault.
                 item.extensions = {**(item.extensions or {}), "code": "BAD_USER_INPUT"}
+            elif item.extensions and item.extensions["code"] == "BAD_USER_INPUT":
+                item.extensions = under_input(item, item.extensions)
         return processed
+
+
+def under_input(error: GraphQLError, extensions: dict[str, Any]) -> dict[str, Any]:
+    """The error's fields as paths in what the caller sent: a service names the fields of the body the gateway
+    built from a field's `input` argument (`deadline`), the caller wrote `input.deadline`.
+
+    Only for a root field (a mutation, a query) that was given an `input` argument; a field that already names
+    one of its arguments (`first`, `input`) stays as it is.
+    """
+    node = error.nodes[0] if error.nodes else None
+    if not isinstance(node, FieldNode) or error.path is None or len(error.path) != 1:
+        return extensions
+    arguments = {argument.name.value for argument in node.arguments or ()}
+    if INPUT_ARGUMENT not in arguments:
+        return extensions
+
+    def path(field: object) -> object:
+        if not isinstance(field, str):
+            return field
+        if field in ("", "body"):  # the whole body
+            return INPUT_ARGUMENT
+        return field if field.split(".")[0] in arguments else f"{INPUT_ARGUMENT}.{field}"
+
+    extensions = {**extensions, "field": path(extensions.get("field", ""))}
+    if isinstance(extensions.get("errors"), list):
+        extensions["errors"] = [
+            {**item, "field": path(item.get("field", ""))} if isinstance(item, dict) else item
+            for item in extensions["errors"]
+        ]
+    return extensions
 
 
 def _unexpected(error: GraphQLError) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 
 from gateway import auth
-from gateway.errors import error
+from gateway.errors import bad_input, error
 from gateway.types.common import GInfo, require_role
 from services.common.auth import Role
 from services.common.errors import MaillageError
@@ -73,6 +73,8 @@ async def credentials(info: GInfo, include_revoked: bool = False) -> list[Creden
 async def issue_credential(info: GInfo, input: IssueCredentialInput) -> IssuedCredential:
     admin = require_role(info, Role.ADMIN)
     gateway = info.context.gateway
+    if not 1 <= input.ttl_days <= auth.MAX_CREDENTIAL_TTL.days:  # before timedelta, which overflows at 10⁹ days
+        raise bad_input(f"ttlDays: between 1 and {auth.MAX_CREDENTIAL_TTL.days}", field="ttlDays", rule="range")
     try:
         row, token = await auth.issue_credential(
             gateway.settings,

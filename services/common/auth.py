@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -364,6 +365,8 @@ def _encode(
 # partner's, or the identity the gateway forwards, re-signed every half lifetime) is sent on every request, and
 # checking its signature and claims again each time was a visible share of a request's CPU.
 VERIFIED_CACHE_SIZE = 10_000
+MAX_TOKEN_CHARS = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_=-]*\.[A-Za-z0-9_=-]*\.[A-Za-z0-9_=-]*")
 _VERIFIED: dict[tuple[str, str, str, str], tuple[dict[str, Any], float]] = {}
 
 
@@ -377,10 +380,17 @@ def _decode(
 ) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
         raise Unauthenticated(f"malformed {what}: empty")
+    # Ours are a few hundred characters of base64url: anything longer, or not ASCII, is refused before decoding.
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Unauthenticated(f"malformed {what}: over {MAX_TOKEN_CHARS} characters")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise Unauthenticated(f"malformed {what}: not three base64url parts separated by dots")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
+    except jwt.InvalidTokenError as exc:  # PyJWT's header checks (a kid that is not a string, crit) included
         raise Unauthenticated(f"malformed {what}: {exc}") from None
+    if "crit" in header:
+        raise Unauthenticated(f"{what} with critical header parameters refused: none is understood here")
     alg = header.get("alg")
     if alg is None or str(alg).lower() == "none":
         raise Unauthenticated(f"unsigned {what} (alg none) refused")
@@ -390,7 +400,7 @@ def _decode(
     if kid is None:
         raise Unauthenticated(f"{what} has no kid header")
     if not isinstance(kid, str) or kid not in keys:
-        raise Unauthenticated(f"{what} signed with unknown key id {kid!r}")
+        raise Unauthenticated(f"{what} signed with unknown key id {repr(kid)[:80]}")
     cache_key = (token, keys[kid], issuer, audience)
     cached = _VERIFIED.get(cache_key)
     if cached is not None and time.time() < cached[1]:
@@ -398,7 +408,8 @@ def _decode(
     claims = _verify(token, keys[kid], issuer=issuer, audience=audience, what=what)
     if len(_VERIFIED) >= VERIFIED_CACHE_SIZE:
         _VERIFIED.clear()
-    _VERIFIED[cache_key] = (claims, float(claims["exp"]))
+    # PyJWT checked that exp is an integer, however large: kept no longer than a day, it fits a float.
+    _VERIFIED[cache_key] = (claims, min(int(claims["exp"]), int(time.time()) + 86_400))
     return claims
 
 

@@ -98,6 +98,16 @@ def parse_if_match(value: str | None, what: str, read_path: str) -> int:
         ) from exc
 
 
+def _error_field(err: dict[str, Any]) -> str:
+    """Where a validation error is, without FastAPI's `body`: a rule across fields names its field in its context
+    (`services.common.rules.cross_field_error`)."""
+    parts = [str(part) for part in err.get("loc", ()) if part != "body"]
+    ctx = err.get("ctx")
+    if isinstance(ctx, dict) and isinstance(ctx.get("field"), str):
+        parts.append(ctx["field"])
+    return ".".join(parts)
+
+
 def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         body,
@@ -119,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
+                "field": _error_field(err),
                 "rule": err.get("type", "invalid"),
                 "message": str(err.get("msg", "invalid value")).removeprefix("Value error, "),
             }

@@ -11,12 +11,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from email import policy
 from email.message import EmailMessage
 
 import aiosmtplib
 import asyncpg
 import httpx
 
+from services.common.encoding import one_line, text_lines
 from services.common.settings import Settings
 
 logger = logging.getLogger("maillage.emails")
@@ -26,12 +28,23 @@ AddressOf = Callable[[asyncpg.Record], Awaitable[str | None]]
 
 
 def message(settings: Settings, to: str, subject: str, body: str, message_id: str) -> EmailMessage:
-    mail = EmailMessage()
+    """The e-mail; raises ValueError when `to` is not one address.
+
+    The default policy refuses a header with a line break and encodes the rest (RFC 2047): the subject is made one
+    line first, so that a title can neither add a header nor stop the sender, and the recipient must parse as
+    exactly the one address given.
+    """
+    if not to.isprintable():
+        raise ValueError(f"not one e-mail address: {to!r}")
+    mail = EmailMessage(policy=policy.default)
     mail["From"] = settings.smtp_sender
     mail["To"] = to
-    mail["Subject"] = subject
+    addresses = mail["To"].addresses
+    if len(addresses) != 1 or addresses[0].addr_spec != to:  # "a,b@c.fr" or "Name <other@c.fr>"
+        raise ValueError(f"not one e-mail address: {to!r}")
+    mail["Subject"] = one_line(subject)
     mail["Message-ID"] = f"<{message_id}@maillage>"
-    mail.set_content(body)
+    mail.set_content(text_lines(body))
     return mail
 
 
@@ -51,8 +64,19 @@ async def send_due(pool: asyncpg.Pool, settings: Settings, address_of: AddressOf
                         "UPDATE emails SET status = 'no_address', attempts = $2 WHERE id = $1", row["id"], attempts
                     )
                     continue
+                try:
+                    mail = message(settings, address, row["subject"], row["body"], str(row["id"]))
+                except ValueError as exc:  # retrying would not help: the address is no address
+                    await conn.execute(
+                        "UPDATE emails SET status = 'abandoned', attempts = $2, last_error = $3 WHERE id = $1",
+                        row["id"],
+                        attempts,
+                        str(exc)[:500],
+                    )
+                    continue
                 await aiosmtplib.send(
-                    message(settings, address, row["subject"], row["body"], str(row["id"])),
+                    mail,
+                    recipients=[address],  # not whatever the headers would name
                     hostname=settings.smtp_host,
                     port=settings.smtp_port,
                     username=settings.smtp_username or None,

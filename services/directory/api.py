@@ -28,6 +28,7 @@ from services.common.errors import (
 )
 from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue
+from services.common.rules import Instant, storable_instant
 from services.contracts.events import ActorArchived, ActorRegistered, ActorUpdated, EventPayload
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES, Term
 from services.directory import imports, store
@@ -137,7 +138,7 @@ async def register_actor(
 async def actors_snapshot(
     pool: DbPool,
     caller: SnapshotReader,
-    updated_since: datetime | None = None,
+    updated_since: Instant | None = None,
     after: Annotated[str | None, Query(description="next from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
@@ -149,7 +150,7 @@ async def actors_snapshot(
     if after:
         try:
             stamp, _, last_id = after.partition("|")
-            position = (datetime.fromisoformat(stamp), uuid.UUID(last_id))
+            position = (storable_instant(datetime.fromisoformat(stamp)), uuid.UUID(last_id))
         except ValueError as exc:
             raise ValidationFailed("after is not a value returned by this API", field="after", rule="format") from exc
     rows, watermark = await store.snapshot(pool, updated_since=updated_since, after=position, limit=limit)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.fr import siret as siret_number
 
+from services.common.rules import cross_field_error
 from services.contracts import territories
 from services.contracts.events import ActivityV1, ActorV1, GeoPoint, InterventionArea
 from services.contracts.vocabularies import (
@@ -52,10 +53,12 @@ class Area(BaseModel):
     def _consistent(self) -> Area:
         if self.kind == "territories":
             if not self.territories:
-                raise ValueError("an area of kind 'territories' lists at least one territory code")
+                raise cross_field_error(
+                    "territories", "required", "an area of kind 'territories' lists at least one territory code"
+                )
             self.territories = territories.normalize_territories(self.territories)
         elif self.kind == "radius" and self.radius_km is None:
-            raise ValueError("an area of kind 'radius' needs radius_km")
+            raise cross_field_error("radius_km", "required", "an area of kind 'radius' needs radius_km")
         return self
 
 
@@ -195,8 +198,10 @@ class ActorUpdate(ActorCreate):
 
 def check_local_register(reference: str | None, commune_code: str) -> None:
     if reference and territories.resolve_commune(commune_code).departement not in ALSACE_MOSELLE:
-        raise ValueError(
-            "local_register is for Alsace-Moselle associations (départements 57, 67, 68); use rna elsewhere"
+        raise cross_field_error(
+            "local_register",
+            "alsace_moselle",
+            "local_register is for Alsace-Moselle associations (départements 57, 67, 68); use rna elsewhere",
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from services.common.rules import storable_instant
 from services.directory.model import ActorCreate, ActorRead, all_service_types, all_themes, derived_geography
 
 COLUMNS = """
@@ -352,7 +353,7 @@ async def _search(
         if cursor_sort.rstrip("~") != sort:
             raise ValueError("the cursor belongs to another sort order")
         if sort == "updated":
-            key = datetime.fromisoformat(key)
+            key = storable_instant(datetime.fromisoformat(key))
         op = ">" if direction == "ASC" else "<"
         cast = {"name": "text", "distance": "float8", "relevance": "float8", "updated": "timestamptz"}[sort]
         where.append(f"({sort_expr}, id) {op} ({arg(key)}::{cast}, {arg(uuid.UUID(last_id))}::uuid)")

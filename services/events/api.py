@@ -6,7 +6,7 @@ import csv
 import html
 import io
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -17,9 +17,11 @@ from pydantic import BaseModel, Field
 from services.common import errors, filters
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
+from services.common.encoding import csv_cell
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_id
 from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue, enqueue_many
+from services.common.rules import Instant
 from services.common.settings import Settings
 from services.contracts import territories
 from services.contracts.events import (
@@ -147,9 +149,9 @@ async def create_event(
 async def search_events(
     pool: DbPool,
     starts_after: Annotated[
-        datetime | None, Query(alias="from", description="Events not over at this time (default: now)")
+        Instant | None, Query(alias="from", description="Events not over at this time (default: now)")
     ] = None,
-    starts_before: Annotated[datetime | None, Query(alias="to", description="Events starting before this time")] = None,
+    starts_before: Annotated[Instant | None, Query(alias="to", description="Events starting before this time")] = None,
     themes: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI query list
     territory: Annotated[list[str], Query(description="INSEE codes: COM-25056, EPCI-…, DEP-25, REG-27")] = [],  # noqa: B006
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
@@ -551,12 +553,6 @@ def _with_positions(rows: list[asyncpg.Record]) -> list[RegistrationRead]:
 CSV_COLUMNS = ["id", "status", "position", "participant_kind", "actor_id", "actor_name", "name", "email", "created_at"]
 
 
-def _cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @router.get(
     "/events/{event_id}/registrations.csv",
     summary="An event's registrations as CSV (organizers and admins)",
@@ -574,7 +570,7 @@ async def registrations_csv(event_id: str, principal: CurrentPrincipal, pool: Db
         actor = actors.get(uuid.UUID(reg.actor_id)) if reg.actor_id else None
         writer.writerow(
             [
-                _cell(v)
+                csv_cell(v)
                 for v in (
                     reg.id,
                     reg.status.value,

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.common import mail
+from services.common.encoding import one_line
 from services.common.settings import Settings
 
 EMAIL_NAMESPACE = uuid.UUID("5d0e1c1e-7d0b-4a7e-9f39-2b0c4ad7e3a4")
@@ -71,10 +72,10 @@ def compose(
 ) -> tuple[str, str]:
     """(subject, body) of the e-mail telling a person what happened to their registration."""
     subject, opening = MESSAGES[what]
-    title = event["title"]
+    title = one_line(event["title"])  # a line break in it must not start a paragraph of its own in the e-mail
     zone = ZoneInfo(event["timezone"])
     starts = event["starts_at"].astimezone(zone)
-    where = ", ".join(part for part in (event["address"], event["online_url"]) if part) or "lieu à préciser"
+    where = one_line(", ".join(part for part in (event["address"], event["online_url"]) if part)) or "lieu à préciser"
     lines = [
         "Bonjour,",
         "",

@@ -1,4 +1,9 @@
-"""iCalendar (RFC 5545) documents of public events, built with the icalendar library: one event or a feed."""
+"""iCalendar (RFC 5545) documents of public events, built with the icalendar library: one event or a feed.
+
+icalendar escapes TEXT values but lets carriage returns and control characters through into the content lines
+(and an organizer's name with a line feed fails to serialise): names are made one line, and descriptions get
+line feeds as their only line breaks, before they reach it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
+from services.common.encoding import one_line, text_lines
 from services.contracts import territories
 from services.contracts.vocabularies import THEMES_BY_CODE
 from services.events.model import EventRead, EventStatus
@@ -28,7 +34,7 @@ def _location(event: EventRead) -> str | None:
         name = territories.resolve_commune(event.place.commune_code).name
         if not any(name.lower() in part.lower() for part in parts):
             parts.append(name)
-    return ", ".join(parts) or event.online_url
+    return one_line(", ".join(parts)) or event.online_url
 
 
 def vevent(event: EventRead, url: str, stamp: datetime) -> icalendar.Event:
@@ -37,9 +43,9 @@ def vevent(event: EventRead, url: str, stamp: datetime) -> icalendar.Event:
     item.add("uid", uid(event.id))
     item.add("dtstamp", stamp)
     item.add("sequence", event.version)
-    item.add("summary", event.title)
+    item.add("summary", one_line(event.title))
     if event.description:
-        item.add("description", event.description)
+        item.add("description", text_lines(event.description))
     item.add("dtstart", event.starts_at.astimezone(zone))
     item.add("dtend", event.ends_at.astimezone(zone))
     item.add("status", "CANCELLED" if event.status == EventStatus.cancelled else "CONFIRMED")
@@ -56,7 +62,7 @@ def vevent(event: EventRead, url: str, stamp: datetime) -> icalendar.Event:
     if event.online_url:
         item.add("conference", event.online_url, parameters={"VALUE": "URI"})
     for organizer in event.organizers[:1]:
-        item.add("organizer", f"urn:uuid:{organizer.id}", parameters={"CN": organizer.name or organizer.id})
+        item.add("organizer", f"urn:uuid:{organizer.id}", parameters={"CN": one_line(organizer.name or organizer.id)})
     return item
 
 
@@ -67,7 +73,7 @@ def calendar(events: Sequence[EventRead], name: str, url_of: dict[str, str]) -> 
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
+    cal.add("x-wr-calname", one_line(name))
     cal.add("x-wr-timezone", "Europe/Paris")
     stamp = datetime.now(UTC).replace(microsecond=0)
     for event in events:

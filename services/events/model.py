@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from services.common.rules import OUT_OF_RANGE, Instant, cross_field_error, storable_instant
 from services.contracts import territories
 from services.contracts.events import EventV1, GeoPoint, PlaceV1, RegistrationV1
 from services.contracts.vocabularies import THEMES_BY_CODE, check_codes
@@ -102,8 +103,8 @@ class EventFields(BaseModel):
     kind: EventKind
     themes: list[str] = Field(default_factory=list, max_length=10)
     organizer_ids: list[str] = Field(min_length=1, max_length=10, description="Actors organizing it, active ones")
-    starts_at: datetime = Field(description="With an offset, or local time in `timezone`")
-    ends_at: datetime
+    starts_at: Instant = Field(description="With an offset, or local time in `timezone`")
+    ends_at: Instant
     timezone: str = Field(DEFAULT_TIMEZONE, description="IANA time zone of the event (feeds show it)")
     place: Place | None = None
     online_url: HttpUrl | None = None
@@ -136,14 +137,17 @@ class EventFields(BaseModel):
     def _coherent(self) -> EventFields:
         zone = ZoneInfo(self.timezone)
         # A time without offset is the event's local time.
-        if self.starts_at.tzinfo is None:
-            self.starts_at = self.starts_at.replace(tzinfo=zone)
-        if self.ends_at.tzinfo is None:
-            self.ends_at = self.ends_at.replace(tzinfo=zone)
+        for moment in ("starts_at", "ends_at"):
+            if getattr(self, moment).tzinfo is None:
+                local = getattr(self, moment).replace(tzinfo=zone)
+                try:
+                    setattr(self, moment, storable_instant(local))
+                except ValueError:
+                    raise cross_field_error(moment, "range", OUT_OF_RANGE) from None
         if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            raise cross_field_error("ends_at", "after_start", "ends_at must be after starts_at")
         if self.place is None and self.online_url is None:
-            raise ValueError("an event needs a place, an online_url or both")
+            raise cross_field_error("place", "place_or_url", "an event needs a place, an online_url or both")
         return self
 
 
@@ -253,7 +257,7 @@ class RegistrationCreate(BaseModel):
     @model_validator(mode="after")
     def _one(self) -> RegistrationCreate:
         if (self.actor_id is None) == (self.person is None):
-            raise ValueError("give either actor_id or person, not both")
+            raise cross_field_error("actor_id", "actor_or_person", "give either actor_id or person, not both")
         return self
 
 

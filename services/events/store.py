@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from services.common.rules import storable_instant
 from services.contracts import territories
 from services.contracts.events import ActorV1, GeoPoint, PlaceV1
 from services.events.model import (
@@ -237,7 +238,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, event_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(stamp), uuid.UUID(event_id)
+        return storable_instant(datetime.fromisoformat(stamp)), uuid.UUID(event_id)
     except (ValueError, TypeError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
 

@@ -17,6 +17,7 @@ from services.common.auth import CurrentPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
 from services.common.idempotency import Idempotent
 from services.common.outbox import enqueue
+from services.common.rules import storable_instant
 from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
 from services.matching import engine, store, webhooks
 from services.matching.model import (
@@ -127,7 +128,7 @@ async def list_needs(
     if after:
         try:
             stamp, _, last = base64.urlsafe_b64decode(after.encode()).decode().partition("|")
-            cursor = (datetime.fromisoformat(stamp), uuid.UUID(last))
+            cursor = (storable_instant(datetime.fromisoformat(stamp)), uuid.UUID(last))
         except ValueError as exc:
             raise ValidationFailed("after: not a cursor of this list", field="after", rule="format") from exc
     owner = parse_id(owner_id, "owner") if owner_id else None

@@ -14,6 +14,7 @@ import httpx
 
 from services.common import mail
 from services.common.auth import service_headers
+from services.common.encoding import one_line
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts.events import MatchV1
@@ -32,6 +33,7 @@ def _reasons(match: MatchV1) -> str:
 def compose(event: CloudEvent, match: MatchV1, settings: Settings) -> list[tuple[str, str, str, str]]:
     """(recipient kind, actor id, subject, body) of each e-mail an event asks for."""
     link = settings.public_link(f"/besoins/{match.need_id}")
+    match = match.model_copy(update={"need_title": one_line(match.need_title)})  # one line in subjects and text
     if event.type.endswith("match.found"):
         return [
             (

@@ -8,12 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from services.common.rules import Instant, cross_field_error
 from services.contracts import territories
 from services.contracts.events import GeoPoint, MatchReasonV1, MatchV1, NeedV1, PerimeterV1
 from services.contracts.territories import normalize_territories
 from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, SERVICE_TYPES_BY_CODE, THEMES_BY_CODE, check_codes
 
 MAX_RADIUS_KM = 300.0
+MAX_BUDGET = 999_999_999_999  # euros: what the numeric(14, 2) columns hold
 
 
 class NeedKind(StrEnum):
@@ -76,8 +78,8 @@ class NeedFields(BaseModel):
     service_types: list[str] = Field(default_factory=list, max_length=9)
     perimeter: Perimeter = Field(default_factory=Perimeter)
     eligible_kinds: list[str] = Field(default_factory=list, description="Empty: every kind but local authorities")
-    budget_min: float | None = Field(None, ge=0)
-    budget_max: float | None = Field(None, ge=0)
+    budget_min: float | None = Field(None, ge=0, le=MAX_BUDGET)
+    budget_max: float | None = Field(None, ge=0, le=MAX_BUDGET)
     qpv_priority: bool = Field(False, description="Favour actors located in a quartier prioritaire")
 
     @field_validator("themes")
@@ -98,7 +100,7 @@ class NeedFields(BaseModel):
     @model_validator(mode="after")
     def _budget(self) -> NeedFields:
         if self.budget_min is not None and self.budget_max is not None and self.budget_min > self.budget_max:
-            raise ValueError("budget_min must not exceed budget_max")
+            raise cross_field_error("budget_max", "budget_range", "budget_max must not be below budget_min")
         return self
 
 
@@ -123,7 +125,7 @@ class NeedCreate(NeedFields):
     kind: NeedKind
     commune_code: str = Field(description="INSEE code of the need's place")
     location: GeoPoint = Field(description="Coordinates of the need's place")
-    deadline: datetime
+    deadline: Instant
 
     _deadline = field_validator("deadline")(_future)
     _commune_code = field_validator("commune_code")(_commune)
@@ -141,7 +143,7 @@ class NeedUpdate(NeedFields):
     kind: NeedKind
     commune_code: str
     location: GeoPoint
-    deadline: datetime
+    deadline: Instant
 
     _deadline = field_validator("deadline")(_future)
     _commune_code = field_validator("commune_code")(_commune)
@@ -236,7 +238,7 @@ class MatchResponse(BaseModel):
     @model_validator(mode="after")
     def _reason(self) -> MatchResponse:
         if self.response == "declined" and not (self.comment or "").strip():
-            raise ValueError("comment: a declined match says why")
+            raise cross_field_error("comment", "required", "a declined match says why")
         return self
 
 

@@ -769,14 +769,14 @@ async def test_bad_input_names_the_field_and_keeps_what_was_stored(gateway: Gate
         REGISTER_ACTOR, {"input": actor_input("Ressourcerie inconnue", kind="inconnu")}, gateway.admin
     )
     assert codes(answer) == ["BAD_USER_INPUT"]
-    assert answer["errors"][0]["extensions"]["field"] == "kind"
+    assert answer["errors"][0]["extensions"]["field"] == "input.kind"
     created = await register(gateway, f"Ressourcerie stable {uuid.uuid4().hex[:6]}")
     refused = await gateway.gql(
         'mutation($a: ID!) { updateActor(id: $a, input: {communeCode: "99999"}) { id } }',
         {"a": created["id"]},
         gateway.admin,
     )
-    assert codes(refused) == ["BAD_USER_INPUT"] and refused["errors"][0]["extensions"]["field"] == "communeCode"
+    assert codes(refused) == ["BAD_USER_INPUT"] and refused["errors"][0]["extensions"]["field"] == "input.communeCode"
     stale = await gateway.gql(
         'mutation($a: ID!) { updateActor(id: $a, input: {version: 7, name: "Autre"}) { id } }',
         {"a": created["id"]},

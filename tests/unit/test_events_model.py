@@ -11,10 +11,10 @@ import icalendar
 import pytest
 from pydantic import ValidationError
 
+from services.common.encoding import csv_cell
 from services.common.settings import Settings
 from services.contracts.events import GeoPoint, PlaceV1
 from services.events import emails, ical
-from services.events.api import _cell
 from services.events.model import (
     EventCreate,
     EventRead,
@@ -178,7 +178,7 @@ class TestEmailsAndLinks:
         assert "token" not in rejected, "nothing left to cancel"
 
     def test_csv_cells_never_start_a_formula(self) -> None:
-        assert [_cell(v) for v in ("=1+1", "+33 6", "-x", "@SUM", "Léa", None, 3)] == [
+        assert [csv_cell(v) for v in ("=1+1", "+33 6", "-x", "@SUM", "Léa", None, 3)] == [
             "'=1+1",
             "'+33 6",
             "'-x",
