@@ -27,7 +27,7 @@ from services.common.observability import (
 )
 from services.common.settings import Settings
 from services.contracts.events import EventPayload
-from services.contracts.topics import TOPICS
+from services.contracts.topics import TOPICS, topic_plan
 
 logger = logging.getLogger("maillage.outbox")
 
@@ -37,6 +37,8 @@ RELAY_LOCK = 0x6F7574626F78
 # Transaction locks serialising writers of one (topic, key): (int, int) key space, distinct
 # from the bigint one. Two writers of the same key therefore get outbox ids in commit order.
 KEY_LOCK_SPACE = 0x6F62
+# Partitions of a topic outside the topic plan that the relay recreates.
+UNPLANNED_PARTITIONS = 3
 
 
 def source_of(service: str) -> str:
@@ -205,6 +207,7 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._last_purge = 0.0
         self._last_backlog = 0.0
+        self._unplanned_topics: set[str] = set()  # topics of rows outside the plan (tools, tests)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; reconnect to PostgreSQL and the broker as needed."""
@@ -260,6 +263,7 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
+            await self._ensure_topics()
             producer = new_producer(self.settings)
             try:
                 await producer.start()
@@ -326,14 +330,25 @@ class OutboxRelay:
         return len(acked)
 
     async def _recover(self, pending: Sequence[OutboxRow]) -> None:
-        """After a failed send: rebuild the producer and recreate topics a restarted broker lost."""
+        """After a failed send: drop the producer; the next one starts by recreating what a lost broker forgot."""
         await self._stop_producer()
-        planned = {spec.name: spec.partitions for spec in TOPICS}
-        topics = {(row.topic, planned.get(row.topic, 3)) for row in pending}
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
-            await asyncio.wait_for(ensure_topics(self.settings, None), 10)
-            await asyncio.wait_for(ensure_topics(self.settings, sorted(topics)), 10)
+        planned = {spec.name for spec in TOPICS}
+        self._unplanned_topics |= {row.topic for row in pending if row.topic not in planned}
         await asyncio.sleep(0.5)
+
+    async def _ensure_topics(self) -> None:
+        """Before a new producer's first send, create the missing topics of the plan (and of rows outside it).
+
+        A broker that lost its topics (the embedded one restarted, a recreated cluster) would otherwise
+        make the first send wait for the topic's metadata or, where the broker creates topics on
+        demand, get it with the broker's default partition count instead of the plan's. Best effort: a
+        broker that refuses to create topics (no ACL) leaves it to the operator's `maillage topics`.
+        """
+        wanted = topic_plan() + [(topic, UNPLANNED_PARTITIONS) for topic in sorted(self._unplanned_topics)]
+        try:
+            await asyncio.wait_for(ensure_topics(self.settings, wanted), 10)
+        except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
+            logger.warning("outbox relay could not check or create the topics: %r", exc)
 
     async def _housekeeping(self, conn: asyncpg.Connection) -> None:
         now = time.monotonic()

@@ -22,6 +22,10 @@ class ConfigurationError(RuntimeError):
     """A setting that stops startup, with a message saying which variable to set."""
 
 
+class WorkersFailed(RuntimeError):
+    """The process's workers could not recover: it stopped, and exits non-zero so that it is restarted."""
+
+
 def check_secrets(settings: Settings) -> None:
     try:
         keys = settings.signing_keys()
@@ -93,7 +97,16 @@ def serve(process: str, role: Role, settings: Settings, port: int | None = None)
         timeout_graceful_shutdown=20,
         loop="uvloop",
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # Workers that cannot recover stop the server (a graceful shutdown), then the process exits non-zero.
+    app.state.on_workers_failed = lambda: setattr(server, "should_exit", True)
+    server.run()
+    workers = getattr(app.state, "workers", None)
+    if workers is not None and workers.gave_up_on is not None:
+        raise WorkersFailed(
+            f"{process} stopped: its worker loop {workers.gave_up_on} kept ending and could not be recovered "
+            "(see the log above); restart the process"
+        )
 
 
 def tune_garbage_collector() -> None:
