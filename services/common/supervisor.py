@@ -54,6 +54,8 @@ class Supervisor:
         self.tasks = {
             name: asyncio.create_task(self._supervise(name, loop), name=name) for name, loop in self.loops.items()
         }
+        for task in self.tasks.values():
+            task.add_done_callback(self._on_supervision_end)
 
     async def shutdown(self, timeout_s: float = 20.0) -> None:
         """Let each loop finish what it is doing (consumers commit), then cancel what is still running."""
@@ -103,7 +105,7 @@ class Supervisor:
             while now - ends[0] > self.restart_window_s:
                 ends.popleft()
             if len(ends) > self.restart_limit:
-                self._give_up(name, how, error, len(ends))
+                self._give_up(name, f"{how}, its end number {len(ends)} within {self.restart_window_s:.0f} s", error)
                 return
             # A loop that ran a good while before ending starts again soon; one that keeps ending, less and less often.
             delay = self.first_delay_s if now - started >= self.max_delay_s else delay
@@ -113,15 +115,21 @@ class Supervisor:
                 await asyncio.wait_for(self.stop.wait(), delay)
             delay = min(delay * 2, self.max_delay_s)
 
-    def _give_up(self, name: str, how: str, error: BaseException | None, ends: int) -> None:
+    def _on_supervision_end(self, task: asyncio.Task[None]) -> None:
+        # A supervising task that ends before the stop without giving up was hit by what no loop should raise
+        # (SystemExit, a cancellation from outside): nothing restarts that loop any more.
+        if self.stop.is_set() or self.gave_up_on is not None:
+            return
+        error = None if task.cancelled() else task.exception()
+        self._give_up(task.get_name(), "lost its supervision", error)
+
+    def _give_up(self, name: str, why: str, error: BaseException | None) -> None:
         self.gave_up_on = name
         logger.critical(
-            "worker loop %s %s, its end number %d within %.0f s: this process cannot recover it and stops, to be "
-            "restarted (MAILLAGE_WORKER_RESTART_LIMIT, MAILLAGE_WORKER_RESTART_WINDOW_S)",
+            "worker loop %s %s: this process cannot recover it and stops, to be restarted "
+            "(MAILLAGE_WORKER_RESTART_LIMIT, MAILLAGE_WORKER_RESTART_WINDOW_S)",
             name,
-            how,
-            ends,
-            self.restart_window_s,
+            why,
             exc_info=error,
         )
         if self.on_give_up is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
@@ -111,6 +112,18 @@ class TestGivingUp:
         assert response.json()["status"] == "failing" and "broken" in response.json()["workers"]
         await workers.shutdown()
         assert gave_up == ["called"]
+
+    async def test_a_supervision_cancelled_from_outside_gives_up(self) -> None:
+        steady = Flaky()
+        gave_up: list[str] = []
+        workers = supervisor({"fine": steady}, gave_up=gave_up)
+        workers.start()
+        await asyncio.wait_for(steady.steady.wait(), 5)
+        workers.tasks["fine"].cancel()  # not the shutdown: nothing would restart that loop any more
+        with contextlib.suppress(asyncio.CancelledError):
+            await workers.tasks["fine"]
+        assert gave_up == ["called"] and workers.gave_up_on == "fine" and not workers.alive()
+        await workers.shutdown()
 
     async def test_ends_outside_the_window_are_forgotten(self) -> None:
         loop = Flaky(RuntimeError("one"), RuntimeError("two"), RuntimeError("three"))
