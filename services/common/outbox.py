@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.common.db import connect
@@ -184,6 +184,12 @@ def _row_to_event(row: asyncpg.Record) -> OutboxRow:
     return OutboxRow(row["id"], row["topic"], row["key"], event, row["created_at"])
 
 
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a send whose row is re-sent anyway (no "exception never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()
+
+
 AckCallback = Callable[[Sequence[OutboxRow], float], None]
 
 
@@ -208,6 +214,8 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._last_backlog = 0.0
         self._unplanned_topics: set[str] = set()  # topics of rows outside the plan (tools, tests)
+        self._last_offsets: dict[TopicPartition, int] = {}  # last acknowledged offset of each partition
+        self._lost_topics: set[str] = set()  # topics whose log the broker was seen to lose
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; reconnect to PostgreSQL and the broker as needed."""
@@ -305,12 +313,15 @@ class OutboxRelay:
                 )
             for row, future in zip(rows, futures, strict=True):
                 try:
-                    await future
+                    metadata = await future
                 except KafkaError as exc:
                     # Keep the acknowledged prefix only: what follows is re-sent in order.
                     error = exc
+                    for rest in futures[len(acked) + 1 :]:
+                        rest.add_done_callback(_ignore_outcome)
                     break
                 acked.append(row)
+                self._check_log_kept(metadata.topic_partition, metadata.offset)
         except (KafkaError, OSError) as exc:
             error = exc
         ack_time = time.time()
@@ -324,10 +335,43 @@ class OutboxRelay:
                 OUTBOX_LAG_SECONDS.labels(self.service).observe(max(0.0, ack_time - row.created_at.timestamp()))
             if self.on_ack is not None:
                 self.on_ack(acked, ack_time)
+        if self._lost_topics:
+            await self._refill(conn)
         if error is not None:
             logger.warning("broker refused or unreachable; %d rows wait: %s", len(rows) - len(acked), error)
             await self._recover(rows[len(acked) :])
         return len(acked)
+
+    def _check_log_kept(self, partition: TopicPartition, offset: int) -> None:
+        """Note the acknowledged offset; one not past the last seen means the broker lost that partition's log.
+
+        Offsets of a partition only grow while its log exists: a lower one after a broker restart (the
+        embedded broker keeps nothing) or a topic recreated means every record acknowledged before is
+        gone, including those no consumer had read yet.
+        """
+        if offset <= self._last_offsets.get(partition, -1):
+            self._lost_topics.add(partition.topic)
+        self._last_offsets[partition] = offset
+
+    async def _refill(self, conn: asyncpg.Connection) -> None:
+        """Publish again, in order, every retained sent row of the topics whose log the broker lost.
+
+        Consumers drop what they had already applied (their inbox outlives the outbox); the producer is
+        rebuilt first, since its partition metadata describes the lost topics.
+        """
+        topics = sorted(self._lost_topics)
+        self._lost_topics.clear()
+        self._last_offsets = {tp: offset for tp, offset in self._last_offsets.items() if tp.topic not in topics}
+        await self._stop_producer()
+        status = await conn.execute(
+            "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
+        )
+        logger.warning(
+            "the broker lost the log of %s (restarted without its data, or the topics were recreated): "
+            "%s sent rows queued to be published again",
+            ", ".join(topics),
+            status.split()[-1],
+        )
 
     async def _recover(self, pending: Sequence[OutboxRow]) -> None:
         """After a failed send: drop the producer; the next one starts by recreating what a lost broker forgot."""
