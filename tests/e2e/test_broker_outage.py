@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import secrets
@@ -143,7 +144,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         gateway_port=free_port(),
         log_format="text",
     )
-    dev = DevStack(settings, out=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    dev = DevStack(settings, out=io.StringIO())
     stack = Stack(dev, ports)
     try:
         dev.start(with_services=False)  # PostgreSQL, the broker, databases, topics and the demo actors
@@ -275,6 +276,7 @@ def test_a_broker_stopped_10_s_during_a_stream_loses_nothing_and_no_process_is_r
     stream = Stream(stack, str(authority))
     streaming = threading.Thread(target=stream.run, daemon=True)
     started = time.monotonic()
+    first: dict[str, int] = {}
     try:
         streaming.start()
         deadline = time.monotonic() + 30  # consumers in their steady state: the first pair went all the way
@@ -287,9 +289,11 @@ def test_a_broker_stopped_10_s_during_a_stream_loses_nothing_and_no_process_is_r
         broker = stack.dev.broker
         assert broker is not None
         broker.stop()
+        before_outage = len(stream.pairs)
         time.sleep(OUTAGE_S)
         broker.start()  # the same port, and nothing in it: Tansu keeps topics and offsets in memory
         restarted = time.monotonic()
+        during_outage = len(stream.pairs) - before_outage
         time.sleep(4)
     finally:
         stream.stop.set()
@@ -303,11 +307,12 @@ def test_a_broker_stopped_10_s_during_a_stream_loses_nothing_and_no_process_is_r
             raise AssertionError(f"not converged 45 s after the stream: {missing}\n{logs}")
         time.sleep(0.5)
     recovered_s = time.monotonic() - restarted
-    assert len(stream.pairs) >= 40, len(stream.pairs)
+    assert during_outage >= 5, during_outage  # the outage was in the middle of the stream
     for process, child in stack.processes.items():
         assert child.poll() is None, f"{process} exited with {child.returncode}"
         assert httpx.get(f"{stack.url(process)}/healthz", timeout=5).status_code == 200, process
         assert httpx.get(f"{stack.url(process)}/readyz", timeout=5).status_code == 200, process
     print(
-        f"{len(stream.pairs)} pairs; converged {recovered_s:.1f} s after the restart; {time.monotonic() - started:.0f} s"
+        f"{len(stream.pairs)} pairs ({during_outage} during the outage); converged {recovered_s:.1f} s after the "
+        f"restart; {time.monotonic() - started:.0f} s"
     )
