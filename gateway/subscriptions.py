@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 
 from services.common.auth import Principal, Role
 from services.common.envelope import MalformedMessage, from_kafka
-from services.common.kafka import new_consumer
+from services.common.kafka import new_consumer, stop_consumer
 from services.common.settings import Settings
 from services.contracts.events import MatchFound, MatchV1
 from services.contracts.topics import MATCH
@@ -90,7 +90,7 @@ class MatchFeed:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await consumer.stop()
+                    await stop_consumer(consumer)  # not consumer.stop(): its stray CancelledError would end the feed
 
     def _handle(self, headers: object, value: bytes | None) -> None:
         try:

@@ -81,13 +81,15 @@ def serve(
 ) -> None:
     """Run one service (or the gateway) until SIGTERM."""
     from services.common.embedded import PortInUse
-    from services.common.runtime import ConfigurationError
+    from services.common.runtime import ConfigurationError, WorkersFailed
     from services.common.runtime import serve as run_process
 
     try:
         run_process(process.value, role.value, get_settings(), port)
     except (ConfigurationError, PortInUse) as exc:
         raise _fail(str(exc)) from exc
+    except WorkersFailed as exc:
+        raise _fail(str(exc), 1) from exc
 
 
 @app.command()

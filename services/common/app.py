@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -31,48 +29,36 @@ from services.common.observability import (
 )
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings
+from services.common.supervisor import Loop, Supervisor
 
 logger = logging.getLogger("maillage.app")
 
 Role = Literal["api", "worker", "all"]
 
 
-class Workers:
-    """The background tasks of a worker role: the outbox relay, the service's consumers and its other loops."""
+class Workers(Supervisor):
+    """A worker role's background tasks, supervised: the outbox relay, the service's consumers, its other loops."""
 
     def __init__(
         self,
         relay: OutboxRelay,
         consumers: list[IdempotentConsumer],
-        loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+        loops: list[Loop] | None = None,
+        *,
+        settings: Settings,
+        on_give_up: Callable[[], None] | None = None,
     ) -> None:
+        named: dict[str, Loop] = {"outbox-relay": relay.run}
+        named |= {f"consumer-{consumer.name}": consumer.run for consumer in consumers}
+        named |= {loop.__name__: loop for loop in loops or []}
+        super().__init__(
+            named,
+            restart_limit=settings.worker_restart_limit,
+            restart_window_s=settings.worker_restart_window_s,
+            on_give_up=on_give_up,
+        )
         self.relay = relay
         self.consumers = consumers
-        self.loops = loops or []
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.relay.run(self.stop), name="outbox-relay")]
-        self.tasks += [
-            asyncio.create_task(consumer.run(self.stop), name=f"consumer-{consumer.name}")
-            for consumer in self.consumers
-        ]
-        self.tasks += [asyncio.create_task(loop(self.stop), name=loop.__name__) for loop in self.loops]
-
-    async def shutdown(self, timeout_s: float = 20.0) -> None:
-        """Let consumers finish their message and commit, then stop."""
-        self.stop.set()
-        if not self.tasks:
-            return
-        _, pending = await asyncio.wait(self.tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    def alive(self) -> bool:
-        return all(not task.done() for task in self.tasks)
 
 
 def load_service_module(service: str, module: str) -> Any:
@@ -125,8 +111,13 @@ def install_observability(app: FastAPI, process: str, *, metrics_route: bool = T
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
-    async def _healthz() -> dict[str, str]:
-        return {"status": "ok", "process": process}
+    async def _healthz(request: Request) -> JSONResponse:
+        # Liveness: a process whose workers gave up is dead even though it answers HTTP.
+        workers: Supervisor | None = getattr(request.app.state, "workers", None)
+        if workers is not None and not workers.alive():
+            body = {"status": "failing", "process": process, "workers": f"gave up on {workers.gave_up_on}"}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "process": process})
 
 
 def readiness(checks: dict[str, bool]) -> JSONResponse:
@@ -151,6 +142,9 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
                 consumers_module.build_consumers(pool, settings),
                 # Other background loops (senders, schedulers), for services that have some.
                 getattr(consumers_module, "build_tasks", lambda *_: [])(pool, settings),
+                settings=settings,
+                # `maillage serve` sets how the process stops (and then exits 1) when its workers cannot recover.
+                on_give_up=lambda: app.state.on_workers_failed(),
             )
             workers.start()
         app.state.workers = workers
@@ -171,6 +165,8 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.workers = None
+    app.state.on_workers_failed = lambda: None
     install_error_handlers(app)
     install_observability(app, service)
 
@@ -182,7 +178,7 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
         }
         workers: Workers | None = request.app.state.workers
         if workers is not None:
-            checks["workers"] = workers.alive()
+            checks["workers"] = workers.healthy()
         return readiness(checks)
 
     if role in ("api", "all"):

@@ -20,7 +20,7 @@ from aiokafka.errors import (
 from pydantic import ValidationError
 
 from services.common.envelope import CloudEvent, MalformedMessage, from_kafka
-from services.common.kafka import new_consumer, new_producer
+from services.common.kafka import new_consumer, new_producer, stop_consumer
 from services.common.observability import (
     CONSUMER_LAG,
     CONSUMER_PROCESSED,
@@ -49,6 +49,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 COMMIT_TIMEOUT_S = 5.0
 MEMORY_CHECK_INTERVAL_S = 2.0
+# Between attempts to reach a lost broker: doubling, capped, and never given up.
+RECONNECT_BACKOFF_S = 0.5
+MAX_RECONNECT_BACKOFF_S = 10.0
 
 
 class PermanentError(Exception):
@@ -86,20 +89,21 @@ class IdempotentConsumer:
     # --- lifecycle -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, surviving broker restarts and database outages."""
-        backoff = 0.5
+        backoff = RECONNECT_BACKOFF_S
         while not stop.is_set():
             try:
                 await self._consume(stop)
-                backoff = 0.5
             except (KafkaError, OSError) as exc:
-                logger.warning("consumer %s lost the broker, reconnecting: %s", self.name, exc)
+                logger.warning("consumer %s lost the broker, reconnecting: %r", self.name, exc)
             except Exception:
                 logger.exception("consumer %s failed, restarting", self.name)
             finally:
+                if self.ready.is_set():  # it had been consuming: this is a new outage, retry soon
+                    backoff = RECONNECT_BACKOFF_S
                 await self._close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF_S)
 
     async def _close(self) -> None:
         self.ready.clear()
@@ -107,10 +111,12 @@ class IdempotentConsumer:
         self._committed = {}
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
-        for client in (consumer, producer):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await stop_consumer(consumer)
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     async def _consume(self, stop: asyncio.Event) -> None:
         options: dict[str, Any] = {"auto_offset_reset": "none", **self.consumer_options}

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from services.common.kafka import new_consumer, new_producer
+from services.common.kafka import new_consumer, new_producer, stop_consumer
 from services.common.settings import Settings
 from services.contracts.topics import TOPICS, dead_letter_topic
 
@@ -66,7 +66,7 @@ async def list_dead_letters(
                     )
         return letters[:limit]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def replay_dead_letters(settings: Settings, *, topic: str | None = None, idle_ms: int = 1500) -> int:
@@ -108,5 +108,5 @@ async def replay_dead_letters(settings: Settings, *, topic: str | None = None, i
         return count
     finally:
         with contextlib.suppress(Exception):
-            await consumer.stop()
+            await stop_consumer(consumer)
         await producer.stop()

@@ -70,6 +70,31 @@ def new_consumer(settings: Settings, *topics: str, group_id: str | None, **overr
     return AIOKafkaConsumer(*topics, **options)
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer and close its connections, even while the broker is unreachable.
+
+    aiokafka's `Fetcher.close()` (0.14) cancels its in-flight fetch tasks and awaits them unguarded. A
+    fetch that failed (as every fetch does while the broker is down) sleeps its retry back-off, and a
+    cancellation there is re-raised: it escapes `AIOKafkaConsumer.stop()` as a `CancelledError` that
+    nobody asked for, before the client's connections are closed. Only the caller's own cancellation
+    propagates from here; a stray one is finished off: the fetches left behind and the connections.
+    """
+    try:
+        await consumer.stop()
+        return
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    logger.info("consumer stop: a cancelled fetch's CancelledError escaped aiokafka; finishing the close")
+    fetcher = getattr(consumer, "_fetcher", None)
+    pending = [task for task in getattr(fetcher, "_pending_tasks", ()) if not task.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await consumer._client.close()
+
+
 async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | None = None) -> list[str]:
     """Create the missing topics of the plan (or of `topics`); return the names created."""
     wanted = list(topics) if topics is not None else topic_plan()

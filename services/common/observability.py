@@ -78,6 +78,9 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic", "partition"],
 )
 DLQ_MESSAGES = Counter("maillage_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"])
+WORKER_RESTARTS = Counter(
+    "maillage_worker_restarts_total", "Background loops of a worker restarted after an unexpected end", ["loop"]
+)
 
 
 def serve_metrics(host: str, port: int) -> Callable[[], None]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.common import idempotency
@@ -28,7 +28,7 @@ from services.common.observability import (
 )
 from services.common.settings import Settings
 from services.contracts.events import EventPayload
-from services.contracts.topics import TOPICS
+from services.contracts.topics import TOPICS, topic_plan
 
 logger = logging.getLogger("maillage.outbox")
 
@@ -38,6 +38,8 @@ RELAY_LOCK = 0x6F7574626F78
 # Transaction locks serialising writers of one (topic, key): (int, int) key space, distinct
 # from the bigint one. Two writers of the same key therefore get outbox ids in commit order.
 KEY_LOCK_SPACE = 0x6F62
+# Partitions of a topic outside the topic plan that the relay recreates.
+UNPLANNED_PARTITIONS = 3
 
 
 def source_of(service: str) -> str:
@@ -183,6 +185,12 @@ def _row_to_event(row: asyncpg.Record) -> OutboxRow:
     return OutboxRow(row["id"], row["topic"], row["key"], event, row["created_at"])
 
 
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a send whose row is re-sent anyway (no "exception never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()
+
+
 AckCallback = Callable[[Sequence[OutboxRow], float], None]
 
 
@@ -206,6 +214,9 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._last_purge = 0.0
         self._last_backlog = 0.0
+        self._unplanned_topics: set[str] = set()  # topics of rows outside the plan (tools, tests)
+        self._last_offsets: dict[TopicPartition, int] = {}  # last acknowledged offset of each partition
+        self._lost_topics: set[str] = set()  # topics whose log the broker was seen to lose
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; reconnect to PostgreSQL and the broker as needed."""
@@ -261,6 +272,7 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
+            await self._ensure_topics()
             producer = new_producer(self.settings)
             try:
                 await producer.start()
@@ -302,12 +314,15 @@ class OutboxRelay:
                 )
             for row, future in zip(rows, futures, strict=True):
                 try:
-                    await future
+                    metadata = await future
                 except KafkaError as exc:
                     # Keep the acknowledged prefix only: what follows is re-sent in order.
                     error = exc
+                    for rest in futures[len(acked) + 1 :]:
+                        rest.add_done_callback(_ignore_outcome)
                     break
                 acked.append(row)
+                self._check_log_kept(metadata.topic_partition, metadata.offset)
         except (KafkaError, OSError) as exc:
             error = exc
         ack_time = time.time()
@@ -321,20 +336,64 @@ class OutboxRelay:
                 OUTBOX_LAG_SECONDS.labels(self.service).observe(max(0.0, ack_time - row.created_at.timestamp()))
             if self.on_ack is not None:
                 self.on_ack(acked, ack_time)
+        if self._lost_topics:
+            await self._refill(conn)
         if error is not None:
             logger.warning("broker refused or unreachable; %d rows wait: %s", len(rows) - len(acked), error)
             await self._recover(rows[len(acked) :])
         return len(acked)
 
-    async def _recover(self, pending: Sequence[OutboxRow]) -> None:
-        """After a failed send: rebuild the producer and recreate topics a restarted broker lost."""
+    def _check_log_kept(self, partition: TopicPartition, offset: int) -> None:
+        """Note the acknowledged offset; one not past the last seen means the broker lost that partition's log.
+
+        Offsets of a partition only grow while its log exists: a lower one after a broker restart (the
+        embedded broker keeps nothing) or a topic recreated means every record acknowledged before is
+        gone, including those no consumer had read yet.
+        """
+        if offset <= self._last_offsets.get(partition, -1):
+            self._lost_topics.add(partition.topic)
+        self._last_offsets[partition] = offset
+
+    async def _refill(self, conn: asyncpg.Connection) -> None:
+        """Publish again, in order, every retained sent row of the topics whose log the broker lost.
+
+        Consumers drop what they had already applied (their inbox outlives the outbox); the producer is
+        rebuilt first, since its partition metadata describes the lost topics.
+        """
+        topics = sorted(self._lost_topics)
+        self._lost_topics.clear()
+        self._last_offsets = {tp: offset for tp, offset in self._last_offsets.items() if tp.topic not in topics}
         await self._stop_producer()
-        planned = {spec.name: spec.partitions for spec in TOPICS}
-        topics = {(row.topic, planned.get(row.topic, 3)) for row in pending}
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
-            await asyncio.wait_for(ensure_topics(self.settings, None), 10)
-            await asyncio.wait_for(ensure_topics(self.settings, sorted(topics)), 10)
+        status = await conn.execute(
+            "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
+        )
+        logger.warning(
+            "the broker lost the log of %s (restarted without its data, or the topics were recreated): "
+            "%s sent rows queued to be published again",
+            ", ".join(topics),
+            status.split()[-1],
+        )
+
+    async def _recover(self, pending: Sequence[OutboxRow]) -> None:
+        """After a failed send: drop the producer; the next one starts by recreating what a lost broker forgot."""
+        await self._stop_producer()
+        planned = {spec.name for spec in TOPICS}
+        self._unplanned_topics |= {row.topic for row in pending if row.topic not in planned}
         await asyncio.sleep(0.5)
+
+    async def _ensure_topics(self) -> None:
+        """Before a new producer's first send, create the missing topics of the plan (and of rows outside it).
+
+        A broker that lost its topics (the embedded one restarted, a recreated cluster) would otherwise
+        make the first send wait for the topic's metadata or, where the broker creates topics on
+        demand, get it with the broker's default partition count instead of the plan's. Best effort: a
+        broker that refuses to create topics (no ACL) leaves it to the operator's `maillage topics`.
+        """
+        wanted = topic_plan() + [(topic, UNPLANNED_PARTITIONS) for topic in sorted(self._unplanned_topics)]
+        try:
+            await asyncio.wait_for(ensure_topics(self.settings, wanted), 10)
+        except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
+            logger.warning("outbox relay could not check or create the topics: %r", exc)
 
     async def _housekeeping(self, conn: asyncpg.Connection) -> None:
         now = time.monotonic()

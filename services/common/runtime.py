@@ -25,6 +25,10 @@ class ConfigurationError(RuntimeError):
 SERVICE_KEEP_ALIVE_S = 30  # how long a service keeps an idle connection from the gateway open
 
 
+class WorkersFailed(RuntimeError):
+    """The process's workers could not recover: it stopped, and exits non-zero so that it is restarted."""
+
+
 def check_secrets(settings: Settings) -> None:
     try:
         keys = settings.signing_keys()
@@ -101,7 +105,16 @@ def serve(process: str, role: Role, settings: Settings, port: int | None = None)
         timeout_keep_alive=SERVICE_KEEP_ALIVE_S if process != "gateway" else 5,
         loop="uvloop",
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # Workers that cannot recover stop the server (a graceful shutdown), then the process exits non-zero.
+    app.state.on_workers_failed = lambda: setattr(server, "should_exit", True)
+    server.run()
+    workers = getattr(app.state, "workers", None)
+    if workers is not None and workers.gave_up_on is not None:
+        raise WorkersFailed(
+            f"{process} stopped: its worker loop {workers.gave_up_on} kept ending and could not be recovered "
+            "(see the log above); restart the process"
+        )
 
 
 def tune_garbage_collector() -> None:

@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         50,
         description="Longest the broker holds an empty fetch (a delivery may wait this; lower polls more)",
     )
+    worker_restart_limit: int = Field(
+        5,
+        ge=0,
+        description="Restarts of a worker loop that ended unexpectedly, within the window, before its process exits 1",
+    )
+    worker_restart_window_s: float = Field(
+        300.0, gt=0, description="Window over which a worker loop's unexpected ends are counted"
+    )
 
     # --- matching: the score and its weights (one place; see services/matching/scoring.py) -----
     match_k: int = Field(20, ge=1, le=200, description="Matches kept per need (top K)")
