@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -37,16 +38,9 @@ class Directory:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
 
 
-@pytest.fixture(scope="session")
-async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
-    """The directory API over real HTTP, on its own fresh database, with its outbox relay running."""
-    database_url = with_database(postgres_url, f"maillage_directory_test_{uuid.uuid4().hex[:8]}")
-    await ensure_database(database_url)
-    await migrate(database_url, ["services.common", "services.directory"])
-    await ensure_topics(settings)
-    own = settings.model_copy(update={"directory_database_url": database_url})
-    app = create_service_app("directory", "api", own)
-    port = free_port()
+async def serve(app: Any, port: int | None = None) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Run an ASGI app with uvicorn on a free port (or the one given) until the server has started."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -57,9 +51,22 @@ async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Dire
             timeout_keep_alive=SERVICE_KEEP_ALIVE_S,  # as `maillage serve` runs a service
         )
     )
-    serving = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
+    return server, task, port
+
+
+@pytest.fixture(scope="session")
+async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
+    """The directory API over real HTTP, on its own fresh database, with its outbox relay running."""
+    database_url = with_database(postgres_url, f"maillage_directory_test_{uuid.uuid4().hex[:8]}")
+    await ensure_database(database_url)
+    await migrate(database_url, ["services.common", "services.directory"])
+    await ensure_topics(settings)
+    own = settings.model_copy(update={"directory_database_url": database_url})
+    app = create_service_app("directory", "api", own)
+    server, serving, port = await serve(app)
     relay = OutboxRelay("directory", database_url, own)
     stop = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stop))

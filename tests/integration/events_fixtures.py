@@ -14,9 +14,9 @@ from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.embedded import free_port
 from services.common.settings import Settings
-from tests.integration.directory_fixtures import Directory
+from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.identities import forwarded
-from tests.integration.matching_fixtures import SmtpSink, fresh_database, serve, smtp_sink
+from tests.integration.matching_fixtures import SmtpSink, fresh_database, smtp_sink
 
 
 @dataclass

@@ -19,10 +19,10 @@ from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.settings import Settings, with_database
-from tests.integration.directory_fixtures import Directory
+from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.events_fixtures import Events
 from tests.integration.identities import credential_token
-from tests.integration.matching_fixtures import Matching, serve
+from tests.integration.matching_fixtures import Matching
 
 
 class GraphQLSocket:

@@ -14,16 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiosmtpd.controller import Controller
 
 from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
-from services.common.runtime import SERVICE_KEEP_ALIVE_S
 from services.common.settings import Settings, with_database
-from tests.integration.directory_fixtures import Directory
+from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.identities import forwarded
 
 
@@ -84,25 +82,6 @@ class Matching:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
-
-
-async def serve(app: Any, port: int | None = None) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    """Run an ASGI app with uvicorn on a free port (or the one given) until the server has started."""
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVICE_KEEP_ALIVE_S,  # as `maillage serve` runs a service
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    return server, task, port
 
 
 async def fresh_database(postgres_url: str, service: str) -> str:

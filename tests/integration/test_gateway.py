@@ -20,10 +20,10 @@ from gateway import clients as gateway_clients
 from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.settings import Settings
-from tests.integration.directory_fixtures import Directory
+from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.events_fixtures import Events
 from tests.integration.gateway_fixtures import Gateway, running_gateway
-from tests.integration.matching_fixtures import Matching, fresh_database, serve
+from tests.integration.matching_fixtures import Matching, fresh_database
 from tests.integration.test_matching import eventually, in_replica
 
 # Rennes: no other test module places actors or needs there, so top-K lists here hold only these tests' actors.
