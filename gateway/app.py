@@ -50,9 +50,10 @@ from gateway.types.common import GatewayContext
 from gateway.websocket import GuardedTransportWSHandler, GuardedWebSocketAdapter, OpenConnections
 from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
-from services.common.errors import MaillageError, Unavailable, install_error_handlers
+from services.common.errors import MaillageError, NotFound, Unavailable, install_error_handlers, problem_response
 from services.common.observability import serve_metrics
 from services.common.settings import Settings
+from services.contracts.errors import ErrorCode
 
 GRAPHQL_PATH = "/graphql"
 
@@ -73,7 +74,7 @@ class Gateway:
         self.connections = OpenConnections(self.settings, self.pool, self.credentials)
 
 
-def graphql_error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def graphql_error(status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None) -> JSONResponse:
     """A refusal before execution, in the GraphQL response shape."""
     return Refusal(status, message, code, headers=headers or {}).response()
 
@@ -109,10 +110,10 @@ class GraphQLGuard:
         try:
             caller = await authenticate(settings, gateway.pool, headers.get("authorization"), gateway.credentials)
         except Unavailable as exc:  # the credential could not be checked: say so, and when to come back
-            await graphql_error(503, exc.detail, "UNAVAILABLE", {"Retry-After": "5"})(scope, receive, send)
+            await graphql_error(503, exc.detail, ErrorCode.UNAVAILABLE, {"Retry-After": "5"})(scope, receive, send)
             return
         except MaillageError as exc:
-            await graphql_error(401, exc.detail, "UNAUTHENTICATED", {"WWW-Authenticate": "Bearer"})(
+            await graphql_error(401, exc.detail, ErrorCode.UNAUTHENTICATED, {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send
             )
             return
@@ -213,7 +214,7 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
             # Errors raised while parsing (the token limit) bypass the schema's extensions: code them here.
             extensions = item.setdefault("extensions", {})
             if isinstance(extensions, dict):
-                extensions.setdefault("code", "BAD_USER_INPUT")
+                extensions.setdefault("code", ErrorCode.BAD_USER_INPUT)
         return response
 
     async def on_ws_connect(self, context: GatewayContext) -> dict[str, object] | None:
@@ -300,7 +301,7 @@ def create_gateway_app(settings: Settings) -> FastAPI:
     async def _ical(kind: str, name: str, request: Request) -> Response:
         gateway: Gateway = shared["gateway"]
         if kind not in feeds:
-            return JSONResponse({"detail": f"no feed kind {kind}; one of {sorted(feeds)}"}, 404)
+            raise NotFound(f"no feed kind {kind}; one of {sorted(feeds)}")
         try:
             upstream = await gateway.clients.request(
                 "events",
@@ -310,7 +311,8 @@ def create_gateway_app(settings: Settings) -> FastAPI:
                 headers={k: v for k, v in request.headers.items() if k == "if-none-match"},
             )
         except httpx.HTTPError:  # the events service is down: say so plainly
-            return JSONResponse({"detail": "the events service is unavailable"}, 503, headers={"Retry-After": "5"})
+            unavailable = Unavailable("the events service is unavailable")
+            return problem_response(unavailable, request.url.path, {"Retry-After": "5"})
         passed = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
         return Response(upstream.content, upstream.status_code, headers=passed)
 

@@ -29,6 +29,7 @@ from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 
 from gateway.errors import error
+from services.contracts.errors import ErrorCode
 
 # `first` when a list or connection is asked for without one: gateway.types.common.page_size's default.
 DEFAULT_PAGE_SIZE = 20
@@ -216,7 +217,7 @@ class QueryCostLimiter(SchemaExtension):
                 raise error(
                     f"this query may fetch {cost.total} items, more than the limit of {self.max_cost}: ask for smaller "
                     f"pages (`first`), above all at {cost.costliest} ({cost.costliest_items} items)",
-                    "BAD_USER_INPUT",
+                    ErrorCode.BAD_USER_INPUT,
                     field=cost.costliest,
                     rule="cost",
                     limit=self.max_cost,

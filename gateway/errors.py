@@ -10,33 +10,26 @@ import httpx
 from graphql import FieldNode, GraphQLError
 from strawberry.extensions import MaskErrors
 
+from services.common.errors import MaillageError
+from services.contracts.errors import ErrorCode
+
 logger = logging.getLogger("maillage.gateway")
 
-CODES = frozenset(
-    {"BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "CONFLICT", "UNAVAILABLE", "RATE_LIMITED"}
-)
 INPUT_ARGUMENT = "input"  # the contract's name for the argument a mutation's body is built from
-BY_STATUS = {
-    400: "BAD_USER_INPUT",
-    401: "UNAUTHENTICATED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    409: "CONFLICT",
-    412: "CONFLICT",
-    413: "BAD_USER_INPUT",
-    422: "BAD_USER_INPUT",
-    428: "BAD_USER_INPUT",
-    429: "RATE_LIMITED",
-}
 
 
-def error(message: str, code: str, **extensions: Any) -> GraphQLError:
-    """A client-facing GraphQL error; `code` is one of the contract's codes."""
+def error(message: str, code: ErrorCode, **extensions: Any) -> GraphQLError:
+    """A client-facing GraphQL error with its code."""
     return GraphQLError(message, extensions={"code": code, **{k: v for k, v in extensions.items() if v is not None}})
 
 
 def bad_input(message: str, field: str, rule: str = "invalid") -> GraphQLError:
-    return error(message, "BAD_USER_INPUT", field=field, rule=rule)
+    return error(message, ErrorCode.BAD_USER_INPUT, field=field, rule=rule)
+
+
+def from_error(exc: MaillageError) -> GraphQLError:
+    """A refusal decided in the gateway with the services' errors (`services.common`) as a GraphQL error."""
+    return error(exc.detail, exc.code, field=exc.field, rule=exc.extra.get("rule"))
 
 
 def camel_field(path: str) -> str:
@@ -57,8 +50,11 @@ def from_response(service: str, response: httpx.Response) -> GraphQLError:
     if status >= 500:
         if status != 503:
             logger.error("%s answered %s: %s", service, status, problem.get("detail") or response.text[:500])
-        return error(f"the {service} service failed to answer; try again", "UNAVAILABLE", service=service)
-    code = problem.get("code") if problem.get("code") in CODES else BY_STATUS.get(status, "BAD_USER_INPUT")
+        return error(f"the {service} service failed to answer; try again", ErrorCode.UNAVAILABLE, service=service)
+    try:
+        code = ErrorCode(str(problem.get("code")))
+    except ValueError:  # no code, or not one of the contract's
+        code = ErrorCode.for_status(status)
     extensions: dict[str, Any] = {}
     errors = problem.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
@@ -71,13 +67,13 @@ def from_response(service: str, response: httpx.Response) -> GraphQLError:
                 if isinstance(e, dict)
             ]
     message = str(problem.get("detail") or problem.get("title") or f"{service} answered {status}")
-    return error(message, str(code), **extensions)
+    return error(message, code, **extensions)
 
 
 def unavailable(service: str, why: str) -> GraphQLError:
     return error(
         f"the {service} service is unavailable ({why}); the rest of the answer is complete",
-        "UNAVAILABLE",
+        ErrorCode.UNAVAILABLE,
         service=service,
     )
 
@@ -91,7 +87,7 @@ class PublicErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         logger.error("unexpected error at %s", error.path, exc_info=error.original_error)
         masked = super().anonymise_error(error)
-        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        masked.extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR}
         return masked
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
@@ -99,8 +95,8 @@ class PublicErrors(MaskErrors):
         for item in processed:
             if not (item.extensions or {}).get("code"):
                 # Syntax, validation and variable errors: the document or the variables are at fault.
-                item.extensions = {**(item.extensions or {}), "code": "BAD_USER_INPUT"}
-            elif item.extensions and item.extensions["code"] == "BAD_USER_INPUT":
+                item.extensions = {**(item.extensions or {}), "code": ErrorCode.BAD_USER_INPUT}
+            elif item.extensions and item.extensions["code"] == ErrorCode.BAD_USER_INPUT:
                 item.extensions = under_input(item, item.extensions)
         return processed
 

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from gateway.auth import Caller, RateLimiter, rate_key
 from services.common.settings import Settings
+from services.contracts.errors import ErrorCode
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Refusal:
 
     status: int
     message: str
-    code: str
+    code: ErrorCode
     extensions: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -48,7 +49,7 @@ def over_size(settings: Settings, size: int, what: str = "request body") -> Refu
     limit = settings.gateway_max_body_bytes
     if size <= limit:
         return None
-    return Refusal(413, f"{what} over {limit} bytes", "BAD_USER_INPUT", {"rule": "max_body_bytes"})
+    return Refusal(413, f"{what} over {limit} bytes", ErrorCode.BAD_USER_INPUT, {"rule": "max_body_bytes"})
 
 
 def over_rate(limiter: RateLimiter, caller: Caller | None, client_address: str | None) -> Refusal | None:
@@ -61,7 +62,7 @@ def over_rate(limiter: RateLimiter, caller: Caller | None, client_address: str |
     return Refusal(
         429,
         f"rate limit reached: retry in {wait:.1f} s",
-        "RATE_LIMITED",
+        ErrorCode.RATE_LIMITED,
         {"retryAfter": wait},
         {"Retry-After": str(max(1, round(wait)))},
     )
@@ -70,7 +71,7 @@ def over_rate(limiter: RateLimiter, caller: Caller | None, client_address: str |
 def timed_out(settings: Settings) -> Refusal:
     """An operation that ran over `gateway_request_timeout_s`, and was stopped."""
     return Refusal(
-        504, f"the request took over {settings.gateway_request_timeout_s:g} s and was stopped", "UNAVAILABLE"
+        504, f"the request took over {settings.gateway_request_timeout_s:g} s and was stopped", ErrorCode.UNAVAILABLE
     )
 
 
@@ -79,7 +80,7 @@ def nested_too_deeply(settings: Settings, where: str) -> Refusal:
     return Refusal(
         400,
         f"{where}: arrays and objects nested deeper than {limit} levels",
-        "BAD_USER_INPUT",
+        ErrorCode.BAD_USER_INPUT,
         {"field": where, "rule": "depth"},
     )
 

@@ -13,10 +13,9 @@ from typing import Annotated
 
 import httpx
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from gateway.clients import ServiceClients
-from services.common.errors import Unavailable, parse_id
+from services.common.errors import Unavailable, parse_id, problem_response
 
 # What passes through, and nothing else: content negotiation (JSON-LD) and caching.
 REQUEST_HEADERS = ("accept", "if-none-match")
@@ -32,8 +31,8 @@ def install_public_pages(app: FastAPI, clients: Callable[[], ServiceClients]) ->
         try:
             upstream = await clients().request("events", method, path, principal=None, headers=headers, params=params)
         except httpx.HTTPError:  # the events service is down: say so plainly
-            problem = Unavailable("the events service is unavailable").problem(request.url.path)
-            return JSONResponse(problem, 503, media_type="application/problem+json", headers={"Retry-After": "5"})
+            unavailable = Unavailable("the events service is unavailable")
+            return problem_response(unavailable, request.url.path, {"Retry-After": "5"})
         passed = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
         return Response(upstream.content, upstream.status_code, headers=passed)
 

@@ -30,6 +30,7 @@ from gateway.types import webhooks as webhook_types
 from gateway.types.common import GInfo, PrincipalType, Theme, require_principal
 from services.common.auth import Role
 from services.common.settings import Settings
+from services.contracts.errors import ErrorCode
 from services.contracts.vocabularies import THEMES
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
@@ -106,7 +107,7 @@ class Subscription:
         if need_id is not None and principal.role is Role.COLLECTIVITY:
             need = await gateway.clients.call("matching", "GET", f"/v1/needs/{need_id}", principal=principal)
             if need["owner_id"] != principal.actor_id:
-                raise error("a local authority follows the matches of its own needs only", "FORBIDDEN")
+                raise error("a local authority follows the matches of its own needs only", ErrorCode.FORBIDDEN)
         async with gateway.feed.subscribe(principal, str(need_id) if need_id else None) as subscriber:
             while True:
                 found = await subscriber.queue.get()

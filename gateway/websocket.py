@@ -45,6 +45,7 @@ from gateway.guard import (
 )
 from gateway.types.common import GatewayContext
 from services.common.settings import Settings
+from services.contracts.errors import ErrorCode
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -163,7 +164,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         except GraphQLError as exc:
             # As over HTTP: an error of the operation, not the end of the connection (strawberry closes it for a
             # syntax error, and lets the token limit's through as an unexpected one).
-            invalid: GraphQLFormattedError = {**exc.formatted, "extensions": {"code": "BAD_USER_INPUT"}}
+            invalid: GraphQLFormattedError = {**exc.formatted, "extensions": {"code": ErrorCode.BAD_USER_INPUT}}
             await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[invalid]))
             return
         refusal = self.refusal(payload, subscription)
@@ -246,7 +247,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
 
 
 def connection_cap(what: str, rule: str, limit: int) -> Refusal:
-    return Refusal(429, f"at most {limit} {what} at once on one connection", "RATE_LIMITED", {"rule": rule})
+    return Refusal(429, f"at most {limit} {what} at once on one connection", ErrorCode.RATE_LIMITED, {"rule": rule})
 
 
 class OpenConnections:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from gateway import idempotency
-from gateway.errors import bad_input, error
+from gateway.errors import bad_input, from_error
 from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
@@ -24,6 +24,7 @@ from gateway.types.common import (
     require_principal,
     wants_total,
 )
+from services.common.versions import etag, stale_version
 
 if TYPE_CHECKING:
     from gateway.types.events import Event
@@ -280,12 +281,7 @@ async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) 
     clients = info.context.gateway.clients
     current = await clients.call("directory", "GET", f"/v1/actors/{id}", principal=principal)
     if input.version is not None and input.version != current["version"]:
-        raise error(
-            f"the actor changed since version {input.version} (now {current['version']})",
-            "CONFLICT",
-            field="version",
-            rule="stale",
-        )
+        raise from_error(stale_version("actor", id, input.version, current["version"], field="version"))
     changes = body_of(input)
     changes.pop("version", None)
     if not changes:
@@ -298,7 +294,7 @@ async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) 
         f"/v1/actors/{id}",
         principal=principal,
         json=replacement,
-        headers={"If-Match": f'"{current["version"]}"'},
+        headers={"If-Match": etag(current["version"])},
     )
     return Actor.of(data)
 

@@ -15,6 +15,7 @@ from strawberry.types.unset import UnsetType
 from gateway.errors import bad_input, error
 from gateway.loaders import Loaders
 from services.common.auth import Principal, Role
+from services.contracts.errors import ErrorCode
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -53,7 +54,7 @@ def require_principal(info: GInfo) -> Principal:
     if principal is None:
         raise error(
             info.context.auth_error or "authentication required: send Authorization: Bearer <token>",
-            "UNAUTHENTICATED",
+            ErrorCode.UNAUTHENTICATED,
         )
     return principal
 
@@ -62,7 +63,7 @@ def require_role(info: GInfo, *roles: Role) -> Principal:
     principal = require_principal(info)
     if principal.role not in roles:
         names = " or ".join(role.value for role in roles)
-        raise error(f"this needs the role {names}; you are {principal.role.value}", "FORBIDDEN")
+        raise error(f"this needs the role {names}; you are {principal.role.value}", ErrorCode.FORBIDDEN)
     return principal
 
 

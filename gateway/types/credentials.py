@@ -9,10 +9,11 @@ from typing import Any
 import strawberry
 
 from gateway import auth
-from gateway.errors import bad_input, error
+from gateway.errors import bad_input, error, from_error
 from gateway.types.common import GInfo, require_role
 from services.common.auth import Role
 from services.common.errors import MaillageError
+from services.contracts.errors import ErrorCode
 
 strawberry.enum(Role, name="Role", description="What a caller may do")
 
@@ -88,7 +89,7 @@ async def issue_credential(info: GInfo, input: IssueCredentialInput) -> IssuedCr
             rate_limit_per_minute=input.rate_limit_per_minute,
         )
     except MaillageError as exc:
-        raise error(exc.detail, exc.code, field=exc.field, rule=exc.extra.get("rule")) from None
+        raise from_error(exc) from None
     return IssuedCredential(credential=Credential.of(row), token=token)
 
 
@@ -97,9 +98,9 @@ async def revoke_credential(info: GInfo, id: strawberry.ID) -> Credential:
     try:
         credential_id = uuid.UUID(str(id))
     except ValueError:
-        raise error(f"no credential {id}", "NOT_FOUND") from None
+        raise error(f"no credential {id}", ErrorCode.NOT_FOUND) from None
     row = await auth.revoke_credential(info.context.gateway.pool, credential_id, revoked_by=admin.subject)
     info.context.gateway.credentials.forget(credential_id)  # this replica at once; the others when PostgreSQL tells
     if row is None:
-        raise error(f"no credential {id}", "NOT_FOUND")
+        raise error(f"no credential {id}", ErrorCode.NOT_FOUND)
     return Credential.of(row)

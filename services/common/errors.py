@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.contracts.errors import ErrorCode
+
 logger = logging.getLogger("maillage.errors")
 
 PROBLEM_TYPE_BASE = "https://maillage.org/problems/"
@@ -21,7 +23,7 @@ class MaillageError(Exception):
     """A failure a caller can cause and understand; carries its HTTP status and GraphQL code."""
 
     status: int = 400
-    code: str = "BAD_USER_INPUT"
+    code: ErrorCode = ErrorCode.BAD_USER_INPUT
     title: str = "Bad request"
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
@@ -47,31 +49,31 @@ class MaillageError(Exception):
 
 
 class ValidationFailed(MaillageError):
-    status, code, title = 422, "BAD_USER_INPUT", "Invalid input"
+    status, code, title = 422, ErrorCode.BAD_USER_INPUT, "Invalid input"
 
 
 class Unauthenticated(MaillageError):
-    status, code, title = 401, "UNAUTHENTICATED", "Authentication required"
+    status, code, title = 401, ErrorCode.UNAUTHENTICATED, "Authentication required"
 
 
 class Forbidden(MaillageError):
-    status, code, title = 403, "FORBIDDEN", "Not allowed"
+    status, code, title = 403, ErrorCode.FORBIDDEN, "Not allowed"
 
 
 class NotFound(MaillageError):
-    status, code, title = 404, "NOT_FOUND", "Not found"
+    status, code, title = 404, ErrorCode.NOT_FOUND, "Not found"
 
 
 class Conflict(MaillageError):
-    status, code, title = 409, "CONFLICT", "Conflict"
+    status, code, title = 409, ErrorCode.CONFLICT, "Conflict"
 
 
 class PreconditionRequired(MaillageError):
-    status, code, title = 428, "BAD_USER_INPUT", "Precondition required"
+    status, code, title = 428, ErrorCode.BAD_USER_INPUT, "Precondition required"
 
 
 class Unavailable(MaillageError):
-    status, code, title = 503, "UNAVAILABLE", "Temporarily unavailable"
+    status, code, title = 503, ErrorCode.UNAVAILABLE, "Temporarily unavailable"
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:
@@ -82,22 +84,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"no {what} {value}") from exc
 
 
-def parse_if_match(value: str | None, what: str, read_path: str) -> int:
-    """The version an If-Match header names (428 when missing, 422 when not a version)."""
-    if value is None:
-        raise PreconditionRequired(
-            f"send If-Match with the version you edited (the ETag of GET {read_path})",
-            field="If-Match",
-            rule="required",
-        )
-    try:
-        return int(value.strip().removeprefix("W/").strip('"'))
-    except ValueError as exc:
-        raise ValidationFailed(
-            f'If-Match must be the {what}\'s version, e.g. "3"', field="If-Match", rule="format"
-        ) from exc
-
-
 def _error_field(err: dict[str, Any]) -> str:
     """Where a validation error is, without FastAPI's `body`: a rule across fields names its field in its context
     (`services.common.rules.cross_field_error`)."""
@@ -106,6 +92,13 @@ def _error_field(err: dict[str, Any]) -> str:
     if isinstance(ctx, dict) and isinstance(ctx.get("field"), str):
         parts.append(ctx["field"])
     return ".".join(parts)
+
+
+def problem_response(
+    error: MaillageError, instance: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error as its problem response, for a route that answers it itself (a proxy, with `Retry-After`)."""
+    return _problem_response(error.problem(instance), headers)
 
 
 def _problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -142,7 +135,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "title": "Invalid input",
                 "status": 422,
                 "detail": f"{first['field']}: {first['message']}" if first["field"] else first["message"],
-                "code": "BAD_USER_INPUT",
+                "code": ErrorCode.BAD_USER_INPUT,
                 "instance": request.url.path,
                 "errors": errors,
             }
@@ -175,14 +168,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
         return _problem_response(
             {
                 "type": "about:blank",
                 "title": str(exc.detail),
                 "status": exc.status_code,
                 "detail": str(exc.detail),
-                "code": codes.get(exc.status_code, "BAD_USER_INPUT"),
+                "code": ErrorCode.for_status(exc.status_code),
                 "instance": request.url.path,
             }
         )
@@ -196,7 +188,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "title": "Internal error",
                 "status": 500,
                 "detail": "An unexpected error occurred; it has been logged.",
-                "code": "INTERNAL",
+                "code": ErrorCode.INTERNAL_SERVER_ERROR,
                 "instance": request.url.path,
             }
         )

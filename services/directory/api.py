@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from services.common import errors, filters
+from services.common import errors, filters, versions
 from services.common.app import AppSettings, DbPool
 from services.common.auth import (
     CurrentPrincipal,
@@ -79,11 +79,11 @@ def parse_id(actor_id: str) -> uuid.UUID:
 
 
 def parse_if_match(if_match: str | None) -> int:
-    return errors.parse_if_match(if_match, "actor", "/v1/actors/{id}")
+    return versions.parse_if_match(if_match, "actor", "/v1/actors/{id}")
 
 
 def etag(actor: ActorRead) -> str:
-    return f'"{actor.version}"'
+    return versions.etag(actor.version)
 
 
 async def emit(conn: asyncpg.Connection, event: EventPayload, actor: ActorRead) -> None:
@@ -202,13 +202,7 @@ async def update_actor(
         if current is None:
             raise NotFound(f"no actor {actor_id}")
         if current["version"] != expected:
-            raise Conflict(
-                f"actor {actor_id} is at version {current['version']}, not {expected}: "
-                "reload it and apply your change again",
-                field="If-Match",
-                rule="stale",
-                current_version=current["version"],
-            )
+            raise versions.stale_version("actor", actor_id, expected, current["version"])
         if principal.role == Role.ACTOR and body.kind != current["kind"]:
             raise Forbidden("an actor cannot change its own kind")
         await ensure_identifiers_free(conn, body, exclude=uid)
@@ -241,12 +235,7 @@ async def archive_actor(
         if current is None:
             raise NotFound(f"no actor {actor_id}")
         if expected is not None and current["version"] != expected:
-            raise Conflict(
-                f"actor {actor_id} is at version {current['version']}, not {expected}",
-                field="If-Match",
-                rule="stale",
-                current_version=current["version"],
-            )
+            raise versions.stale_version("actor", actor_id, expected, current["version"])
         if current["status"] == "archived":
             actor = store.to_read(current)
         else:

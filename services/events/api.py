@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from services.common import errors, filters
+from services.common import errors, filters, versions
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role
 from services.common.encoding import csv_cell
@@ -116,7 +116,7 @@ async def read_one(conn: asyncpg.Connection | asyncpg.Pool, row: asyncpg.Record)
 
 
 def etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
+    response.headers["ETag"] = versions.etag(version)
 
 
 # --- events ---------------------------------------------------------------------------------------------
@@ -139,7 +139,9 @@ async def create_event(
         event = await read_one(conn, row)
         if body.publish:
             await enqueue(conn, service=SERVICE, key=event.id, payload=EventPublished(event=event.to_contract()))
-        await once.remember(conn, 201, event, {"ETag": f'"{event.version}"', "Location": f"/v1/events/{event.id}"})
+        await once.remember(
+            conn, 201, event, {"ETag": versions.etag(event.version), "Location": f"/v1/events/{event.id}"}
+        )
     etag(response, event.version)
     response.headers["Location"] = f"/v1/events/{event.id}"
     return event
@@ -310,16 +312,14 @@ async def update_event(
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> EventRead:
-    expected = errors.parse_if_match(if_match, "event", "/v1/events/{id}")
+    expected = versions.parse_if_match(if_match, "event", "/v1/events/{id}")
     async with pool.acquire() as conn, conn.transaction():
         current = await event_or_404(conn, event_id, principal, for_update=True)
         require_manager(principal, [str(o) for o in current["organizer_ids"]])
         if current["status"] == EventStatus.cancelled:
             raise Conflict("the event is cancelled: it is not edited any more", field="status", rule="cancelled")
         if current["version"] != expected:
-            raise Conflict(
-                f"the event changed since version {expected} (now {current['version']})", field="If-Match", rule="stale"
-            )
+            raise versions.stale_version("event", event_id, expected, current["version"])
         added = [o for o in body.organizer_ids if uuid.UUID(o) not in current["organizer_ids"]]
         if added:
             await check_organizers(conn, added)

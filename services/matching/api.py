@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import Field
 
-from services.common import errors, filters
+from services.common import filters, versions
 from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal, Principal, Role
 from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
@@ -43,7 +43,7 @@ router = APIRouter(prefix="/v1", tags=["matching"])
 
 
 def parse_if_match(if_match: str | None) -> int:
-    return errors.parse_if_match(if_match, "need", "/v1/needs/{id}")
+    return versions.parse_if_match(if_match, "need", "/v1/needs/{id}")
 
 
 async def need_or_404(
@@ -109,7 +109,7 @@ async def publish_need(
         row = await store.insert_need(conn, owner_uuid, body)
         need = store.need_read(row, owner)
         await enqueue(conn, service=SERVICE, key=need.id, payload=NeedPublished(need=need.to_contract()))
-        headers = {"ETag": f'"{need.version}"', "Location": f"/v1/needs/{need.id}"}
+        headers = {"ETag": versions.etag(need.version), "Location": f"/v1/needs/{need.id}"}
         await once.remember(conn, 201, need, headers)
     response.headers.update(headers)
     return need
@@ -165,7 +165,7 @@ async def needs_batch(body: filters.BatchRequest, pool: DbPool, principal: Curre
 async def get_need(need_id: str, pool: DbPool, principal: CurrentPrincipal, response: Response) -> NeedRead:
     row = await need_or_404(pool, need_id)
     need = store.need_read(row, await store.owner_of(pool, row["owner_id"]))
-    response.headers["ETag"] = f'"{need.version}"'
+    response.headers["ETag"] = versions.etag(need.version)
     return need
 
 
@@ -186,14 +186,12 @@ async def update_need(
         if current["status"] != "published":
             raise Conflict(f"the need is {current['status']}: only an open need is edited", field="status", rule="open")
         if current["version"] != expected:
-            raise Conflict(
-                f"the need changed since version {expected} (now {current['version']})", field="If-Match", rule="stale"
-            )
+            raise versions.stale_version("need", need_id, expected, current["version"])
         row = await store.update_need(conn, nid, body, expected)
         assert row is not None
         need = store.need_read(row, await store.owner_of(conn, row["owner_id"]))
         await enqueue(conn, service=SERVICE, key=need.id, payload=NeedUpdated(need=need.to_contract()))
-    response.headers["ETag"] = f'"{need.version}"'
+    response.headers["ETag"] = versions.etag(need.version)
     return need
 
 

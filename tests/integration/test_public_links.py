@@ -166,3 +166,19 @@ async def test_a_stopped_events_service_makes_the_pages_say_so(gateway_settings:
         page = await http.get(f"/v1/registrations/{rid}/cancel", params={"token": token})
     assert page.status_code == 503 and page.headers["retry-after"] == "5"
     assert page.json()["code"] == "UNAVAILABLE" and "events service" in page.json()["detail"]
+
+
+async def test_the_calendar_feeds_answer_their_refusals_as_problem_bodies(
+    gateway_settings: Settings, events: Events
+) -> None:
+    async with (
+        running_gateway(gateway_settings, events_url=f"http://127.0.0.1:{free_port()}") as alone,
+        httpx.AsyncClient(base_url=alone.url, timeout=30) as http,
+    ):
+        down = await http.get("/ical/themes/reemploi.ics")
+        unknown = await http.get("/ical/nope/x.ics")
+    assert down.status_code == 503 and down.headers["retry-after"] == "5"
+    assert down.headers["content-type"] == "application/problem+json"
+    assert down.json()["code"] == "UNAVAILABLE" and "events service" in down.json()["detail"]
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.json()["code"] == "NOT_FOUND" and unknown.json()["instance"] == "/ical/nope/x.ics"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from services.common.settings import Settings, settings_table
+from services.contracts.errors import ErrorCode
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,3 +18,10 @@ def test_every_setting_is_in_the_readme_table() -> None:
     )
     for name in Settings.model_fields:
         assert f"`MAILLAGE_{name.upper()}`" in text
+
+
+def test_the_published_error_codes_are_the_contracts() -> None:
+    text = README.read_text()
+    item = text.split("- Errors carry `extensions.code`:", 1)[1].split("\n- ", 1)[0]
+    published = re.findall(r"`([A-Z][A-Z_]+)`", item)
+    assert published == [code.value for code in ErrorCode]
