@@ -9,12 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import orjson
-import pytest
 
 from services.common.db import connect, ensure_database, migrate
 from services.common.embedded import EmbeddedBroker, free_port, stop_process
@@ -58,17 +56,6 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
         await conn.close()
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[EmbeddedBroker]:
-    """A broker of its own, so that this test's worker does not share consumer groups with the session's."""
-    own = EmbeddedBroker(free_port())
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
 def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -81,12 +68,12 @@ def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook_id_per_event(
-    postgres_url: str, settings: Settings, matching: Matching, broker: EmbeddedBroker, tmp_path: Path
+    postgres_url: str, settings: Settings, matching: Matching, own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     database_url = with_database(postgres_url, f"maillage_matching_kill_{uuid.uuid4().hex[:8]}")
     await ensure_database(database_url)
     await migrate(database_url, ["services.common", "services.matching"])
-    own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "matching_database_url": database_url})
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "matching_database_url": database_url})
     await ensure_topics(own)
     path = f"/kill-{uuid.uuid4().hex[:6]}"
     matching.receiver.scripts[path] = [500]  # every delivery is retried once
@@ -118,7 +105,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook
         env.update(
             {
                 "MAILLAGE_MATCHING_DATABASE_URL": database_url,
-                "MAILLAGE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "MAILLAGE_KAFKA_BOOTSTRAP": own_broker.bootstrap,
                 "MAILLAGE_JWT_KEYS": own.jwt_keys,
                 "MAILLAGE_JWT_ACTIVE_KID": own.jwt_active_kid,
                 "MAILLAGE_INTERNAL_KEY": own.internal_key,

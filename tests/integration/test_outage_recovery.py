@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.common.consumer import COMMIT_TIMEOUT_S, IdempotentConsumer
 from services.common.db import connect, ensure_database, migrate
-from services.common.embedded import EmbeddedBroker, free_port
+from services.common.embedded import EmbeddedBroker
 from services.common.envelope import CloudEvent
 from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay, enqueue
@@ -22,21 +20,10 @@ from tests.integration.kafka_tools import eventually, header, read_topic
 EFFECT = "org.maillage.test.outage"
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[EmbeddedBroker]:
-    """A broker of its own: this test stops it."""
-    own = EmbeddedBroker(free_port())
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
 async def test_a_consumer_survives_a_broker_down_longer_than_its_commit_timeout(
-    settings: Settings, pool: asyncpg.Pool, broker: EmbeddedBroker
+    settings: Settings, pool: asyncpg.Pool, own_broker: EmbeddedBroker
 ) -> None:
-    own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
     topic = f"test.outage.{uuid.uuid4().hex[:8]}"
     await ensure_topics(own, [(topic, 3), (topic + ".dlq", 1)])
     seen: list[str] = []
@@ -55,7 +42,7 @@ async def test_a_consumer_survives_a_broker_down_longer_than_its_commit_timeout(
 
     try:
         await asyncio.wait_for(consumer.ready.wait(), 30)
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap)
         await producer.start()
         try:
             first = await send(producer)
@@ -63,14 +50,14 @@ async def test_a_consumer_survives_a_broker_down_longer_than_its_commit_timeout(
         finally:
             await producer.stop()
 
-        broker.stop()
+        own_broker.stop()
         # Past the commit and committed-offset timeouts: the consumer notices, drops its client and
         # retries; closing a client whose fetches are failing used to end the consumer's task.
         await asyncio.sleep(COMMIT_TIMEOUT_S + 3)
         assert not task.done(), "the consumer ended during the outage"
-        broker.start()  # the same port, empty (memory storage): topics come back with the next writer
+        own_broker.start()  # the same port, empty (memory storage): topics come back with the next writer
         await ensure_topics(own, [(topic, 3), (topic + ".dlq", 1)])
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap)
         await producer.start()
         try:
             after = await send(producer)
@@ -84,13 +71,13 @@ async def test_a_consumer_survives_a_broker_down_longer_than_its_commit_timeout(
 
 
 async def test_a_relay_that_sees_the_broker_lost_its_log_publishes_the_lost_rows_again(
-    settings: Settings, postgres_url: str, broker: EmbeddedBroker
+    settings: Settings, postgres_url: str, own_broker: EmbeddedBroker
 ) -> None:
     """Rows acknowledged before a restart of the embedded broker are gone from it; the relay notices and re-sends."""
     database_url = with_database(postgres_url, f"maillage_refill_{uuid.uuid4().hex[:8]}")
     await ensure_database(database_url)
     await migrate(database_url, ["services.common"])
-    own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "outbox_poll_interval_s": 0.2})
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "outbox_poll_interval_s": 0.2})
     topic = f"test.refill.{uuid.uuid4().hex[:8]}"
     await ensure_topics(own, [(topic, 1)])
     conn = await connect(database_url)  # with the JSON codecs
@@ -109,8 +96,8 @@ async def test_a_relay_that_sees_the_broker_lost_its_log_publishes_the_lost_rows
     try:
         before = [await emit(n) for n in range(5)]
         assert await eventually(all_sent, 20)
-        broker.stop()
-        broker.start()  # empty: the five acknowledged rows are lost to any consumer that had not read them
+        own_broker.stop()
+        own_broker.start()  # empty: the five acknowledged rows are lost to any consumer that had not read them
         await ensure_topics(own, [(topic, 1)])
         after = await emit(5)
         records = await read_topic(own, topic, expect=6, timeout_s=30)
