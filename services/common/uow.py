@@ -33,7 +33,7 @@ class UnitOfWork:
     def conn(self) -> asyncpg.Connection:
         if self._conn is None:
             raise RuntimeError("the unit of work is not open: use it in `async with`")
-        return self._conn  # type: ignore[return-value]  # a pool proxy forwards every Connection method
+        return self._conn  # a pool proxy forwards every Connection method
 
     async def __aenter__(self) -> Self:
         self._conn = await self._pool.acquire()
