@@ -10,6 +10,7 @@ into a matching replica the way the directory would publish it (`row_to_actor` â
 by `engine.match_need` in a transaction that is rolled back, and its stored matches, best first,
 are its ranking. Metrics: `bench/quality_metrics.py`.
 
+`--json PATH` also writes each run's per-need rankings and scores (to compare two branches).
 `--off SETTING` runs the set again with that matching setting at 0 (a door's weight, for the doors
 issue 23 adds; today e.g. `--off match_weight_text`), one table per run.
 """
@@ -22,7 +23,7 @@ import csv
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -282,9 +283,14 @@ async def run(args: argparse.Namespace) -> None:
             f"\nMatching quality: {len(quality.needs)} labelled needs over {len(territories_used)} territories,"
             f" {len(quality.pool)} actors ({len(quality.archived)} archived)"
         )
+        report: dict[str, Any] = {}
         for title, settings in variants:
             rankings = await rank_needs(url, quality, settings)
             scores = {n.id: score_need(rankings[n.id], n.gains, n.must_not) for n in quality.needs}
+            report[title] = {
+                "summary": {case: asdict(s) for case, s in by_case(quality, scores)},
+                "needs": {n: {"ranked": rankings[n], **asdict(scores[n])} for n in rankings},
+            }
             print()
             print(
                 table(
@@ -295,6 +301,8 @@ async def run(args: argparse.Namespace) -> None:
             if args.details:
                 print()
                 print(details(quality, rankings, scores))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
         print(
             "\nP@5 = relevant in top 5 / min(5, relevant); R@10, nDCG@10 (linear gains 2/1); top-1 = first match ideal;"
             "\na no_answer need scores 1 on each metric when nothing is proposed, 0 otherwise."
@@ -307,5 +315,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, default=QUALITY_DIR, help="directory holding actors.csv and needs.yaml")
     parser.add_argument("--details", action="store_true", help="print each need's top 5 and missed actors")
+    parser.add_argument("--json", type=Path, help="write per-need rankings and scores there")
     parser.add_argument("--off", action="append", default=[], metavar="SETTING", help="also run with it at 0")
     asyncio.run(run(parser.parse_args()))
