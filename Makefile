@@ -30,6 +30,7 @@ kafka:  ## fetch Apache Kafka's jars into .maillage/kafka/lib
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the one direction of imports: contracts of pyproject.toml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
