@@ -52,4 +52,4 @@ lock:  ## refresh constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt
 
 clean:
-	rm -rf .maillage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .maillage .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
