@@ -40,12 +40,12 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from bench.directory import percentile, vocabulary
 from services.common.auth import Principal, Role
 from services.common.db import create_pool, ensure_database, migrate
-from services.common.devstack import DevStack
 from services.common.embedded import EmbeddedPostgres, free_port
-from services.common.runtime import tune_garbage_collector
 from services.common.settings import PROCESSES, Settings, with_database
 from services.contracts import territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
+from services.launch.devstack import DevStack
+from services.launch.runtime import tune_garbage_collector
 from services.matching import engine, store
 from services.matching.model import NeedCreate
 from services.matching.scoring import Weights
