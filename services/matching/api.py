@@ -13,20 +13,17 @@ from pydantic import Field
 
 from services.common import filters, versions
 from services.common.app import AppSettings, DbPool
-from services.common.auth import CurrentPrincipal, Principal, Role
-from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
+from services.common.auth import CurrentPrincipal, Principal
+from services.common.errors import Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
 from services.common.idempotency import Idempotent
-from services.common.outbox import enqueue
 from services.common.rules import storable_instant
-from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
-from services.matching import engine, store, webhooks
+from services.matching import rules, service, store, webhooks
 from services.matching.model import (
     AttemptRead,
     DeliveryRead,
     MatchRead,
     MatchResponse,
     MatchSelect,
-    MatchStatus,
     NeedClose,
     NeedCreate,
     NeedRead,
@@ -38,39 +35,14 @@ from services.matching.model import (
     WebhookWithSecret,
 )
 
-SERVICE = "matching"
 router = APIRouter(prefix="/v1", tags=["matching"])
 
 
-def parse_if_match(if_match: str | None) -> int:
-    return versions.parse_if_match(if_match, "need", "/v1/needs/{id}")
-
-
-async def need_or_404(
-    conn: asyncpg.Connection | asyncpg.Pool, need_id: str, *, for_update: bool = False
-) -> asyncpg.Record:
-    row = await store.get_need(conn, parse_id(need_id, "need"), for_update=for_update)
+async def need_or_404(conn: asyncpg.Connection | asyncpg.Pool, need_id: str) -> asyncpg.Record:
+    row = await store.get_need(conn, parse_id(need_id, "need"))
     if row is None:
         raise NotFound(f"no need {need_id}")
     return row
-
-
-def require_owner(principal: Principal, owner_id: str) -> None:
-    if principal.is_admin or (principal.role == Role.COLLECTIVITY and principal.acts_for(owner_id)):
-        return
-    raise Forbidden("only the local authority that owns this need (or an admin) may do this")
-
-
-def can_read_need_matches(principal: Principal, owner_id: str) -> bool:
-    return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(owner_id)
-
-
-def can_read_actor_matches(principal: Principal, actor_id: str) -> bool:
-    return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(actor_id)
-
-
-NEED_MATCHES_ARE_PRIVATE = "a need's matches are for its owner, partners and admins"
-ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and admins"
 
 
 # --- needs ------------------------------------------------------------------------------------------------
@@ -80,38 +52,10 @@ ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and adm
 async def publish_need(
     body: NeedCreate, principal: CurrentPrincipal, pool: DbPool, response: Response, once: Idempotent
 ) -> NeedRead | Response:
-    if principal.role == Role.COLLECTIVITY:
-        if body.owner_id not in (None, principal.actor_id):
-            raise Forbidden("a local authority publishes its own needs only")
-        owner_id = str(principal.actor_id)
-    elif principal.is_admin:
-        if body.owner_id is None:
-            raise ValidationFailed(
-                "owner_id: an admin names the publishing local authority", field="owner_id", rule="required"
-            )
-        owner_id = body.owner_id
-    else:
-        raise Forbidden("only a local authority (collectivity role) or an admin publishes needs")
-    try:
-        owner_uuid = uuid.UUID(owner_id)
-    except ValueError as exc:
-        raise ValidationFailed("owner_id: not an actor id", field="owner_id", rule="format") from exc
-    async with pool.acquire() as conn, conn.transaction():
-        if (first := await once.claim(conn, body)) is not None:
-            return first
-        owner = await store.owner_of(conn, owner_uuid)
-        if owner is None or owner["kind"] != "local_authority" or owner["status"] != "active":
-            raise ValidationFailed(
-                f"owner_id: {owner_id} is not an active local authority of the directory",
-                field="owner_id",
-                rule="exists",
-            )
-        row = await store.insert_need(conn, owner_uuid, body)
-        need = store.need_read(row, owner)
-        await enqueue(conn, service=SERVICE, key=need.id, payload=NeedPublished(need=need.to_contract()))
-        headers = {"ETag": versions.etag(need.version), "Location": f"/v1/needs/{need.id}"}
-        await once.remember(conn, 201, need, headers)
-    response.headers.update(headers)
+    need = await service.publish_need(pool, principal, body, once)
+    if isinstance(need, Response):
+        return need  # the first answer to this idempotency key
+    response.headers.update(service.need_headers(need))
     return need
 
 
@@ -178,32 +122,15 @@ async def update_need(
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> NeedRead:
-    expected = parse_if_match(if_match)
-    nid = parse_id(need_id, "need")
-    async with pool.acquire() as conn, conn.transaction():
-        current = await need_or_404(conn, need_id, for_update=True)
-        require_owner(principal, str(current["owner_id"]))
-        if current["status"] != "published":
-            raise Conflict(f"the need is {current['status']}: only an open need is edited", field="status", rule="open")
-        if current["version"] != expected:
-            raise versions.stale_version("need", need_id, expected, current["version"])
-        row = await store.update_need(conn, nid, body, expected)
-        assert row is not None
-        need = store.need_read(row, await store.owner_of(conn, row["owner_id"]))
-        await enqueue(conn, service=SERVICE, key=need.id, payload=NeedUpdated(need=need.to_contract()))
+    expected = versions.parse_if_match(if_match, "need", "/v1/needs/{id}")
+    need = await service.update_need(pool, principal, need_id, body, expected)
     response.headers["ETag"] = versions.etag(need.version)
     return need
 
 
 @router.post("/needs/{need_id}/close", response_model=NeedRead, summary="Close, fulfil or cancel a need")
 async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal, pool: DbPool) -> NeedRead:
-    nid = parse_id(need_id, "need")
-    async with pool.acquire() as conn, conn.transaction():
-        current = await need_or_404(conn, need_id, for_update=True)
-        require_owner(principal, str(current["owner_id"]))
-        if current["status"] != "published":
-            raise Conflict(f"the need is already {current['status']}", field="status", rule="open")
-        return await engine.close_need(conn, nid, body.status.value, body.comment)
+    return await service.close_need(pool, principal, need_id, body)
 
 
 @router.get(
@@ -211,16 +138,16 @@ async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal,
 )
 async def need_matches(need_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
     row = await need_or_404(pool, need_id)
-    if not can_read_need_matches(principal, str(row["owner_id"])):
-        raise Forbidden(NEED_MATCHES_ARE_PRIVATE)
+    if not rules.can_read_need_matches(principal, str(row["owner_id"])):
+        raise Forbidden(rules.NEED_MATCHES_ARE_PRIVATE)
     return [store.match_read(r) for r in await store.list_matches(pool, need_id=row["id"])]
 
 
 @router.get("/actors/{actor_id}/matches", response_model=list[MatchRead], summary="The needs an actor was matched to")
 async def actor_matches(actor_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
     aid = parse_id(actor_id, "actor")
-    if not can_read_actor_matches(principal, actor_id):
-        raise Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
+    if not rules.can_read_actor_matches(principal, actor_id):
+        raise Forbidden(rules.ACTOR_MATCHES_ARE_PRIVATE)
     return [store.match_read(r) for r in await store.list_matches(pool, actor_id=aid)]
 
 
@@ -243,7 +170,7 @@ def _matches_or_problem(rows: list[asyncpg.Record] | None, refusal: MaillageErro
 async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
     wanted = body.uuids()
     needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
-    readable = [nid for nid, row in needs.items() if can_read_need_matches(principal, str(row["owner_id"]))]
+    readable = [nid for nid, row in needs.items() if rules.can_read_need_matches(principal, str(row["owner_id"]))]
     found = await store.best_matches_of(pool, by="need_id", ids=readable, first=body.first)
     items = []
     for asked, nid in zip(body.ids, wanted, strict=True):
@@ -251,7 +178,7 @@ async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool
         if nid is None or nid not in needs:
             refusal = NotFound(f"no need {asked}")
         elif nid not in found:
-            refusal = Forbidden(NEED_MATCHES_ARE_PRIVATE)
+            refusal = Forbidden(rules.NEED_MATCHES_ARE_PRIVATE)
         items.append(_matches_or_problem(found.get(nid) if nid else None, refusal))
     return {"items": items}
 
@@ -261,7 +188,7 @@ async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool
 )
 async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
     wanted = body.uuids()
-    readable = [aid for aid in wanted if aid is not None and can_read_actor_matches(principal, str(aid))]
+    readable = [aid for aid in wanted if aid is not None and rules.can_read_actor_matches(principal, str(aid))]
     found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=body.first)
     items = []
     for asked, aid in zip(body.ids, wanted, strict=True):
@@ -269,7 +196,7 @@ async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, poo
         if aid is None:
             refusal = NotFound(f"no actor {asked}")
         elif aid not in found:
-            refusal = Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
+            refusal = Forbidden(rules.ACTOR_MATCHES_ARE_PRIVATE)
         items.append(_matches_or_problem(found.get(aid) if aid else None, refusal))
     return {"items": items}
 
@@ -277,20 +204,13 @@ async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, poo
 # --- the match lifecycle -----------------------------------------------------------------------------------
 
 
-async def _match_for_update(conn: asyncpg.Connection, match_id: str) -> asyncpg.Record:
-    row = await store.get_match(conn, parse_id(match_id, "match"), for_update=True)
-    if row is None:
-        raise NotFound(f"no match {match_id}")
-    return row
-
-
 @router.get("/matches/{match_id}", response_model=MatchRead, summary="One match and why it was made")
 async def get_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
     row = await store.get_match(pool, parse_id(match_id, "match"))
     if row is None:
         raise NotFound(f"no match {match_id}")
-    if not (can_read_need_matches(principal, str(row["owner_id"])) or principal.acts_for(str(row["actor_id"]))):
-        raise Forbidden("a match is for its actor, the need's owner, partners and admins")
+    if not rules.can_read_match(principal, str(row["owner_id"]), str(row["actor_id"])):
+        raise Forbidden(rules.MATCH_IS_PRIVATE)
     return store.match_read(row)
 
 
@@ -301,7 +221,7 @@ async def matches_batch(body: filters.BatchRequest, principal: CurrentPrincipal,
     visible = {
         match_id: row
         for match_id, row in rows.items()
-        if can_read_need_matches(principal, str(row["owner_id"])) or principal.acts_for(str(row["actor_id"]))
+        if rules.can_read_match(principal, str(row["owner_id"]), str(row["actor_id"]))
     }
     return {
         "items": [
@@ -313,48 +233,19 @@ async def matches_batch(body: filters.BatchRequest, principal: CurrentPrincipal,
 
 @router.post("/matches/{match_id}/view", response_model=MatchRead, summary="The actor saw the need")
 async def view_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        if not principal.acts_for(str(row["actor_id"])):
-            raise Forbidden("only the matched actor marks its match viewed")
-        if row["status"] not in (MatchStatus.notified, MatchStatus.proposed):
-            return store.match_read(row)  # viewing again changes nothing
-        return store.match_read(await store.set_match_status(conn, row["id"], "viewed", None))
+    return await service.view_match(pool, principal, match_id)
 
 
 @router.post("/matches/{match_id}/respond", response_model=MatchRead, summary="The actor is interested or declines")
 async def respond_to_match(match_id: str, body: MatchResponse, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        if not principal.acts_for(str(row["actor_id"])):
-            raise Forbidden("only the matched actor responds to its match")
-        if row["need_status"] != "published" or row["status"] not in ("proposed", "notified", "viewed", "interested"):
-            raise Conflict(
-                f"this match is {row['status']} and its need {row['need_status']}", field="status", rule="open"
-            )
-        updated = await store.set_match_status(conn, row["id"], body.response, body.comment)
-        need = await engine.load_need(conn, row["need_id"], for_update=False)
-        assert need is not None
-        await engine.emit_match(conn, MatchResponded, updated, need)
-        return store.match_read(updated)
+    return await service.respond_to_match(pool, principal, match_id, body)
 
 
 @router.post(
     "/matches/{match_id}/select", response_model=MatchRead, summary="The authority selects an interested actor"
 )
 async def select_match(match_id: str, body: MatchSelect, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        require_owner(principal, str(row["owner_id"]))
-        if row["status"] != "interested":
-            raise Conflict(
-                f"only an interested match is selected; this one is {row['status']}", field="status", rule="interested"
-            )
-        updated = await store.set_match_status(conn, row["id"], "selected", body.comment)
-        need = await engine.load_need(conn, row["need_id"], for_update=False)
-        assert need is not None
-        await engine.emit_match(conn, MatchSelected, updated, need)
-        return store.match_read(updated)
+    return await service.select_match(pool, principal, match_id, body)
 
 
 # --- webhooks -----------------------------------------------------------------------------------------------
@@ -362,17 +253,12 @@ async def select_match(match_id: str, body: MatchSelect, principal: CurrentPrinc
 WEBHOOK_COLUMNS = "id, url, event_types, description, status, disabled_reason, created_at, updated_at"
 
 
-def require_partner(principal: Principal) -> None:
-    if principal.role not in (Role.ADMIN, Role.PARTNER):
-        raise Forbidden("webhooks are for partners and admins")
-
-
 def webhook_read(row: asyncpg.Record) -> WebhookRead:
     return WebhookRead(**{**dict(row), "id": str(row["id"]), "event_types": list(row["event_types"])})
 
 
 async def _endpoint(pool: DbPool | asyncpg.Connection, principal: Principal, webhook_id: str) -> asyncpg.Record:
-    require_partner(principal)
+    rules.require_partner(principal)
     row = await pool.fetchrow(
         f"SELECT {WEBHOOK_COLUMNS}, owner FROM webhook_endpoints WHERE id = $1", parse_id(webhook_id, "webhook")
     )
@@ -394,7 +280,7 @@ async def _check_url(url: str, settings: AppSettings) -> None:
 async def create_webhook(
     body: WebhookCreate, principal: CurrentPrincipal, pool: DbPool, settings: AppSettings
 ) -> WebhookWithSecret:
-    require_partner(principal)
+    rules.require_partner(principal)
     await _check_url(str(body.url), settings)
     secret = webhooks.new_secret()
     row = await pool.fetchrow(
@@ -412,7 +298,7 @@ async def create_webhook(
 
 @router.get("/webhooks", response_model=list[WebhookRead], summary="Your endpoints")
 async def list_webhooks(principal: CurrentPrincipal, pool: DbPool) -> list[WebhookRead]:
-    require_partner(principal)
+    rules.require_partner(principal)
     rows = await pool.fetch(
         f"SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at",
         None if principal.is_admin else principal.subject,

@@ -51,7 +51,11 @@ class MatchStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
-PENDING_MATCH = (MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed, MatchStatus.interested)
+class ReplicaStatus(StrEnum):
+    """An actor's status in the replica, as the directory publishes it."""
+
+    active = "active"
+    archived = "archived"
 
 
 class Perimeter(BaseModel):
