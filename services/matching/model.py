@@ -289,6 +289,11 @@ def _check_event_types(values: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(values))
 
 
+class EndpointStatus(StrEnum):
+    active = "active"
+    disabled = "disabled"  # by its owner, or after the receiver answered 410 Gone
+
+
 class WebhookFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from services.common import versions
 from services.common.auth import Principal, Role
 from services.common.errors import Conflict, Forbidden, ValidationFailed
-from services.matching.model import MatchStatus, NeedStatus, ReplicaStatus
+from services.matching.model import EndpointStatus, MatchStatus, NeedStatus, ReplicaStatus
 from services.matching.scoring import ActorProfile, Result
 
 AUTHORITY_KIND = "local_authority"  # the only actor kind that publishes needs
@@ -86,6 +86,18 @@ def can_read_match(principal: Principal, owner_id: str, actor_id: str) -> bool:
 def require_partner(principal: Principal) -> None:
     if principal.role not in (Role.ADMIN, Role.PARTNER):
         raise Forbidden("webhooks are for partners and admins")
+
+
+def sees_endpoint(principal: Principal, owner: str) -> bool:
+    """A webhook endpoint is its registering partner's (any partner's for an admin); others do not see it."""
+    return principal.is_admin or owner == principal.subject
+
+
+def endpoint_status(enabled: bool | None) -> EndpointStatus | None:
+    """What an edit's `enabled` makes of an endpoint: re-enabled, paused, or unchanged (None)."""
+    if enabled is None:
+        return None
+    return EndpointStatus.active if enabled else EndpointStatus.disabled
 
 
 # --- the need's lifecycle ---------------------------------------------------------------------------------

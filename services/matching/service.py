@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from services.common import versions
 from services.common.auth import Principal
-from services.common.errors import NotFound, ValidationFailed, parse_id
+from services.common.errors import Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
 from services.common.idempotency import Idempotency
 from services.common.settings import Settings
 from services.common.uow import UnitOfWork
@@ -32,8 +32,10 @@ from services.contracts.events import (
     NeedPublished,
     NeedUpdated,
 )
-from services.matching import planner, rules, store
+from services.matching import planner, rules, store, webhooks
 from services.matching.model import (
+    AttemptRead,
+    DeliveryRead,
     MatchRead,
     MatchResponse,
     MatchSelect,
@@ -44,6 +46,10 @@ from services.matching.model import (
     NeedStatus,
     NeedUpdate,
     ReplicaStatus,
+    WebhookCreate,
+    WebhookRead,
+    WebhookUpdate,
+    WebhookWithSecret,
 )
 from services.matching.rules import Scored
 from services.matching.scoring import Weights, evaluate
@@ -297,3 +303,215 @@ async def _store_matches(uow: UnitOfWork, need: NeedRead, scored: list[Scored], 
     if rules.announced(status):
         await _emit_matches(uow, MatchFound, rows, need)
     return len(rows)
+
+
+# --- queries: read on the pool, outside any unit of work (no state changes, no event) -----------------------
+
+
+async def _needs_read(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[NeedRead]:
+    """The needs of `rows` as the model, their owners read in one statement."""
+    owners = {row["id"]: row for row in await store.owners_of(pool, list({r["owner_id"] for r in rows}))}
+    return [store.need_read(row, owners.get(row["owner_id"])) for row in rows]
+
+
+async def get_need(pool: asyncpg.Pool, need_id: str) -> NeedRead:
+    need = await store.load_need(pool, parse_id(need_id, "need"))
+    if need is None:
+        raise NotFound(f"no need {need_id}")
+    return need
+
+
+async def needs_page(
+    pool: asyncpg.Pool,
+    *,
+    owner_id: str | None,
+    statuses: list[NeedStatus] | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    first: int,
+) -> tuple[list[NeedRead], bool]:
+    """Needs newest first, after the (created_at, id) `after` when given; and whether more follow."""
+    owner = parse_id(owner_id, "owner") if owner_id else None
+    rows = await store.list_needs(
+        pool, owner_id=owner, statuses=[s.value for s in statuses] if statuses else None, after=after, limit=first + 1
+    )
+    return await _needs_read(pool, rows[:first]), len(rows) > first
+
+
+async def needs_by_ids(pool: asyncpg.Pool, wanted: list[uuid.UUID | None]) -> list[NeedRead | None]:
+    """Needs in the order asked, None for an unknown (or unreadable) id."""
+    rows = await store.get_needs(pool, [w for w in wanted if w is not None])
+    found = {uuid.UUID(need.id): need for need in await _needs_read(pool, rows)}
+    return [found.get(w) if w is not None else None for w in wanted]
+
+
+async def need_matches(pool: asyncpg.Pool, principal: Principal, need_id: str) -> list[MatchRead]:
+    """The actors matched to a need, best first (for its owner, partners and admins)."""
+    row = await store.get_need(pool, parse_id(need_id, "need"))
+    if row is None:
+        raise NotFound(f"no need {need_id}")
+    if not rules.can_read_need_matches(principal, str(row["owner_id"])):
+        raise Forbidden(rules.NEED_MATCHES_ARE_PRIVATE)
+    return [store.match_read(r) for r in await store.list_matches(pool, need_id=row["id"])]
+
+
+async def actor_matches(pool: asyncpg.Pool, principal: Principal, actor_id: str) -> list[MatchRead]:
+    """The needs an actor was matched to, best first (for the actor, partners and admins)."""
+    aid = parse_id(actor_id, "actor")
+    if not rules.can_read_actor_matches(principal, actor_id):
+        raise Forbidden(rules.ACTOR_MATCHES_ARE_PRIVATE)
+    return [store.match_read(r) for r in await store.list_matches(pool, actor_id=aid)]
+
+
+async def needs_best_matches(
+    pool: asyncpg.Pool, principal: Principal, asked: list[str], wanted: list[uuid.UUID | None], first: int
+) -> list[list[MatchRead] | MaillageError]:
+    """Each asked need's `first` best matches, or the refusal `need_matches` would raise for it."""
+    needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
+    readable = [nid for nid, row in needs.items() if rules.can_read_need_matches(principal, str(row["owner_id"]))]
+    found = await store.best_matches_of(pool, by="need_id", ids=readable, first=first)
+    items: list[list[MatchRead] | MaillageError] = []
+    for name, nid in zip(asked, wanted, strict=True):
+        if nid is None or nid not in needs:
+            items.append(NotFound(f"no need {name}"))
+        elif nid not in found:
+            items.append(Forbidden(rules.NEED_MATCHES_ARE_PRIVATE))
+        else:
+            items.append([store.match_read(r) for r in found[nid]])
+    return items
+
+
+async def actors_best_matches(
+    pool: asyncpg.Pool, principal: Principal, asked: list[str], wanted: list[uuid.UUID | None], first: int
+) -> list[list[MatchRead] | MaillageError]:
+    """Each asked actor's `first` best matches, or the refusal `actor_matches` would raise for it."""
+    readable = [aid for aid in wanted if aid is not None and rules.can_read_actor_matches(principal, str(aid))]
+    found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=first)
+    items: list[list[MatchRead] | MaillageError] = []
+    for name, aid in zip(asked, wanted, strict=True):
+        if aid is None:
+            items.append(NotFound(f"no actor {name}"))
+        elif aid not in found:
+            items.append(Forbidden(rules.ACTOR_MATCHES_ARE_PRIVATE))
+        else:
+            items.append([store.match_read(r) for r in found[aid]])
+    return items
+
+
+async def get_match(pool: asyncpg.Pool, principal: Principal, match_id: str) -> MatchRead:
+    """One match and why it was made (for its actor, the need's owner, partners and admins)."""
+    row = await store.get_match(pool, parse_id(match_id, "match"))
+    if row is None:
+        raise NotFound(f"no match {match_id}")
+    if not rules.can_read_match(principal, str(row["owner_id"]), str(row["actor_id"])):
+        raise Forbidden(rules.MATCH_IS_PRIVATE)
+    return store.match_read(row)
+
+
+async def matches_by_ids(
+    pool: asyncpg.Pool, principal: Principal, wanted: list[uuid.UUID | None]
+) -> list[MatchRead | None]:
+    """Matches in the order asked, None for an unknown id or one the caller may not read."""
+    rows = await store.get_matches(pool, [w for w in wanted if w is not None])
+    visible = {
+        row["id"]: store.match_read(row)
+        for row in rows
+        if rules.can_read_match(principal, str(row["owner_id"]), str(row["actor_id"]))
+    }
+    return [visible.get(w) if w is not None else None for w in wanted]
+
+
+# --- partners' webhook endpoints (no event: a partner's own configuration) ---------------------------------
+
+
+async def _endpoint(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal, webhook_id: str) -> asyncpg.Record:
+    rules.require_partner(principal)
+    row = await store.get_endpoint(pool, parse_id(webhook_id, "webhook"))
+    if row is None or not rules.sees_endpoint(principal, row["owner"]):
+        raise NotFound(f"no webhook {webhook_id}")
+    return row
+
+
+async def _check_url(url: str, settings: Settings) -> None:
+    """Refuse a URL that resolves to an address webhooks never reach (early feedback; each delivery checks too)."""
+    try:
+        await webhooks.check_target(url, settings.webhook_allow_private)
+    except webhooks.TargetRefused as exc:
+        raise ValidationFailed(f"url: {exc}", field="url", rule="public_address") from exc
+
+
+async def create_webhook(
+    pool: asyncpg.Pool, principal: Principal, body: WebhookCreate, settings: Settings
+) -> WebhookWithSecret:
+    """Register an endpoint for the calling partner; its secret is answered this once."""
+    rules.require_partner(principal)
+    await _check_url(str(body.url), settings)  # before the unit of work: DNS holds no connection
+    secret = webhooks.new_secret()
+    async with unit_of_work(pool) as uow:
+        row = await store.insert_endpoint(uow.conn, principal.subject, body, secret)
+    return WebhookWithSecret(**store.webhook_read(row).model_dump(), secret=secret)
+
+
+async def list_webhooks(pool: asyncpg.Pool, principal: Principal) -> list[WebhookRead]:
+    rules.require_partner(principal)
+    rows = await store.list_endpoints(pool, None if principal.is_admin else principal.subject)
+    return [store.webhook_read(r) for r in rows]
+
+
+async def get_webhook(pool: asyncpg.Pool, principal: Principal, webhook_id: str) -> WebhookRead:
+    return store.webhook_read(await _endpoint(pool, principal, webhook_id))
+
+
+async def update_webhook(
+    pool: asyncpg.Pool, principal: Principal, webhook_id: str, body: WebhookUpdate, settings: Settings
+) -> WebhookRead:
+    """Change an endpoint's URL, event types, description, or pause and re-enable it."""
+    row = await _endpoint(pool, principal, webhook_id)
+    if body.url is not None:
+        await _check_url(str(body.url), settings)
+    async with unit_of_work(pool) as uow:
+        updated = await store.update_endpoint(uow.conn, row["id"], body, rules.endpoint_status(body.enabled))
+    return store.webhook_read(updated)
+
+
+async def rotate_secret(pool: asyncpg.Pool, principal: Principal, webhook_id: str) -> WebhookWithSecret:
+    """A new secret (answered this once); the previous one keeps signing beside it for `SECRET_OVERLAP`."""
+    async with unit_of_work(pool) as uow:
+        row = await _endpoint(uow.conn, principal, webhook_id)
+        secret = webhooks.new_secret()
+        updated = await store.rotate_endpoint_secret(uow.conn, row["id"], secret, webhooks.SECRET_OVERLAP)
+    return WebhookWithSecret(**store.webhook_read(updated).model_dump(), secret=secret)
+
+
+async def delete_webhook(pool: asyncpg.Pool, principal: Principal, webhook_id: str) -> None:
+    """Delete an endpoint with its delivery log."""
+    async with unit_of_work(pool) as uow:
+        row = await _endpoint(uow.conn, principal, webhook_id)
+        await store.delete_endpoint(uow.conn, row["id"])
+
+
+async def list_deliveries(
+    pool: asyncpg.Pool, principal: Principal, webhook_id: str, status: str | None, limit: int
+) -> list[DeliveryRead]:
+    row = await _endpoint(pool, principal, webhook_id)
+    return [store.delivery_read(r) for r in await store.list_deliveries(pool, row["id"], status, limit)]
+
+
+async def _delivery(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal, delivery_id: str) -> asyncpg.Record:
+    row = await store.get_delivery(pool, delivery_id)
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    await _endpoint(pool, principal, str(row["endpoint_id"]))
+    return row
+
+
+async def list_attempts(pool: asyncpg.Pool, principal: Principal, delivery_id: str) -> list[AttemptRead]:
+    await _delivery(pool, principal, delivery_id)
+    return [AttemptRead(**dict(r)) for r in await store.list_attempts(pool, delivery_id)]
+
+
+async def retry_delivery(pool: asyncpg.Pool, principal: Principal, delivery_id: str) -> DeliveryRead:
+    """Send a delivery again, now, with the same webhook-id."""
+    async with unit_of_work(pool) as uow:
+        await _delivery(uow.conn, principal, delivery_id)
+        row = await store.retry_delivery(uow.conn, delivery_id, webhooks.CHANNEL)
+    return store.delivery_read(row)

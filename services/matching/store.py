@@ -1,10 +1,10 @@
-"""SQL of the matching service: the actor replica, needs and matches (the candidate planner is `planner`)."""
+"""SQL of the matching service: the actor replica, needs, matches and webhook endpoints (candidates: `planner`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -12,7 +12,19 @@ import orjson
 
 from services.contracts import territories
 from services.contracts.events import ActorV1
-from services.matching.model import MatchRead, MatchStatus, NeedCreate, NeedRead, NeedStatus, NeedUpdate
+from services.matching.model import (
+    DeliveryRead,
+    EndpointStatus,
+    MatchRead,
+    MatchStatus,
+    NeedCreate,
+    NeedRead,
+    NeedStatus,
+    NeedUpdate,
+    WebhookCreate,
+    WebhookRead,
+    WebhookUpdate,
+)
 from services.matching.scoring import Activity, ActorProfile
 
 # --- actor replica ------------------------------------------------------------------------------
@@ -446,3 +458,132 @@ async def best_matches_of(
     for row in rows:
         found[row["key"]].append(row)
     return found
+
+
+# --- partners' webhook endpoints and their deliveries ---------------------------------------------------------
+
+WEBHOOK_COLUMNS = "id, url, event_types, description, status, disabled_reason, created_at, updated_at"
+DELIVERY_COLUMNS = (
+    "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_error, created_at, delivered_at"
+)
+
+
+def webhook_read(row: asyncpg.Record) -> WebhookRead:
+    return WebhookRead(**{**dict(row), "id": str(row["id"]), "event_types": list(row["event_types"])})
+
+
+def delivery_read(row: asyncpg.Record) -> DeliveryRead:
+    return DeliveryRead(**{**dict(row), "endpoint_id": str(row["endpoint_id"])})
+
+
+async def insert_endpoint(conn: asyncpg.Connection, owner: str, body: WebhookCreate, secret: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO webhook_endpoints (id, owner, url, event_types, description, secret)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}""",
+        uuid.uuid4(),
+        owner,
+        str(body.url),
+        body.event_types,
+        body.description,
+        secret,
+    )
+    return row
+
+
+async def list_endpoints(conn: asyncpg.Connection | asyncpg.Pool, owner: str | None) -> list[asyncpg.Record]:
+    """The endpoints of `owner` (a principal's subject), or every endpoint when None."""
+    return list(
+        await conn.fetch(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at",
+            owner,
+        )
+    )
+
+
+async def get_endpoint(conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {WEBHOOK_COLUMNS}, owner FROM webhook_endpoints WHERE id = $1", endpoint_id
+    )
+    return row
+
+
+async def update_endpoint(
+    conn: asyncpg.Connection, endpoint_id: uuid.UUID, body: WebhookUpdate, status: EndpointStatus | None
+) -> asyncpg.Record:
+    """Change what `body` names (None: unchanged); a new `status` also says why it is disabled, or clears it."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints SET url = coalesce($2, url), event_types = coalesce($3, event_types),
+               description = coalesce($4, description), status = coalesce($5, status),
+               disabled_reason = CASE WHEN $5 = 'active' THEN NULL WHEN $5 = 'disabled' THEN 'paused by its owner'
+                                      ELSE disabled_reason END,
+               updated_at = now()
+            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
+        endpoint_id,
+        str(body.url) if body.url is not None else None,
+        body.event_types,
+        body.description,
+        status.value if status is not None else None,
+    )
+    return row
+
+
+async def rotate_endpoint_secret(
+    conn: asyncpg.Connection, endpoint_id: uuid.UUID, secret: str, overlap: timedelta
+) -> asyncpg.Record:
+    """The new secret signs from now on; the previous one signs beside it for `overlap`."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints
+            SET previous_secret = secret, previous_secret_expires_at = now() + $3::interval,
+                secret = $2, updated_at = now()
+            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
+        endpoint_id,
+        secret,
+        overlap,
+    )
+    return row
+
+
+async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: uuid.UUID, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3""",
+            endpoint_id,
+            status,
+            limit,
+        )
+    )
+
+
+async def get_delivery(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", delivery_id
+    )
+    return row
+
+
+async def list_attempts(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts
+               WHERE delivery_id = $1 ORDER BY attempt""",
+            delivery_id,
+        )
+    )
+
+
+async def retry_delivery(conn: asyncpg.Connection, delivery_id: str, channel: str) -> asyncpg.Record:
+    """Make a delivery due now, and wake the deliverers listening on `channel`."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = $1
+            RETURNING {DELIVERY_COLUMNS}""",
+        delivery_id,
+    )
+    await conn.execute("SELECT pg_notify($1, 'retry')", channel)
+    return row
