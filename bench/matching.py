@@ -6,7 +6,7 @@ Replica: actors are spread like the population — each one's commune is drawn w
 population, and its coordinates around the nearest known city centre of its département (or of its
 région when no listed city is in the département); 5 % have a national activity, the others a radius
 or their commune/département. The generated replica is kept under `.maillage/bench` and reused.
-Each need is matched by the engine itself (`engine.match_need`: candidates in SQL, scoring, storing
+Each need is matched by the engine itself (`service.match_need`: candidates in SQL, scoring, storing
 the matches and their outbox rows) in a transaction that is rolled back, one need at a time.
 
 End to end: `maillage dev` (every service, the embedded PostgreSQL and broker, demo data) runs in
@@ -46,7 +46,7 @@ from services.contracts import territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
 from services.launch.devstack import DevStack
 from services.launch.runtime import tune_garbage_collector
-from services.matching import engine, store
+from services.matching import planner, service, store
 from services.matching.model import NeedCreate
 from services.matching.scoring import Weights
 
@@ -325,15 +325,15 @@ async def replica_case(postgres: EmbeddedPostgres, size: int, needs: int, settin
             tune_garbage_collector()
             for round_ in range(2):  # the first round warms the caches; the second is measured
                 for need_id in ids:
-                    need = await engine.load_need(conn, need_id, for_update=False)
+                    need = await store.load_need(conn, need_id)
                     assert need is not None
                     started = time.perf_counter()
-                    await store.candidates(conn, need, weights, settings.match_k * engine.CANDIDATE_FACTOR)
+                    await planner.candidates(conn, need, weights, settings.match_k * service.CANDIDATE_FACTOR)
                     sql = (time.perf_counter() - started) * 1000
                     transaction = conn.transaction()
                     await transaction.start()
                     started = time.perf_counter()
-                    created = await engine.match_need(conn, need_id, settings)
+                    created = await service.match_need(conn, need_id, settings)
                     whole = (time.perf_counter() - started) * 1000
                     await transaction.rollback()
                     if round_:
@@ -507,7 +507,7 @@ def main(args: argparse.Namespace) -> None:
                 f"{row['size']:>14,} {row['load_s']:>7.0f} {row['sql'][0]:>8.1f} {row['sql'][1]:>8.1f}"
                 f" {row['whole'][0]:>10.1f} {row['whole'][1]:>10.1f}   ({row['matches']:.1f} matches per need)"
             )
-        print("ms; SQL = ranked candidates alone; match = engine.match_need (SQL, scoring, storing). target p99 < 50")
+        print("ms; SQL = ranked candidates alone; match = service.match_need (SQL, scoring, storing). target p99 < 50")
     if e2e:
         print(f"\nend to end on `maillage dev` with demo data, {e2e['needs']} needs, one at a time (concurrency 1)")
         print(f"{'step':<36} {'p50 ms':>8} {'p99 ms':>8}")

@@ -7,7 +7,7 @@ The set lives in `bench/quality/`: `actors.csv` (the directory's CSV import form
 their must-not actors, their kinds of case, and which pool actors are archived. The pool is loaded
 into a matching replica the way the directory would publish it (`row_to_actor` → `to_contract` →
 `store.upsert_actor`, archived actors included with their status); each need is inserted and matched
-by `engine.match_need` in a transaction that is rolled back, and its stored matches, best first,
+by `service.match_need` in a transaction that is rolled back, and its stored matches, best first,
 are its ranking. Metrics: `bench/quality_metrics.py`.
 
 `--json PATH` also writes each run's per-need rankings and scores (to compare two branches).
@@ -38,7 +38,7 @@ from services.contracts import territories
 from services.contracts.events import ActorV1
 from services.directory.imports import read_csv_lines, row_to_actor
 from services.directory.model import ActorCreate, ActorRead, derived_geography, to_contract
-from services.matching import engine, store
+from services.matching import service, store
 from services.matching.model import NeedCreate
 
 QUALITY_DIR = Path(__file__).parent / "quality"
@@ -197,7 +197,7 @@ async def rank_needs(url: str, quality: QualitySet, settings: Settings) -> dict[
                     need_id = (
                         await store.insert_need(conn, uuid.UUID(actor_id(need.authority)), need.body(authority))
                     )["id"]
-                    await engine.match_need(conn, need_id, settings)
+                    await service.match_need(conn, need_id, settings)
                     rows = await store.list_matches(conn, need_id=need_id)
                 finally:
                     await transaction.rollback()

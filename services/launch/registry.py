@@ -32,13 +32,13 @@ def events() -> ServiceParts:
 
 
 def matching() -> ServiceParts:
-    from services.matching import api, consumers
+    from services.matching import api, consumers, service
 
     return ServiceParts(
         router=api.router,
         build_consumers=consumers.build_consumers,
         build_loops=consumers.build_tasks,
-        apply_actor=consumers.apply_actor,
+        apply_actor=service.apply_actor,
     )
 
 

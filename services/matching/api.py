@@ -7,26 +7,22 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import Field
 
 from services.common import filters, versions
 from services.common.app import AppSettings, DbPool
-from services.common.auth import CurrentPrincipal, Principal, Role
-from services.common.errors import Conflict, Forbidden, MaillageError, NotFound, ValidationFailed, parse_id
+from services.common.auth import CurrentPrincipal
+from services.common.errors import MaillageError, ValidationFailed
 from services.common.idempotency import Idempotent
-from services.common.outbox import enqueue
 from services.common.rules import storable_instant
-from services.contracts.events import MatchResponded, MatchSelected, NeedPublished, NeedUpdated
-from services.matching import engine, store, webhooks
+from services.matching import service
 from services.matching.model import (
     AttemptRead,
     DeliveryRead,
     MatchRead,
     MatchResponse,
     MatchSelect,
-    MatchStatus,
     NeedClose,
     NeedCreate,
     NeedRead,
@@ -38,39 +34,7 @@ from services.matching.model import (
     WebhookWithSecret,
 )
 
-SERVICE = "matching"
 router = APIRouter(prefix="/v1", tags=["matching"])
-
-
-def parse_if_match(if_match: str | None) -> int:
-    return versions.parse_if_match(if_match, "need", "/v1/needs/{id}")
-
-
-async def need_or_404(
-    conn: asyncpg.Connection | asyncpg.Pool, need_id: str, *, for_update: bool = False
-) -> asyncpg.Record:
-    row = await store.get_need(conn, parse_id(need_id, "need"), for_update=for_update)
-    if row is None:
-        raise NotFound(f"no need {need_id}")
-    return row
-
-
-def require_owner(principal: Principal, owner_id: str) -> None:
-    if principal.is_admin or (principal.role == Role.COLLECTIVITY and principal.acts_for(owner_id)):
-        return
-    raise Forbidden("only the local authority that owns this need (or an admin) may do this")
-
-
-def can_read_need_matches(principal: Principal, owner_id: str) -> bool:
-    return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(owner_id)
-
-
-def can_read_actor_matches(principal: Principal, actor_id: str) -> bool:
-    return principal.role in (Role.ADMIN, Role.PARTNER) or principal.acts_for(actor_id)
-
-
-NEED_MATCHES_ARE_PRIVATE = "a need's matches are for its owner, partners and admins"
-ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and admins"
 
 
 # --- needs ------------------------------------------------------------------------------------------------
@@ -80,38 +44,10 @@ ACTOR_MATCHES_ARE_PRIVATE = "an actor's matches are for itself, partners and adm
 async def publish_need(
     body: NeedCreate, principal: CurrentPrincipal, pool: DbPool, response: Response, once: Idempotent
 ) -> NeedRead | Response:
-    if principal.role == Role.COLLECTIVITY:
-        if body.owner_id not in (None, principal.actor_id):
-            raise Forbidden("a local authority publishes its own needs only")
-        owner_id = str(principal.actor_id)
-    elif principal.is_admin:
-        if body.owner_id is None:
-            raise ValidationFailed(
-                "owner_id: an admin names the publishing local authority", field="owner_id", rule="required"
-            )
-        owner_id = body.owner_id
-    else:
-        raise Forbidden("only a local authority (collectivity role) or an admin publishes needs")
-    try:
-        owner_uuid = uuid.UUID(owner_id)
-    except ValueError as exc:
-        raise ValidationFailed("owner_id: not an actor id", field="owner_id", rule="format") from exc
-    async with pool.acquire() as conn, conn.transaction():
-        if (first := await once.claim(conn, body)) is not None:
-            return first
-        owner = await store.owner_of(conn, owner_uuid)
-        if owner is None or owner["kind"] != "local_authority" or owner["status"] != "active":
-            raise ValidationFailed(
-                f"owner_id: {owner_id} is not an active local authority of the directory",
-                field="owner_id",
-                rule="exists",
-            )
-        row = await store.insert_need(conn, owner_uuid, body)
-        need = store.need_read(row, owner)
-        await enqueue(conn, service=SERVICE, key=need.id, payload=NeedPublished(need=need.to_contract()))
-        headers = {"ETag": versions.etag(need.version), "Location": f"/v1/needs/{need.id}"}
-        await once.remember(conn, 201, need, headers)
-    response.headers.update(headers)
+    need = await service.publish_need(pool, principal, body, once)
+    if isinstance(need, Response):
+        return need  # the first answer to this idempotency key
+    response.headers.update(service.need_headers(need))
     return need
 
 
@@ -131,40 +67,25 @@ async def list_needs(
             cursor = (storable_instant(datetime.fromisoformat(stamp)), uuid.UUID(last))
         except ValueError as exc:
             raise ValidationFailed("after: not a cursor of this list", field="after", rule="format") from exc
-    owner = parse_id(owner_id, "owner") if owner_id else None
-    rows = await store.list_needs(
-        pool, owner_id=owner, statuses=[s.value for s in status] if status else None, after=cursor, limit=first + 1
-    )
-    owners = {oid: await store.owner_of(pool, oid) for oid in {row["owner_id"] for row in rows[:first]}}
-    items = [store.need_read(row, owners[row["owner_id"]]).model_dump(mode="json") for row in rows[:first]]
+    needs, more = await service.needs_page(pool, owner_id=owner_id, statuses=status, after=cursor, first=first)
     # Each item's own cursor too, so that a client may resume after any of them (the gateway's edges).
-    cursors = [
-        base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
-        for row in rows[:first]
-    ]
-    next_cursor = cursors[-1] if len(rows) > first else None
-    return {"items": items, "cursors": cursors, "next": next_cursor}
+    cursors = [base64.urlsafe_b64encode(f"{n.created_at.isoformat()}|{n.id}".encode()).decode() for n in needs]
+    return {
+        "items": [need.model_dump(mode="json") for need in needs],
+        "cursors": cursors,
+        "next": cursors[-1] if more else None,
+    }
 
 
 @router.post("/needs/batch", summary="Needs by ids, in the order asked (null when unknown)")
 async def needs_batch(body: filters.BatchRequest, pool: DbPool, principal: CurrentPrincipal) -> dict[str, Any]:
-    wanted = body.uuids()
-    rows = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
-    owners = {row["id"]: row for row in await store.owners_of(pool, list({r["owner_id"] for r in rows.values()}))}
-    return {
-        "items": [
-            store.need_read(rows[w], owners.get(rows[w]["owner_id"])).model_dump(mode="json")
-            if w is not None and w in rows
-            else None
-            for w in wanted
-        ]
-    }
+    needs = await service.needs_by_ids(pool, body.uuids())
+    return {"items": [need.model_dump(mode="json") if need is not None else None for need in needs]}
 
 
 @router.get("/needs/{need_id}", response_model=NeedRead, summary="One need")
 async def get_need(need_id: str, pool: DbPool, principal: CurrentPrincipal, response: Response) -> NeedRead:
-    row = await need_or_404(pool, need_id)
-    need = store.need_read(row, await store.owner_of(pool, row["owner_id"]))
+    need = await service.get_need(pool, need_id)
     response.headers["ETag"] = versions.etag(need.version)
     return need
 
@@ -178,50 +99,27 @@ async def update_need(
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> NeedRead:
-    expected = parse_if_match(if_match)
-    nid = parse_id(need_id, "need")
-    async with pool.acquire() as conn, conn.transaction():
-        current = await need_or_404(conn, need_id, for_update=True)
-        require_owner(principal, str(current["owner_id"]))
-        if current["status"] != "published":
-            raise Conflict(f"the need is {current['status']}: only an open need is edited", field="status", rule="open")
-        if current["version"] != expected:
-            raise versions.stale_version("need", need_id, expected, current["version"])
-        row = await store.update_need(conn, nid, body, expected)
-        assert row is not None
-        need = store.need_read(row, await store.owner_of(conn, row["owner_id"]))
-        await enqueue(conn, service=SERVICE, key=need.id, payload=NeedUpdated(need=need.to_contract()))
+    expected = versions.parse_if_match(if_match, "need", "/v1/needs/{id}")
+    need = await service.update_need(pool, principal, need_id, body, expected)
     response.headers["ETag"] = versions.etag(need.version)
     return need
 
 
 @router.post("/needs/{need_id}/close", response_model=NeedRead, summary="Close, fulfil or cancel a need")
 async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal, pool: DbPool) -> NeedRead:
-    nid = parse_id(need_id, "need")
-    async with pool.acquire() as conn, conn.transaction():
-        current = await need_or_404(conn, need_id, for_update=True)
-        require_owner(principal, str(current["owner_id"]))
-        if current["status"] != "published":
-            raise Conflict(f"the need is already {current['status']}", field="status", rule="open")
-        return await engine.close_need(conn, nid, body.status.value, body.comment)
+    return await service.close_need(pool, principal, need_id, body)
 
 
 @router.get(
     "/needs/{need_id}/matches", response_model=list[MatchRead], summary="The actors matched to a need, best first"
 )
 async def need_matches(need_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
-    row = await need_or_404(pool, need_id)
-    if not can_read_need_matches(principal, str(row["owner_id"])):
-        raise Forbidden(NEED_MATCHES_ARE_PRIVATE)
-    return [store.match_read(r) for r in await store.list_matches(pool, need_id=row["id"])]
+    return await service.need_matches(pool, principal, need_id)
 
 
 @router.get("/actors/{actor_id}/matches", response_model=list[MatchRead], summary="The needs an actor was matched to")
 async def actor_matches(actor_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MatchRead]:
-    aid = parse_id(actor_id, "actor")
-    if not can_read_actor_matches(principal, actor_id):
-        raise Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
-    return [store.match_read(r) for r in await store.list_matches(pool, actor_id=aid)]
+    return await service.actor_matches(pool, principal, actor_id)
 
 
 class MatchesOf(filters.BatchRequest):
@@ -230,162 +128,64 @@ class MatchesOf(filters.BatchRequest):
     first: int = Field(20, ge=1, le=100)
 
 
-def _matches_or_problem(rows: list[asyncpg.Record] | None, refusal: MaillageError | None) -> dict[str, Any]:
-    """One item of a matches batch: its matches, or the problem its single route would have answered."""
-    if refusal is not None:
-        return {"problem": refusal.problem()}
-    return {"matches": [store.match_read(r).model_dump(mode="json") for r in rows or []]}
+def _matches_or_problems(items: list[list[MatchRead] | MaillageError]) -> dict[str, Any]:
+    """A matches batch: each item's matches, or the problem its single route would have answered."""
+    return {
+        "items": [
+            {"problem": item.problem()}
+            if isinstance(item, MaillageError)
+            else {"matches": [match.model_dump(mode="json") for match in item]}
+            for item in items
+        ]
+    }
 
 
 @router.post(
     "/needs/matches/batch", summary="The best matches of several needs, in one call (the single route's rules)"
 )
 async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
-    wanted = body.uuids()
-    needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
-    readable = [nid for nid, row in needs.items() if can_read_need_matches(principal, str(row["owner_id"]))]
-    found = await store.best_matches_of(pool, by="need_id", ids=readable, first=body.first)
-    items = []
-    for asked, nid in zip(body.ids, wanted, strict=True):
-        refusal: MaillageError | None = None
-        if nid is None or nid not in needs:
-            refusal = NotFound(f"no need {asked}")
-        elif nid not in found:
-            refusal = Forbidden(NEED_MATCHES_ARE_PRIVATE)
-        items.append(_matches_or_problem(found.get(nid) if nid else None, refusal))
-    return {"items": items}
+    return _matches_or_problems(await service.needs_best_matches(pool, principal, body.ids, body.uuids(), body.first))
 
 
 @router.post(
     "/actors/matches/batch", summary="The best matches of several actors, in one call (the single route's rules)"
 )
 async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
-    wanted = body.uuids()
-    readable = [aid for aid in wanted if aid is not None and can_read_actor_matches(principal, str(aid))]
-    found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=body.first)
-    items = []
-    for asked, aid in zip(body.ids, wanted, strict=True):
-        refusal: MaillageError | None = None
-        if aid is None:
-            refusal = NotFound(f"no actor {asked}")
-        elif aid not in found:
-            refusal = Forbidden(ACTOR_MATCHES_ARE_PRIVATE)
-        items.append(_matches_or_problem(found.get(aid) if aid else None, refusal))
-    return {"items": items}
+    return _matches_or_problems(await service.actors_best_matches(pool, principal, body.ids, body.uuids(), body.first))
 
 
 # --- the match lifecycle -----------------------------------------------------------------------------------
 
 
-async def _match_for_update(conn: asyncpg.Connection, match_id: str) -> asyncpg.Record:
-    row = await store.get_match(conn, parse_id(match_id, "match"), for_update=True)
-    if row is None:
-        raise NotFound(f"no match {match_id}")
-    return row
-
-
 @router.get("/matches/{match_id}", response_model=MatchRead, summary="One match and why it was made")
 async def get_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    row = await store.get_match(pool, parse_id(match_id, "match"))
-    if row is None:
-        raise NotFound(f"no match {match_id}")
-    if not (can_read_need_matches(principal, str(row["owner_id"])) or principal.acts_for(str(row["actor_id"]))):
-        raise Forbidden("a match is for its actor, the need's owner, partners and admins")
-    return store.match_read(row)
+    return await service.get_match(pool, principal, match_id)
 
 
 @router.post("/matches/batch", summary="Matches by ids, in the order asked (null when unknown or not yours)")
 async def matches_batch(body: filters.BatchRequest, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
-    wanted = body.uuids()
-    rows = {row["id"]: row for row in await store.get_matches(pool, [w for w in wanted if w is not None])}
-    visible = {
-        match_id: row
-        for match_id, row in rows.items()
-        if can_read_need_matches(principal, str(row["owner_id"])) or principal.acts_for(str(row["actor_id"]))
-    }
-    return {
-        "items": [
-            store.match_read(visible[w]).model_dump(mode="json") if w is not None and w in visible else None
-            for w in wanted
-        ]
-    }
+    matches = await service.matches_by_ids(pool, principal, body.uuids())
+    return {"items": [match.model_dump(mode="json") if match is not None else None for match in matches]}
 
 
 @router.post("/matches/{match_id}/view", response_model=MatchRead, summary="The actor saw the need")
 async def view_match(match_id: str, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        if not principal.acts_for(str(row["actor_id"])):
-            raise Forbidden("only the matched actor marks its match viewed")
-        if row["status"] not in (MatchStatus.notified, MatchStatus.proposed):
-            return store.match_read(row)  # viewing again changes nothing
-        return store.match_read(await store.set_match_status(conn, row["id"], "viewed", None))
+    return await service.view_match(pool, principal, match_id)
 
 
 @router.post("/matches/{match_id}/respond", response_model=MatchRead, summary="The actor is interested or declines")
 async def respond_to_match(match_id: str, body: MatchResponse, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        if not principal.acts_for(str(row["actor_id"])):
-            raise Forbidden("only the matched actor responds to its match")
-        if row["need_status"] != "published" or row["status"] not in ("proposed", "notified", "viewed", "interested"):
-            raise Conflict(
-                f"this match is {row['status']} and its need {row['need_status']}", field="status", rule="open"
-            )
-        updated = await store.set_match_status(conn, row["id"], body.response, body.comment)
-        need = await engine.load_need(conn, row["need_id"], for_update=False)
-        assert need is not None
-        await engine.emit_match(conn, MatchResponded, updated, need)
-        return store.match_read(updated)
+    return await service.respond_to_match(pool, principal, match_id, body)
 
 
 @router.post(
     "/matches/{match_id}/select", response_model=MatchRead, summary="The authority selects an interested actor"
 )
 async def select_match(match_id: str, body: MatchSelect, principal: CurrentPrincipal, pool: DbPool) -> MatchRead:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _match_for_update(conn, match_id)
-        require_owner(principal, str(row["owner_id"]))
-        if row["status"] != "interested":
-            raise Conflict(
-                f"only an interested match is selected; this one is {row['status']}", field="status", rule="interested"
-            )
-        updated = await store.set_match_status(conn, row["id"], "selected", body.comment)
-        need = await engine.load_need(conn, row["need_id"], for_update=False)
-        assert need is not None
-        await engine.emit_match(conn, MatchSelected, updated, need)
-        return store.match_read(updated)
+    return await service.select_match(pool, principal, match_id, body)
 
 
 # --- webhooks -----------------------------------------------------------------------------------------------
-
-WEBHOOK_COLUMNS = "id, url, event_types, description, status, disabled_reason, created_at, updated_at"
-
-
-def require_partner(principal: Principal) -> None:
-    if principal.role not in (Role.ADMIN, Role.PARTNER):
-        raise Forbidden("webhooks are for partners and admins")
-
-
-def webhook_read(row: asyncpg.Record) -> WebhookRead:
-    return WebhookRead(**{**dict(row), "id": str(row["id"]), "event_types": list(row["event_types"])})
-
-
-async def _endpoint(pool: DbPool | asyncpg.Connection, principal: Principal, webhook_id: str) -> asyncpg.Record:
-    require_partner(principal)
-    row = await pool.fetchrow(
-        f"SELECT {WEBHOOK_COLUMNS}, owner FROM webhook_endpoints WHERE id = $1", parse_id(webhook_id, "webhook")
-    )
-    if row is None or (not principal.is_admin and row["owner"] != principal.subject):
-        raise NotFound(f"no webhook {webhook_id}")
-    return row
-
-
-async def _check_url(url: str, settings: AppSettings) -> None:
-    try:
-        await webhooks.check_target(url, settings.webhook_allow_private)
-    except webhooks.TargetRefused as exc:
-        raise ValidationFailed(f"url: {exc}", field="url", rule="public_address") from exc
 
 
 @router.post(
@@ -394,35 +194,17 @@ async def _check_url(url: str, settings: AppSettings) -> None:
 async def create_webhook(
     body: WebhookCreate, principal: CurrentPrincipal, pool: DbPool, settings: AppSettings
 ) -> WebhookWithSecret:
-    require_partner(principal)
-    await _check_url(str(body.url), settings)
-    secret = webhooks.new_secret()
-    row = await pool.fetchrow(
-        f"""INSERT INTO webhook_endpoints (id, owner, url, event_types, description, secret)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}""",
-        uuid.uuid4(),
-        principal.subject,
-        str(body.url),
-        body.event_types,
-        body.description,
-        secret,
-    )
-    return WebhookWithSecret(**webhook_read(row).model_dump(), secret=secret)
+    return await service.create_webhook(pool, principal, body, settings)
 
 
 @router.get("/webhooks", response_model=list[WebhookRead], summary="Your endpoints")
 async def list_webhooks(principal: CurrentPrincipal, pool: DbPool) -> list[WebhookRead]:
-    require_partner(principal)
-    rows = await pool.fetch(
-        f"SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at",
-        None if principal.is_admin else principal.subject,
-    )
-    return [webhook_read(r) for r in rows]
+    return await service.list_webhooks(pool, principal)
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookRead, summary="One endpoint")
 async def get_webhook(webhook_id: str, principal: CurrentPrincipal, pool: DbPool) -> WebhookRead:
-    return webhook_read(await _endpoint(pool, principal, webhook_id))
+    return await service.get_webhook(pool, principal, webhook_id)
 
 
 @router.patch(
@@ -431,24 +213,7 @@ async def get_webhook(webhook_id: str, principal: CurrentPrincipal, pool: DbPool
 async def update_webhook(
     webhook_id: str, body: WebhookUpdate, principal: CurrentPrincipal, pool: DbPool, settings: AppSettings
 ) -> WebhookRead:
-    row = await _endpoint(pool, principal, webhook_id)
-    if body.url is not None:
-        await _check_url(str(body.url), settings)
-    status = None if body.enabled is None else ("active" if body.enabled else "disabled")
-    updated = await pool.fetchrow(
-        f"""UPDATE webhook_endpoints SET url = coalesce($2, url), event_types = coalesce($3, event_types),
-               description = coalesce($4, description), status = coalesce($5, status),
-               disabled_reason = CASE WHEN $5 = 'active' THEN NULL WHEN $5 = 'disabled' THEN 'paused by its owner'
-                                      ELSE disabled_reason END,
-               updated_at = now()
-            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
-        row["id"],
-        str(body.url) if body.url is not None else None,
-        body.event_types,
-        body.description,
-        status,
-    )
-    return webhook_read(updated)
+    return await service.update_webhook(pool, principal, webhook_id, body, settings)
 
 
 @router.post(
@@ -457,34 +222,13 @@ async def update_webhook(
     summary="A new secret (shown once); the previous one keeps signing beside it for 24 hours",
 )
 async def rotate_secret(webhook_id: str, principal: CurrentPrincipal, pool: DbPool) -> WebhookWithSecret:
-    row = await _endpoint(pool, principal, webhook_id)
-    secret = webhooks.new_secret()
-    updated = await pool.fetchrow(
-        f"""UPDATE webhook_endpoints
-            SET previous_secret = secret, previous_secret_expires_at = now() + $3::interval,
-                secret = $2, updated_at = now()
-            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
-        row["id"],
-        secret,
-        webhooks.SECRET_OVERLAP,
-    )
-    return WebhookWithSecret(**webhook_read(updated).model_dump(), secret=secret)
+    return await service.rotate_secret(pool, principal, webhook_id)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete an endpoint and its delivery log")
 async def delete_webhook(webhook_id: str, principal: CurrentPrincipal, pool: DbPool) -> Response:
-    row = await _endpoint(pool, principal, webhook_id)
-    await pool.execute("DELETE FROM webhook_endpoints WHERE id = $1", row["id"])
+    await service.delete_webhook(pool, principal, webhook_id)
     return Response(status_code=204)
-
-
-DELIVERY_COLUMNS = (
-    "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_error, created_at, delivered_at"
-)
-
-
-def delivery_read(row: asyncpg.Record) -> DeliveryRead:
-    return DeliveryRead(**{**dict(row), "endpoint_id": str(row["endpoint_id"])})
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=list[DeliveryRead], summary="An endpoint's deliveries")
@@ -495,45 +239,16 @@ async def list_deliveries(
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed|abandoned)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryRead]:
-    row = await _endpoint(pool, principal, webhook_id)
-    rows = await pool.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-            WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3""",
-        row["id"],
-        status,
-        limit,
-    )
-    return [delivery_read(r) for r in rows]
-
-
-async def _delivery(pool: DbPool, principal: Principal, delivery_id: str) -> asyncpg.Record:
-    row = await pool.fetchrow(f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", delivery_id)
-    if row is None:
-        raise NotFound(f"no delivery {delivery_id}")
-    await _endpoint(pool, principal, str(row["endpoint_id"]))
-    return row
+    return await service.list_deliveries(pool, principal, webhook_id, status, limit)
 
 
 @router.get("/webhook-deliveries/{delivery_id}/attempts", response_model=list[AttemptRead], summary="Every attempt")
 async def list_attempts(delivery_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[AttemptRead]:
-    await _delivery(pool, principal, delivery_id)
-    rows = await pool.fetch(
-        """SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts
-           WHERE delivery_id = $1 ORDER BY attempt""",
-        delivery_id,
-    )
-    return [AttemptRead(**dict(r)) for r in rows]
+    return await service.list_attempts(pool, principal, delivery_id)
 
 
 @router.post(
     "/webhook-deliveries/{delivery_id}/retry", response_model=DeliveryRead, summary="Send again (same webhook-id)"
 )
 async def retry_delivery(delivery_id: str, principal: CurrentPrincipal, pool: DbPool) -> DeliveryRead:
-    await _delivery(pool, principal, delivery_id)
-    row = await pool.fetchrow(
-        f"""UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = $1
-            RETURNING {DELIVERY_COLUMNS}""",
-        delivery_id,
-    )
-    await pool.execute("SELECT pg_notify('maillage_deliveries', 'retry')")
-    return delivery_read(row)
+    return await service.retry_delivery(pool, principal, delivery_id)

@@ -26,10 +26,9 @@ from services.contracts.events import (
     NeedPublished,
     NeedUpdated,
 )
-from services.matching import emails, engine, webhooks
-from services.matching.engine import apply_actor
+from services.matching import emails, service, webhooks
 
-__all__ = ["apply_actor", "build_consumers", "build_tasks"]
+__all__ = ["build_consumers", "build_tasks"]
 
 logger = logging.getLogger("maillage.matching")
 
@@ -39,11 +38,11 @@ def engine_handlers(
 ) -> dict[str, Callable[[asyncpg.Connection, CloudEvent, EventPayload | None], Awaitable[None]]]:
     async def on_actor(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, ActorRegistered | ActorUpdated | ActorArchived)
-        await engine.apply_actor(conn, payload.actor, settings)
+        await service.apply_actor(conn, payload.actor, settings)
 
     async def on_need(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, NeedPublished | NeedUpdated)
-        await engine.match_need(conn, uuid.UUID(payload.need.id), settings)
+        await service.match_need(conn, uuid.UUID(payload.need.id), settings)
 
     return {
         ActorRegistered.ce_type: on_actor,
@@ -86,7 +85,7 @@ def build_tasks(pool: asyncpg.Pool, settings: Settings) -> list[Callable[[asynci
     async def expire(stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await engine.expire_due(pool)
+                await service.expire_due(pool)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("need expiry: %s", exc)
             with contextlib.suppress(TimeoutError):

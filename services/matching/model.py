@@ -51,7 +51,11 @@ class MatchStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
-PENDING_MATCH = (MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed, MatchStatus.interested)
+class ReplicaStatus(StrEnum):
+    """An actor's status in the replica, as the directory publishes it."""
+
+    active = "active"
+    archived = "archived"
 
 
 class Perimeter(BaseModel):
@@ -283,6 +287,11 @@ def _check_event_types(values: list[str] | None) -> list[str] | None:
     if unknown:
         raise ValueError(f"unknown event type(s): {', '.join(unknown)}; known: {', '.join(WEBHOOK_EVENT_TYPES)}")
     return list(dict.fromkeys(values))
+
+
+class EndpointStatus(StrEnum):
+    active = "active"
+    disabled = "disabled"  # by its owner, or after the receiver answered 410 Gone
 
 
 class WebhookFields(BaseModel):

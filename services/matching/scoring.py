@@ -4,7 +4,7 @@ Eligibility first (kind; a shared theme; the actor is inside the need's perimete
 activities covers the need's place — the activity-level logic of Le marché de l'inclusion), then a
 weighted mean of theme overlap, service-type overlap, closeness, text relevance and, when the need
 asks for it, the QPV bonus. The weights are settings (`MAILLAGE_MATCH_WEIGHT_*`); the SQL that
-fetches candidates ranks them with the same formula (see `store.candidates`).
+fetches candidates ranks them with the same formula (see `planner.candidates`).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class ActorProfile:
     lon: float | None = None
     qpv_code: str | None = None
     activities: tuple[Activity, ...] = ()
-    text_relevance: float = 0.0  # 0..1, from PostgreSQL full text (see store.candidates)
+    text_relevance: float = 0.0  # 0..1, from PostgreSQL full text (see planner.candidates)
 
 
 @dataclass(frozen=True)

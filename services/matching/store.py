@@ -1,24 +1,31 @@
-"""SQL of the matching service: the actor replica, needs, candidate actors ranked in SQL, and matches."""
+"""SQL of the matching service: the actor replica, needs, matches and webhook endpoints (candidates: `planner`)."""
 
 from __future__ import annotations
 
-import logging
-import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import asyncpg
 import orjson
 
 from services.contracts import territories
 from services.contracts.events import ActorV1
-from services.matching.model import PENDING_MATCH, MatchRead, NeedCreate, NeedRead, NeedUpdate
-from services.matching.scoring import Activity, ActorProfile, NeedProfile, Weights, qpv_prefix
-
-logger = logging.getLogger("maillage.matching")
+from services.matching.model import (
+    DeliveryRead,
+    EndpointStatus,
+    MatchRead,
+    MatchStatus,
+    NeedCreate,
+    NeedRead,
+    NeedStatus,
+    NeedUpdate,
+    WebhookCreate,
+    WebhookRead,
+    WebhookUpdate,
+)
+from services.matching.scoring import Activity, ActorProfile
 
 # --- actor replica ------------------------------------------------------------------------------
 
@@ -95,6 +102,15 @@ def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProf
     )
 
 
+async def active_actor(conn: asyncpg.Connection, actor_id: uuid.UUID) -> asyncpg.Record | None:
+    """The replica's row of an active actor with its activities (what scoring reads), or None."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT a.*, t.activities FROM actors a JOIN actor_texts t USING (id) WHERE a.id = $1 AND a.status = 'active'",
+        actor_id,
+    )
+    return row
+
+
 # --- needs ------------------------------------------------------------------------------------------
 
 NEED_COLUMNS = """id, version, owner_id, title, description, kind, themes, service_types, commune_code,
@@ -165,23 +181,6 @@ def need_read(row: asyncpg.Record, owner: asyncpg.Record | None) -> NeedRead:
     )
 
 
-def need_profile(need: NeedRead) -> NeedProfile:
-    return NeedProfile(
-        id=need.id,
-        owner_id=need.owner_id,
-        themes=frozenset(need.themes),
-        service_types=frozenset(need.service_types),
-        place_codes=frozenset(territories.territories_of_commune(need.commune_code)),
-        lat=need.location.lat,
-        lon=need.location.lon,
-        perimeter=frozenset(need.effective_perimeter),
-        perimeter_radius_km=need.perimeter.radius_km,
-        eligible_kinds=frozenset(need.eligible_kinds),
-        qpv_priority=need.qpv_priority,
-        qpv_prefix=qpv_prefix(territories.resolve_commune(need.commune_code).departement),
-    )
-
-
 def _need_values(body: NeedCreate | NeedUpdate) -> list[Any]:
     return [
         body.title,
@@ -249,8 +248,23 @@ async def get_need(
     return row
 
 
+async def load_need(
+    conn: asyncpg.Connection | asyncpg.Pool, need_id: uuid.UUID, *, for_update: bool = False
+) -> NeedRead | None:
+    """A need as the model (its effective perimeter read from its owner), or None."""
+    row = await get_need(conn, need_id, for_update=for_update)
+    if row is None:
+        return None
+    return need_read(row, await owner_of(conn, row["owner_id"]))
+
+
+async def lock_need(conn: asyncpg.Connection, need_id: uuid.UUID) -> None:
+    """Serialise the writers of one need's matches until the transaction ends."""
+    await conn.execute("SELECT 1 FROM needs WHERE id = $1 FOR UPDATE", need_id)
+
+
 async def set_need_status(
-    conn: asyncpg.Connection, need_id: uuid.UUID, status: str, comment: str | None
+    conn: asyncpg.Connection, need_id: uuid.UUID, status: NeedStatus, comment: str | None
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         f"""
@@ -258,7 +272,7 @@ async def set_need_status(
         WHERE id = $1 RETURNING {NEED_COLUMNS}
         """,
         need_id,
-        status,
+        status.value,
         comment,
     )
     return row
@@ -299,352 +313,6 @@ async def list_needs(
     )
 
 
-# --- candidates, ranked and capped in SQL ------------------------------------------------------------
-
-# An OR query of the need's French lexemes, so that any shared word counts.
-NEED_QUERY = """(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(l), ' | '), ''))
-   FROM (SELECT l FROM unnest(tsvector_to_array(to_tsvector('fr_unaccent', {text}))) AS l
-         WHERE length(l) > 2 LIMIT 40) AS lexemes)"""
-RERANK_FACTOR = 4  # the structured rank keeps this many times `limit` actors; text relevance reorders them
-
-
-def _overlap(param: str, count: int, column: str) -> str:
-    """How many of the need's codes ($param, `count` of them) the actor's `column` holds, as SQL."""
-    return " + ".join(f"(({param}::text[])[{i}] = ANY({column}))::int" for i in range(1, count + 1)) or "0"
-
-
-EARTH_RADIUS_KM = 6371.0
-
-
-class Shares(NamedTuple):
-    """The weights as shares of the need's whole score (QPV counts only when the need asks for it)."""
-
-    themes: float
-    service_types: float
-    distance: float
-    text: float
-    qpv: float
-
-    @classmethod
-    def of(cls, weights: Weights, need: NeedRead) -> Shares:
-        qpv = weights.qpv if need.qpv_priority else 0.0
-        total = (weights.themes + weights.service_types + weights.distance + weights.text + qpv) or 1.0
-        return cls(*(w / total for w in (weights.themes, weights.service_types, weights.distance, weights.text, qpv)))
-
-
-def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
-    """The score of scoring.evaluate in SQL without its text part (added on the short list); $13-$17 and $19.
-
-    Distance here only preselects candidates (Python scores the short list exactly), so it is the
-    equirectangular approximation — arithmetic on the row's coordinates, with the cosine of the need's
-    latitude passed once as $19 — instead of earth_distance(ll_to_earth(…)), whose trigonometry per row was
-    40 % of the query over tens of thousands of candidates (bench/matching.py). Within 100 km it differs from
-    the great-circle distance by well under 1 %; farther away the closeness term is nil either way.
-    """
-    share = Shares.of(weights, need)
-    themes = f"({_overlap('$2', len(need.themes), 'c.themes')})::float8 / {max(len(need.themes), 1)}"
-    services = (
-        f"({_overlap('$3', len(need.service_types), 'c.service_types')})::float8 / {len(need.service_types)}"
-        if need.service_types
-        else "1.0"
-    )
-    sql = f"""(
-        $13 * {themes}
-      + $14 * {services}
-      + $15 * CASE WHEN c.lat IS NULL THEN 0.0
-                   ELSE exp(-{EARTH_RADIUS_KM} * sqrt(radians(c.lat - $5) ^ 2 + ($19 * radians(c.lon - $6)) ^ 2)
-                            / $17) END
-      + $16 * CASE WHEN $11 AND c.qpv_code LIKE $18 THEN 1.0 ELSE 0.0 END
-    )"""
-    return sql, [share.themes, share.service_types, share.distance, share.qpv, weights.distance_scale_km]
-
-
-NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others
-# Wider discs of actors with the need's service types read grid cells: the GiST would walk every actor of the area
-# for the few with the right codes; narrower ones, or without a service condition, are faster on the GiST.
-CELLS_KM = 15.0
-FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
-EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
-COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
-# The geographic rules, as a condition on one replica row `a`. The need's place is a scalar subquery (computed
-# once per probe) rather than a joined CTE, so that the planner always puts it in the place indexes' conditions.
-PLACE = "(SELECT ll_to_earth($5, $6))"
-# A disc probe's radius ($12 km), inflated so that its box (flat, or cells) holds the whole spherical disc.
-DISC_KM = "($12 * 1.03 + 0.5)"
-ELIGIBLE_PLACE = f"""(a.territories && $7
-    OR ($8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-        AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
-    OR (a.reach <> '{{}}' AND a.reach && $9)
-    OR (a.reach_radius_km > 0 AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE})
-    OR a.national)"""
-
-
-class Level(NamedTuple):
-    """One overlap level of themes ($2) or service types ($3), as SQL on the replica row `a`."""
-
-    codes: str  # the condition on the codes themselves
-    keys: str | None  # the same on the GiST keys, when an index can use it
-    cells: str  # the codes whose grid-cell keys a disc probe looks up (one of them when all are needed)
-
-
-KEYS = "match_keys(a.themes, a.service_types)"
-THEME_LEVELS = {
-    "all": Level("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])", "($2::text[])[1:1]"),
-    "some": Level("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
-    "any": Level("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
-}
-SERVICE_LEVELS = {
-    "all": Level(
-        "a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)", "coalesce(($3::text[])[1], '*')"
-    ),
-    "rest": Level("NOT a.service_types @> $3", None, "'*'"),
-    "any": Level("true", None, "'*'"),
-}
-# An actor's grid-cell keys (migration 0006), compared with the anyarray operator that its GIN index serves
-# (intarray's && on integer[] would not use it).
-PLACE_KEYS = "place_keys(a.themes, a.service_types, a.lat, a.lon) OPERATOR(pg_catalog.&&)"
-# What the replica rows of a disc probe carry: the ranked columns and the geographic rules' columns.
-DISC_COLUMNS = f"{COLUMNS}, a.territories, a.reach, a.reach_radius_km, a.national"
-
-
-@dataclass(frozen=True)
-class Group:
-    """Actors at one level of theme and service-type overlap, and the best structured score they can reach.
-
-    themes: "all" the need's themes, "some" but not all, or "any"; services: "all" the need's service
-    types, the "rest", or "any". The levels' conditions apply to the codes and, where an index can use
-    them, to the keys of the place GiST indexes or of the grid cells.
-    """
-
-    themes: str
-    services: str
-    best: float  # the structured score of a member at distance 0
-
-    def conditions(self) -> tuple[str, str]:
-        """(on the codes, on the codes and the GiST keys) as SQL on the row `a`."""
-        levels = (THEME_LEVELS[self.themes], SERVICE_LEVELS[self.services])
-        exact = [level.codes for level in levels]
-        return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
-
-    def disc_keys(self, radius: str) -> str:
-        """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
-        return f"disc_keys({THEME_LEVELS[self.themes].cells}, {SERVICE_LEVELS[self.services].cells}, $5, $6, {radius})"
-
-
-ANY_THEME = Group("any", "any", math.inf)
-
-
-def _groups(need: NeedRead, weights: Weights) -> list[Group]:
-    """The overlap levels of the need's candidates, best first (each bound counts the QPV bonus when asked)."""
-    share = Shares.of(weights, need)
-    themes = {"all": share.themes}
-    if len(need.themes) > 1:  # one theme short at best
-        themes["some"] = share.themes * (len(need.themes) - 1) / len(need.themes)
-    count = len(need.service_types)
-    services = {"all": share.service_types, "rest": share.service_types * (count - 1) / count} if count else {}
-    services = services or {"any": share.service_types}  # no service type asked: the term is whole for all
-    groups = [Group(t, s, tb + sb + share.qpv) for t, tb in themes.items() for s, sb in services.items()]
-    return sorted(groups, key=lambda group: -group.best)
-
-
-def reach_km(best: float, threshold: float, closeness: float, scale_km: float) -> float:
-    """How far from the need a member of a group whose score at distance 0 is `best` can still reach `threshold`.
-
-    `closeness` is the distance share of the score, which decays as exp(-km / scale_km). 0 or less: nowhere;
-    infinite: anywhere (its score without closeness already reaches the threshold).
-    """
-    missing = threshold - EPSILON - best  # what closeness must add
-    if missing <= 0:
-        return math.inf
-    if missing >= closeness:
-        return -1.0
-    return scale_km * math.log(closeness / missing)
-
-
-def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plain: bool = False) -> str:
-    """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first.
-
-    `cells`: a disc probe reads the grid-cell GIN instead of the place GiST. `plain`: the rules as a filter
-    on every actor, without any index path (the exhaustive reference).
-    """
-    themes, keyed = group.conditions()
-    if plain:
-        source = f"SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND {themes} AND {ELIGIBLE_PLACE}"
-    elif disc and cells:
-        # One GIN probe of the grid cells the disc touches; the fence (OFFSET 0)
-        # keeps the geographic rules out of the scan, whose index paths would read every actor of the area.
-        source = f"""SELECT {COLUMNS} FROM (
-                SELECT {DISC_COLUMNS} FROM actors a
-                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys(DISC_KM)} OFFSET 0
-            ) a WHERE {themes} AND {ELIGIBLE_PLACE}"""
-    elif disc:
-        # One GiST probe on (place, keys).
-        source = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
-               AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, {DISC_KM} * 1000)
-               AND {keyed} AND {ELIGIBLE_PLACE}"""
-    else:
-        # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
-        # id alone: UNION would sort every row on all its columns, arrays included).
-        source = f"""
-            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
-            UNION ALL
-            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
-               AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-               AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
-            UNION ALL
-            SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
-            UNION ALL
-            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
-               AND a.lat IS NOT NULL AND {keyed}
-               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE}
-            UNION ALL
-            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
-    several = not (disc or plain)  # the sources may admit an actor twice: keep it once
-    ranked = f"""SELECT {"DISTINCT ON (c.id)" if several else ""} c.id, {rank} AS structured
-        FROM cand c
-        WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
-                                   ELSE c.kind = ANY($4) END)"""
-    if several:
-        ranked = f"SELECT id, structured FROM ({ranked} ORDER BY c.id) AS kept"
-    return f"""
-        WITH types AS (  -- types the parameters that a probe may leave unused (it is never read)
-            SELECT $3::text[] AS service_types, $12::float8 AS radius_km
-        ), cand AS ({source})
-        {ranked}
-        ORDER BY structured DESC, id
-        LIMIT $10
-        """
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One query of a short list: which group, how far (infinite: anywhere), how many actors it kept."""
-
-    group: Group
-    radius_km: float
-    kept: int
-
-
-async def short_list(
-    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, keep: int, *, prune: bool = True
-) -> tuple[list[tuple[uuid.UUID, float]], list[Probe]]:
-    """The `keep` eligible actors of best structured score (themes, service types, distance, QPV), best first.
-
-    Around a city tens of thousands of actors are eligible, so the list is built in probes (`prune`):
-    first every eligible actor within NEAR_KM, whose ranking gives a threshold; then each overlap group
-    (`_groups`) only as far as its members can still reach the threshold — anywhere when their score
-    without closeness reaches it, within a disc otherwise, not at all when even distance 0 falls short.
-    The threshold only rises and each probe keeps its own best `keep`, so no actor of the exact list is
-    left out (tests/integration/test_matching_pruning.py compares with `prune=False`: the rules as one
-    filter on every actor, without the index paths).
-    """
-    rank, rank_params = _rank_sql(weights, need)
-    params = [
-        uuid.UUID(need.owner_id),
-        need.themes,
-        need.service_types,
-        need.eligible_kinds,
-        need.location.lat,
-        need.location.lon,
-        need.effective_perimeter,
-        need.perimeter.radius_km or 0.0,
-        list(territories.territories_of_commune(need.commune_code)),
-        keep,
-        need.qpv_priority,
-        math.inf,  # $12: the probe's radius in km
-        *rank_params,
-        qpv_prefix(territories.resolve_commune(need.commune_code).departement) + "%",
-        math.cos(math.radians(need.location.lat)),
-    ]
-    found: dict[uuid.UUID, float] = {}
-    probes: list[Probe] = []
-
-    def threshold() -> float:
-        """The `keep`-th best score found so far: no actor below it can enter the list."""
-        scores = sorted(found.values(), reverse=True)
-        return scores[keep - 1] if len(scores) >= keep else -math.inf
-
-    closeness = Shares.of(weights, need).distance
-
-    def reach(best: float) -> float:
-        return reach_km(best, threshold(), closeness, weights.distance_scale_km)
-
-    async def probe(group: Group, radius_km: float) -> None:
-        params[11] = radius_km
-        disc = math.isfinite(radius_km)
-        cells = disc and radius_km > CELLS_KM and group.services == "all"
-        rows = await conn.fetch(_stage_sql(rank, group, disc=disc, cells=cells, plain=not prune), *params)
-        found.update((row["id"], row["structured"]) for row in rows)
-        probes.append(Probe(group, radius_km, len(rows)))
-
-    if not prune:
-        await probe(ANY_THEME, math.inf)
-    else:
-        await probe(ANY_THEME, NEAR_KM)
-        groups = _groups(need, weights)
-        while groups:
-            group = groups.pop(0)
-            radius = reach(group.best)
-            rest = [g for g in groups if g.themes == group.themes]
-            anywhere = threshold() > -math.inf and radius == math.inf
-            if anywhere and rest and reach(rest[0].best) == math.inf:
-                # Both service levels of this theme level are read everywhere whatever the first finds.
-                groups.remove(rest[0])
-                group = Group(group.themes, "any", group.best)
-            if radius > NEAR_KM:  # closer members are in the first probe already
-                await probe(group, radius if radius <= FAR_KM else math.inf)
-    return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
-
-
-async def candidates(
-    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
-) -> list[ActorProfile]:
-    """Actors that may answer the need, best first.
-
-    The eligible actors are ranked by the structured criteria and cut to a short list of
-    `RERANK_FACTOR * limit` (`short_list`); only that list reads the actors' texts, adds the full-text
-    relevance and is cut to `limit`.
-    """
-    best, probes = await short_list(conn, need, weights, limit * RERANK_FACTOR)
-    logger.debug("need %s: short list from %s", need.id, probes)
-    rows = await conn.fetch(
-        f"""
-        WITH q AS (SELECT {NEED_QUERY.format(text="$3")} AS query), ranked AS MATERIALIZED (
-            SELECT s.id, t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
-                   s.structured + $4 * ts_rank(t.search, q.query, 32) AS rank
-            FROM unnest($1::uuid[], $2::float8[]) AS s (id, structured) JOIN actor_texts t USING (id), q
-            ORDER BY rank DESC, s.id
-            LIMIT $5
-        )  -- only the kept actors' rows are read
-        SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               r.activities, r.text_rank
-        FROM ranked r JOIN actors a USING (id)
-        ORDER BY r.rank DESC, a.id
-        """,
-        [actor_id for actor_id, _ in best],
-        [score for _, score in best],
-        f"{need.title} {need.description}",
-        Shares.of(weights, need).text,
-        limit,
-    )
-    return [actor_profile(row, float(row["text_rank"])) for row in rows]
-
-
-async def open_needs_for(conn: asyncpg.Connection, actor_id: uuid.UUID) -> list[tuple[asyncpg.Record, float]]:
-    """Open needs sharing a theme with the actor, with the text relevance of the actor to each."""
-    rows = await conn.fetch(
-        f"""
-        SELECT n.*, ts_rank(t.search, {NEED_QUERY.format(text="n.title || ' ' || n.description")}, 32) AS text_rank
-        FROM actors a JOIN actor_texts t USING (id)
-        JOIN needs n ON n.status = 'published' AND n.deadline > now() AND n.themes && a.themes
-        WHERE a.id = $1 AND a.status = 'active'
-        """,
-        actor_id,
-    )
-    return [(row, float(row["text_rank"])) for row in rows]
-
-
 # --- matches -------------------------------------------------------------------------------------------
 
 MATCH_COLUMNS = (
@@ -667,15 +335,17 @@ def match_read(row: asyncpg.Record) -> MatchRead:
     )
 
 
-async def match_state(conn: asyncpg.Connection, need_id: uuid.UUID) -> tuple[dict[uuid.UUID, float], int]:
-    """The actors already matched to a need with their scores, and how many said interested."""
+async def match_state(conn: asyncpg.Connection, need_id: uuid.UUID) -> dict[uuid.UUID, tuple[float, MatchStatus]]:
+    """The actors already matched to a need, with their scores and statuses."""
     rows = await conn.fetch("SELECT actor_id, score, status FROM matches WHERE need_id = $1", need_id)
-    interested = sum(1 for r in rows if r["status"] in ("interested", "selected"))
-    return {r["actor_id"]: float(r["score"]) for r in rows}, interested
+    return {r["actor_id"]: (float(r["score"]), MatchStatus(r["status"])) for r in rows}
 
 
 async def insert_matches(
-    conn: asyncpg.Connection, need_id: uuid.UUID, found: Sequence[tuple[uuid.UUID, float, list[Any]]], status: str
+    conn: asyncpg.Connection,
+    need_id: uuid.UUID,
+    found: Sequence[tuple[uuid.UUID, float, list[Any]]],
+    status: MatchStatus,
 ) -> list[asyncpg.Record]:
     """Store (actor, score, reasons) matches of a need in one statement; the rows created, in `found`'s order."""
     rows = await conn.fetch(
@@ -690,13 +360,16 @@ async def insert_matches(
         [actor_id for actor_id, _, _ in found],
         [score for _, score, _ in found],
         [orjson.dumps(reasons).decode() for _, _, reasons in found],
-        status,
+        status.value,
     )
     by_actor = {row["actor_id"]: row for row in rows}
     return [by_actor[actor_id] for actor_id, _, _ in found if actor_id in by_actor]
 
 
-async def withdraw_pending(conn: asyncpg.Connection, need_id: uuid.UUID) -> list[asyncpg.Record]:
+async def withdraw(
+    conn: asyncpg.Connection, need_id: uuid.UUID, statuses: Iterable[MatchStatus]
+) -> list[asyncpg.Record]:
+    """Withdraw the need's matches that are in one of `statuses`; the rows changed."""
     return list(
         await conn.fetch(
             f"""
@@ -705,7 +378,7 @@ async def withdraw_pending(conn: asyncpg.Connection, need_id: uuid.UUID) -> list
             RETURNING {MATCH_COLUMNS}
             """,
             need_id,
-            [s.value for s in PENDING_MATCH],
+            sorted(s.value for s in statuses),
         )
     )
 
@@ -735,7 +408,7 @@ async def get_matches(conn: asyncpg.Connection | asyncpg.Pool, match_ids: list[u
 
 
 async def set_match_status(
-    conn: asyncpg.Connection, match_id: uuid.UUID, status: str, comment: str | None
+    conn: asyncpg.Connection, match_id: uuid.UUID, status: MatchStatus, comment: str | None
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         f"""
@@ -743,7 +416,7 @@ async def set_match_status(
         WHERE id = $1 RETURNING {MATCH_COLUMNS}
         """,
         match_id,
-        status,
+        status.value,
         comment,
     )
     return row
@@ -787,5 +460,130 @@ async def best_matches_of(
     return found
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+# --- partners' webhook endpoints and their deliveries ---------------------------------------------------------
+
+WEBHOOK_COLUMNS = "id, url, event_types, description, status, disabled_reason, created_at, updated_at"
+DELIVERY_COLUMNS = (
+    "id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_error, created_at, delivered_at"
+)
+
+
+def webhook_read(row: asyncpg.Record) -> WebhookRead:
+    return WebhookRead(**{**dict(row), "id": str(row["id"]), "event_types": list(row["event_types"])})
+
+
+def delivery_read(row: asyncpg.Record) -> DeliveryRead:
+    return DeliveryRead(**{**dict(row), "endpoint_id": str(row["endpoint_id"])})
+
+
+async def insert_endpoint(conn: asyncpg.Connection, owner: str, body: WebhookCreate, secret: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO webhook_endpoints (id, owner, url, event_types, description, secret)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}""",
+        uuid.uuid4(),
+        owner,
+        str(body.url),
+        body.event_types,
+        body.description,
+        secret,
+    )
+    return row
+
+
+async def list_endpoints(conn: asyncpg.Connection | asyncpg.Pool, owner: str | None) -> list[asyncpg.Record]:
+    """The endpoints of `owner` (a principal's subject), or every endpoint when None."""
+    return list(
+        await conn.fetch(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at",
+            owner,
+        )
+    )
+
+
+async def get_endpoint(conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {WEBHOOK_COLUMNS}, owner FROM webhook_endpoints WHERE id = $1", endpoint_id
+    )
+    return row
+
+
+async def update_endpoint(
+    conn: asyncpg.Connection, endpoint_id: uuid.UUID, body: WebhookUpdate, status: EndpointStatus | None
+) -> asyncpg.Record:
+    """Change what `body` names (None: unchanged); a new `status` also says why it is disabled, or clears it."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints SET url = coalesce($2, url), event_types = coalesce($3, event_types),
+               description = coalesce($4, description), status = coalesce($5, status),
+               disabled_reason = CASE WHEN $5 = 'active' THEN NULL WHEN $5 = 'disabled' THEN 'paused by its owner'
+                                      ELSE disabled_reason END,
+               updated_at = now()
+            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
+        endpoint_id,
+        str(body.url) if body.url is not None else None,
+        body.event_types,
+        body.description,
+        status.value if status is not None else None,
+    )
+    return row
+
+
+async def rotate_endpoint_secret(
+    conn: asyncpg.Connection, endpoint_id: uuid.UUID, secret: str, overlap: timedelta
+) -> asyncpg.Record:
+    """The new secret signs from now on; the previous one signs beside it for `overlap`."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints
+            SET previous_secret = secret, previous_secret_expires_at = now() + $3::interval,
+                secret = $2, updated_at = now()
+            WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}""",
+        endpoint_id,
+        secret,
+        overlap,
+    )
+    return row
+
+
+async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: uuid.UUID, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3""",
+            endpoint_id,
+            status,
+            limit,
+        )
+    )
+
+
+async def get_delivery(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", delivery_id
+    )
+    return row
+
+
+async def list_attempts(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts
+               WHERE delivery_id = $1 ORDER BY attempt""",
+            delivery_id,
+        )
+    )
+
+
+async def retry_delivery(conn: asyncpg.Connection, delivery_id: str, channel: str) -> asyncpg.Record:
+    """Make a delivery due now, and wake the deliverers listening on `channel`."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = $1
+            RETURNING {DELIVERY_COLUMNS}""",
+        delivery_id,
+    )
+    await conn.execute("SELECT pg_notify($1, 'retry')", channel)
+    return row

@@ -32,7 +32,7 @@ from standardwebhooks import Webhook
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.matching.egress import PinnedNetwork, checked_addresses, pinned_client, system_resolve
-from services.matching.egress import TargetRefused as TargetRefused  # re-exported: the API refuses with it
+from services.matching.egress import TargetRefused as TargetRefused  # re-exported: the use cases refuse with it
 from services.matching.model import public_type
 
 logger = logging.getLogger("maillage.webhooks")

@@ -15,7 +15,7 @@ from services.common.db import create_pool, ensure_database, migrate
 from services.common.settings import Settings, with_database
 from services.contracts import territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
-from services.matching import engine, store
+from services.matching import planner, store
 from services.matching.model import NeedCreate, NeedRead
 from services.matching.scoring import Weights, qpv_prefix
 
@@ -110,7 +110,7 @@ def need_bodies(count: int, rng: random.Random) -> list[tuple[uuid.UUID, dict[st
 
 async def need_of(conn: asyncpg.Connection, owner: uuid.UUID, body: dict[str, Any]) -> NeedRead:
     row = await store.insert_need(conn, owner, NeedCreate.model_validate(body))
-    need = await engine.load_need(conn, row["id"], for_update=False)
+    need = await store.load_need(conn, row["id"])
     assert need is not None
     return need
 
@@ -125,13 +125,13 @@ async def test_pruned_short_list_is_the_exhaustive_one(replica: asyncpg.Pool, se
         await transaction.start()
         for owner, body in need_bodies(40, rng):
             need = await need_of(conn, owner, body)
-            pruned, probes = await store.short_list(conn, need, weights, keep)
-            exhaustive, [everything] = await store.short_list(conn, need, weights, keep, prune=False)
+            pruned, probes = await planner.short_list(conn, need, weights, keep)
+            exhaustive, [everything] = await planner.short_list(conn, need, weights, keep, prune=False)
             assert pruned == exhaustive, body
             assert len(exhaustive) == min(keep, everything.kept)
             # Pruning happened: some group was read within a disc only, or skipped.
-            if len(probes) < 1 + len(store._groups(need, weights)) or any(
-                0 < p.radius_km < float("inf") and p.group != store.ANY_THEME for p in probes
+            if len(probes) < 1 + len(planner._groups(need, weights)) or any(
+                0 < p.radius_km < float("inf") and p.group != planner.ANY_THEME for p in probes
             ):
                 pruned_probes += 1
         await transaction.rollback()

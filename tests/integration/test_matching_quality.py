@@ -13,7 +13,7 @@ from services.common.settings import Settings, with_database
 from services.contracts import territories
 from services.contracts.events import ActorV1
 from services.directory.demo import demo_actor_id, demo_actors
-from services.matching import engine, store
+from services.matching import service, store
 from services.matching.demo import DEMO_NEEDS, DemoNeed
 from services.matching.model import NeedCreate
 
@@ -43,7 +43,7 @@ async def top5(pool: asyncpg.Pool, demo: DemoNeed, actors: dict[str, ActorV1], s
     by_id = {actor.id: source_id for source_id, actor in actors.items()}
     async with pool.acquire() as conn, conn.transaction():
         need_id = (await store.insert_need(conn, uuid.UUID(authority.id), body))["id"]
-        await engine.match_need(conn, need_id, settings)
+        await service.match_need(conn, need_id, settings)
         rows = await store.list_matches(conn, need_id=need_id)
     return [by_id[str(row["actor_id"])] for row in rows[:5]]
 

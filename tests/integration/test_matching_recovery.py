@@ -22,7 +22,7 @@ from services.common.replica import rebuild
 from services.common.settings import Settings, with_database
 from services.contracts.events import NeedPublished
 from services.directory.demo import demo_actors
-from services.matching import engine, store, webhooks
+from services.matching import service, store, webhooks
 from services.matching.demo import DEMO_NEEDS
 from services.matching.model import NeedCreate
 from tests.integration.directory_fixtures import Directory
@@ -41,7 +41,7 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
         await conn.execute("DELETE FROM actors WHERE id = $1", lost)
         await conn.execute("UPDATE actors SET version = 0, name = 'périmé' WHERE id = $1", stale)
 
-        report = await rebuild(matching.settings, "matching", engine.apply_actor)
+        report = await rebuild(matching.settings, "matching", service.apply_actor)
         assert report.read >= 4 and report.applied >= 2 and report.watermark
         back = await conn.fetchrow(
             "SELECT a.version, a.name, t.description FROM actors a JOIN actor_texts t USING (id) WHERE a.id = $1", lost
@@ -51,7 +51,7 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
         assert await conn.fetchval("SELECT name FROM actors WHERE id = $1", stale) == actors["far"]["name"]
         # Nothing newer than the replica now: a second pass applies none of these actors again.
         versions = dict(await conn.fetch("SELECT id, version FROM actors WHERE id = ANY($1)", [lost, stale]))
-        await rebuild(matching.settings, "matching", engine.apply_actor)
+        await rebuild(matching.settings, "matching", service.apply_actor)
         assert dict(await conn.fetch("SELECT id, version FROM actors WHERE id = ANY($1)", [lost, stale])) == versions
     finally:
         await conn.close()

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from services.contracts.territories import territories_of_commune
-from services.matching import store
+from services.matching import planner
 from services.matching.scoring import (
     Activity,
     ActorProfile,
@@ -145,8 +145,8 @@ def test_weights_change_the_score_and_reasons_carry_their_share() -> None:
 
 def test_reach_km_bounds_the_closeness_a_group_needs() -> None:
     closeness, scale = 0.25, 15.0
-    assert store.reach_km(0.5, -math.inf, closeness, scale) == math.inf
-    assert store.reach_km(0.5, 0.5, closeness, scale) == math.inf  # reached without closeness: anywhere
-    assert store.reach_km(0.5, 0.5 + closeness + 0.01, closeness, scale) < 0  # not even at distance 0
+    assert planner.reach_km(0.5, -math.inf, closeness, scale) == math.inf
+    assert planner.reach_km(0.5, 0.5, closeness, scale) == math.inf  # reached without closeness: anywhere
+    assert planner.reach_km(0.5, 0.5 + closeness + 0.01, closeness, scale) < 0  # not even at distance 0
     # Closeness halves every ln 2 scales: half of it is still reached up to there, not beyond.
-    assert store.reach_km(0.5, 0.5 + closeness / 2, closeness, scale) == pytest.approx(scale * math.log(2), rel=1e-6)
+    assert planner.reach_km(0.5, 0.5 + closeness / 2, closeness, scale) == pytest.approx(scale * math.log(2), rel=1e-6)

@@ -1,0 +1,386 @@
+"""The candidate planner: which replica actors may answer a need, ranked and capped in SQL before Python scores them.
+
+The SQL ranks with `scoring.evaluate`'s formula (without its text part), in probes whose reach the scores bound
+(`short_list`); the short list then reads the actors' texts (`candidates`). The reverse question — which open
+needs a new or changed actor may answer — is `open_needs_for`. Plain persistence stays in `store`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import asyncpg
+
+from services.contracts import territories
+from services.matching.model import NeedRead
+from services.matching.scoring import ActorProfile, NeedProfile, Weights, qpv_prefix
+from services.matching.store import actor_profile
+
+logger = logging.getLogger("maillage.matching")
+
+
+def need_profile(need: NeedRead) -> NeedProfile:
+    return NeedProfile(
+        id=need.id,
+        owner_id=need.owner_id,
+        themes=frozenset(need.themes),
+        service_types=frozenset(need.service_types),
+        place_codes=frozenset(territories.territories_of_commune(need.commune_code)),
+        lat=need.location.lat,
+        lon=need.location.lon,
+        perimeter=frozenset(need.effective_perimeter),
+        perimeter_radius_km=need.perimeter.radius_km,
+        eligible_kinds=frozenset(need.eligible_kinds),
+        qpv_priority=need.qpv_priority,
+        qpv_prefix=qpv_prefix(territories.resolve_commune(need.commune_code).departement),
+    )
+
+
+# --- candidates, ranked and capped in SQL ------------------------------------------------------------
+
+# An OR query of the need's French lexemes, so that any shared word counts.
+NEED_QUERY = """(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(l), ' | '), ''))
+   FROM (SELECT l FROM unnest(tsvector_to_array(to_tsvector('fr_unaccent', {text}))) AS l
+         WHERE length(l) > 2 LIMIT 40) AS lexemes)"""
+RERANK_FACTOR = 4  # the structured rank keeps this many times `limit` actors; text relevance reorders them
+
+
+def _overlap(param: str, count: int, column: str) -> str:
+    """How many of the need's codes ($param, `count` of them) the actor's `column` holds, as SQL."""
+    return " + ".join(f"(({param}::text[])[{i}] = ANY({column}))::int" for i in range(1, count + 1)) or "0"
+
+
+EARTH_RADIUS_KM = 6371.0
+
+
+class Shares(NamedTuple):
+    """The weights as shares of the need's whole score (QPV counts only when the need asks for it)."""
+
+    themes: float
+    service_types: float
+    distance: float
+    text: float
+    qpv: float
+
+    @classmethod
+    def of(cls, weights: Weights, need: NeedRead) -> Shares:
+        qpv = weights.qpv if need.qpv_priority else 0.0
+        total = (weights.themes + weights.service_types + weights.distance + weights.text + qpv) or 1.0
+        return cls(*(w / total for w in (weights.themes, weights.service_types, weights.distance, weights.text, qpv)))
+
+
+def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
+    """The score of scoring.evaluate in SQL without its text part (added on the short list); $13-$17 and $19.
+
+    Distance here only preselects candidates (Python scores the short list exactly), so it is the
+    equirectangular approximation — arithmetic on the row's coordinates, with the cosine of the need's
+    latitude passed once as $19 — instead of earth_distance(ll_to_earth(…)), whose trigonometry per row was
+    40 % of the query over tens of thousands of candidates (bench/matching.py). Within 100 km it differs from
+    the great-circle distance by well under 1 %; farther away the closeness term is nil either way.
+    """
+    share = Shares.of(weights, need)
+    themes = f"({_overlap('$2', len(need.themes), 'c.themes')})::float8 / {max(len(need.themes), 1)}"
+    services = (
+        f"({_overlap('$3', len(need.service_types), 'c.service_types')})::float8 / {len(need.service_types)}"
+        if need.service_types
+        else "1.0"
+    )
+    sql = f"""(
+        $13 * {themes}
+      + $14 * {services}
+      + $15 * CASE WHEN c.lat IS NULL THEN 0.0
+                   ELSE exp(-{EARTH_RADIUS_KM} * sqrt(radians(c.lat - $5) ^ 2 + ($19 * radians(c.lon - $6)) ^ 2)
+                            / $17) END
+      + $16 * CASE WHEN $11 AND c.qpv_code LIKE $18 THEN 1.0 ELSE 0.0 END
+    )"""
+    return sql, [share.themes, share.service_types, share.distance, share.qpv, weights.distance_scale_km]
+
+
+NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others
+# Wider discs of actors with the need's service types read grid cells: the GiST would walk every actor of the area
+# for the few with the right codes; narrower ones, or without a service condition, are faster on the GiST.
+CELLS_KM = 15.0
+FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
+EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
+COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
+# The geographic rules, as a condition on one replica row `a`. The need's place is a scalar subquery (computed
+# once per probe) rather than a joined CTE, so that the planner always puts it in the place indexes' conditions.
+PLACE = "(SELECT ll_to_earth($5, $6))"
+# A disc probe's radius ($12 km), inflated so that its box (flat, or cells) holds the whole spherical disc.
+DISC_KM = "($12 * 1.03 + 0.5)"
+ELIGIBLE_PLACE = f"""(a.territories && $7
+    OR ($8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+        AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
+    OR (a.reach <> '{{}}' AND a.reach && $9)
+    OR (a.reach_radius_km > 0 AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE})
+    OR a.national)"""
+
+
+class Level(NamedTuple):
+    """One overlap level of themes ($2) or service types ($3), as SQL on the replica row `a`."""
+
+    codes: str  # the condition on the codes themselves
+    keys: str | None  # the same on the GiST keys, when an index can use it
+    cells: str  # the codes whose grid-cell keys a disc probe looks up (one of them when all are needed)
+
+
+KEYS = "match_keys(a.themes, a.service_types)"
+THEME_LEVELS = {
+    "all": Level("a.themes @> $2", f"{KEYS} @> match_keys($2, '{{}}'::text[])", "($2::text[])[1:1]"),
+    "some": Level("a.themes && $2 AND NOT a.themes @> $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
+    "any": Level("a.themes && $2", f"{KEYS} && match_keys($2, '{{}}'::text[])", "$2::text[]"),
+}
+SERVICE_LEVELS = {
+    "all": Level(
+        "a.service_types @> $3", f"{KEYS} @> match_keys('{{}}'::text[], $3)", "coalesce(($3::text[])[1], '*')"
+    ),
+    "rest": Level("NOT a.service_types @> $3", None, "'*'"),
+    "any": Level("true", None, "'*'"),
+}
+# An actor's grid-cell keys (migration 0006), compared with the anyarray operator that its GIN index serves
+# (intarray's && on integer[] would not use it).
+PLACE_KEYS = "place_keys(a.themes, a.service_types, a.lat, a.lon) OPERATOR(pg_catalog.&&)"
+# What the replica rows of a disc probe carry: the ranked columns and the geographic rules' columns.
+DISC_COLUMNS = f"{COLUMNS}, a.territories, a.reach, a.reach_radius_km, a.national"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Actors at one level of theme and service-type overlap, and the best structured score they can reach.
+
+    themes: "all" the need's themes, "some" but not all, or "any"; services: "all" the need's service
+    types, the "rest", or "any". The levels' conditions apply to the codes and, where an index can use
+    them, to the keys of the place GiST indexes or of the grid cells.
+    """
+
+    themes: str
+    services: str
+    best: float  # the structured score of a member at distance 0
+
+    def conditions(self) -> tuple[str, str]:
+        """(on the codes, on the codes and the GiST keys) as SQL on the row `a`."""
+        levels = (THEME_LEVELS[self.themes], SERVICE_LEVELS[self.services])
+        exact = [level.codes for level in levels]
+        return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
+
+    def disc_keys(self, radius: str) -> str:
+        """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
+        return f"disc_keys({THEME_LEVELS[self.themes].cells}, {SERVICE_LEVELS[self.services].cells}, $5, $6, {radius})"
+
+
+ANY_THEME = Group("any", "any", math.inf)
+
+
+def _groups(need: NeedRead, weights: Weights) -> list[Group]:
+    """The overlap levels of the need's candidates, best first (each bound counts the QPV bonus when asked)."""
+    share = Shares.of(weights, need)
+    themes = {"all": share.themes}
+    if len(need.themes) > 1:  # one theme short at best
+        themes["some"] = share.themes * (len(need.themes) - 1) / len(need.themes)
+    count = len(need.service_types)
+    services = {"all": share.service_types, "rest": share.service_types * (count - 1) / count} if count else {}
+    services = services or {"any": share.service_types}  # no service type asked: the term is whole for all
+    groups = [Group(t, s, tb + sb + share.qpv) for t, tb in themes.items() for s, sb in services.items()]
+    return sorted(groups, key=lambda group: -group.best)
+
+
+def reach_km(best: float, threshold: float, closeness: float, scale_km: float) -> float:
+    """How far from the need a member of a group whose score at distance 0 is `best` can still reach `threshold`.
+
+    `closeness` is the distance share of the score, which decays as exp(-km / scale_km). 0 or less: nowhere;
+    infinite: anywhere (its score without closeness already reaches the threshold).
+    """
+    missing = threshold - EPSILON - best  # what closeness must add
+    if missing <= 0:
+        return math.inf
+    if missing >= closeness:
+        return -1.0
+    return scale_km * math.log(closeness / missing)
+
+
+def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plain: bool = False) -> str:
+    """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first.
+
+    `cells`: a disc probe reads the grid-cell GIN instead of the place GiST. `plain`: the rules as a filter
+    on every actor, without any index path (the exhaustive reference).
+    """
+    themes, keyed = group.conditions()
+    if plain:
+        source = f"SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND {themes} AND {ELIGIBLE_PLACE}"
+    elif disc and cells:
+        # One GIN probe of the grid cells the disc touches; the fence (OFFSET 0)
+        # keeps the geographic rules out of the scan, whose index paths would read every actor of the area.
+        source = f"""SELECT {COLUMNS} FROM (
+                SELECT {DISC_COLUMNS} FROM actors a
+                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys(DISC_KM)} OFFSET 0
+            ) a WHERE {themes} AND {ELIGIBLE_PLACE}"""
+    elif disc:
+        # One GiST probe on (place, keys).
+        source = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
+               AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, {DISC_KM} * 1000)
+               AND {keyed} AND {ELIGIBLE_PLACE}"""
+    else:
+        # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
+        # id alone: UNION would sort every row on all its columns, arrays included).
+        source = f"""
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
+            UNION ALL
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
+               AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+               AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
+            UNION ALL
+            SELECT {COLUMNS} FROM actors a
+             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
+            UNION ALL
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
+               AND a.lat IS NOT NULL AND {keyed}
+               AND earth_box(ll_to_earth(a.lat, a.lon), a.reach_radius_km * 1000) @> {PLACE}
+            UNION ALL
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.national AND {themes}"""
+    several = not (disc or plain)  # the sources may admit an actor twice: keep it once
+    ranked = f"""SELECT {"DISTINCT ON (c.id)" if several else ""} c.id, {rank} AS structured
+        FROM cand c
+        WHERE c.id <> $1 AND (CASE WHEN cardinality($4::text[]) = 0 THEN c.kind <> 'local_authority'
+                                   ELSE c.kind = ANY($4) END)"""
+    if several:
+        ranked = f"SELECT id, structured FROM ({ranked} ORDER BY c.id) AS kept"
+    return f"""
+        WITH types AS (  -- types the parameters that a probe may leave unused (it is never read)
+            SELECT $3::text[] AS service_types, $12::float8 AS radius_km
+        ), cand AS ({source})
+        {ranked}
+        ORDER BY structured DESC, id
+        LIMIT $10
+        """
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One query of a short list: which group, how far (infinite: anywhere), how many actors it kept."""
+
+    group: Group
+    radius_km: float
+    kept: int
+
+
+async def short_list(
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, keep: int, *, prune: bool = True
+) -> tuple[list[tuple[uuid.UUID, float]], list[Probe]]:
+    """The `keep` eligible actors of best structured score (themes, service types, distance, QPV), best first.
+
+    Around a city tens of thousands of actors are eligible, so the list is built in probes (`prune`):
+    first every eligible actor within NEAR_KM, whose ranking gives a threshold; then each overlap group
+    (`_groups`) only as far as its members can still reach the threshold — anywhere when their score
+    without closeness reaches it, within a disc otherwise, not at all when even distance 0 falls short.
+    The threshold only rises and each probe keeps its own best `keep`, so no actor of the exact list is
+    left out (tests/integration/test_matching_pruning.py compares with `prune=False`: the rules as one
+    filter on every actor, without the index paths).
+    """
+    rank, rank_params = _rank_sql(weights, need)
+    params = [
+        uuid.UUID(need.owner_id),
+        need.themes,
+        need.service_types,
+        need.eligible_kinds,
+        need.location.lat,
+        need.location.lon,
+        need.effective_perimeter,
+        need.perimeter.radius_km or 0.0,
+        list(territories.territories_of_commune(need.commune_code)),
+        keep,
+        need.qpv_priority,
+        math.inf,  # $12: the probe's radius in km
+        *rank_params,
+        qpv_prefix(territories.resolve_commune(need.commune_code).departement) + "%",
+        math.cos(math.radians(need.location.lat)),
+    ]
+    found: dict[uuid.UUID, float] = {}
+    probes: list[Probe] = []
+
+    def threshold() -> float:
+        """The `keep`-th best score found so far: no actor below it can enter the list."""
+        scores = sorted(found.values(), reverse=True)
+        return scores[keep - 1] if len(scores) >= keep else -math.inf
+
+    closeness = Shares.of(weights, need).distance
+
+    def reach(best: float) -> float:
+        return reach_km(best, threshold(), closeness, weights.distance_scale_km)
+
+    async def probe(group: Group, radius_km: float) -> None:
+        params[11] = radius_km
+        disc = math.isfinite(radius_km)
+        cells = disc and radius_km > CELLS_KM and group.services == "all"
+        rows = await conn.fetch(_stage_sql(rank, group, disc=disc, cells=cells, plain=not prune), *params)
+        found.update((row["id"], row["structured"]) for row in rows)
+        probes.append(Probe(group, radius_km, len(rows)))
+
+    if not prune:
+        await probe(ANY_THEME, math.inf)
+    else:
+        await probe(ANY_THEME, NEAR_KM)
+        groups = _groups(need, weights)
+        while groups:
+            group = groups.pop(0)
+            radius = reach(group.best)
+            rest = [g for g in groups if g.themes == group.themes]
+            anywhere = threshold() > -math.inf and radius == math.inf
+            if anywhere and rest and reach(rest[0].best) == math.inf:
+                # Both service levels of this theme level are read everywhere whatever the first finds.
+                groups.remove(rest[0])
+                group = Group(group.themes, "any", group.best)
+            if radius > NEAR_KM:  # closer members are in the first probe already
+                await probe(group, radius if radius <= FAR_KM else math.inf)
+    return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
+
+
+async def candidates(
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int
+) -> list[ActorProfile]:
+    """Actors that may answer the need, best first.
+
+    The eligible actors are ranked by the structured criteria and cut to a short list of
+    `RERANK_FACTOR * limit` (`short_list`); only that list reads the actors' texts, adds the full-text
+    relevance and is cut to `limit`.
+    """
+    best, probes = await short_list(conn, need, weights, limit * RERANK_FACTOR)
+    logger.debug("need %s: short list from %s", need.id, probes)
+    rows = await conn.fetch(
+        f"""
+        WITH q AS (SELECT {NEED_QUERY.format(text="$3")} AS query), ranked AS MATERIALIZED (
+            SELECT s.id, t.activities, ts_rank(t.search, q.query, 32) AS text_rank,
+                   s.structured + $4 * ts_rank(t.search, q.query, 32) AS rank
+            FROM unnest($1::uuid[], $2::float8[]) AS s (id, structured) JOIN actor_texts t USING (id), q
+            ORDER BY rank DESC, s.id
+            LIMIT $5
+        )  -- only the kept actors' rows are read
+        SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
+               r.activities, r.text_rank
+        FROM ranked r JOIN actors a USING (id)
+        ORDER BY r.rank DESC, a.id
+        """,
+        [actor_id for actor_id, _ in best],
+        [score for _, score in best],
+        f"{need.title} {need.description}",
+        Shares.of(weights, need).text,
+        limit,
+    )
+    return [actor_profile(row, float(row["text_rank"])) for row in rows]
+
+
+async def open_needs_for(conn: asyncpg.Connection, actor_id: uuid.UUID) -> list[tuple[asyncpg.Record, float]]:
+    """Open needs sharing a theme with the actor, with the text relevance of the actor to each."""
+    rows = await conn.fetch(
+        f"""
+        SELECT n.*, ts_rank(t.search, {NEED_QUERY.format(text="n.title || ' ' || n.description")}, 32) AS text_rank
+        FROM actors a JOIN actor_texts t USING (id)
+        JOIN needs n ON n.status = 'published' AND n.deadline > now() AND n.themes && a.themes
+        WHERE a.id = $1 AND a.status = 'active'
+        """,
+        actor_id,
+    )
+    return [(row, float(row["text_rank"])) for row in rows]
