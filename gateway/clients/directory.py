@@ -6,40 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.clients.upstream import Json, ServiceClient, creation_headers
-from gateway.errors import from_error
 from services.common.auth import Principal
-from services.common.versions import etag, stale_version
-
-# What a full replacement (PUT) carries: every field a registration may set.
-REGISTERED_FIELDS = (
-    "description",
-    "legal_form",
-    "siret",
-    "rna",
-    "local_register",
-    "themes",
-    "service_types",
-    "activities",
-    "street",
-    "postal_code",
-    "location",
-    "qpv_code",
-    "website",
-    "networks",
-    "contact",
-    "name",
-    "kind",
-    "commune_code",
-    "source_id",
-)
+from services.common.versions import etag
 
 
 class DirectoryClient(ServiceClient):
     service = "directory"
-
-    async def get_actor(self, actor_id: str, principal: Principal | None) -> Json:
-        answer: Json = await self.call("GET", f"/v1/actors/{actor_id}", principal=principal)
-        return answer
 
     async def actors_batch(self, ids: Sequence[str], principal: Principal | None) -> list[Json | None]:
         """Actors by id in that order (None: unknown, or not visible to the caller)."""
@@ -91,19 +63,11 @@ class DirectoryClient(ServiceClient):
     async def patch_actor(
         self, actor_id: str, changes: Json, principal: Principal, *, version: int | None = None
     ) -> Json:
-        """Change the given fields only; `version`, when given, must be the actor's current one (If-Match)."""
-        current = await self.get_actor(actor_id, principal)
-        if version is not None and version != current["version"]:
-            # As the service answers a stale If-Match.
-            raise from_error(stale_version("actor", actor_id, version, current["version"]))
-        replacement = {name: current.get(name) for name in REGISTERED_FIELDS if current.get(name) is not None}
-        replacement.update(changes)
+        """The service changes the given fields only; `version`, when given, must be the actor's current one (sent
+        as If-Match: a stale one is a CONFLICT naming the If-Match field, rule `stale`)."""
+        headers = {"If-Match": etag(version)} if version is not None else {}
         answer: Json = await self.call(
-            "PUT",
-            f"/v1/actors/{actor_id}",
-            principal=principal,
-            json=replacement,
-            headers={"If-Match": etag(current["version"])},
+            "PATCH", f"/v1/actors/{actor_id}", principal=principal, json=changes, headers=headers
         )
         return answer
 

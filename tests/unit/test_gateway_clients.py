@@ -203,3 +203,23 @@ async def test_a_service_refusal_is_a_graphql_error_with_its_code(unit_settings:
     finally:
         await clients.aclose()
     assert (caught.value.message, caught.value.extensions) == ("no actor a-1", {"code": "NOT_FOUND"})
+
+
+async def test_a_partial_update_is_the_services_patch_with_the_version_edited(unit_settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "a-1", "version": 4})
+
+    clients = ServiceClients(unit_settings, transport=httpx.MockTransport(answer))
+    admin = Principal(subject="admin", role=Role.ADMIN)
+    try:
+        await clients.directory.patch_actor("a-1", {"description": "Atelier"}, admin, version=3)
+        await clients.directory.patch_actor("a-1", {"website": "https://example.org"}, admin)
+    finally:
+        await clients.aclose()
+    checked, unchecked = seen
+    assert (checked.method, checked.url.path) == ("PATCH", "/v1/actors/a-1")
+    assert checked.headers["If-Match"] == '"3"' and "If-Match" not in unchecked.headers
+    assert checked.content == b'{"description":"Atelier"}'
