@@ -30,6 +30,7 @@ kafka:  ## fetch Apache Kafka's jars into .maillage/kafka/lib
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the one direction of imports: contracts of pyproject.toml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,4 +52,4 @@ lock:  ## refresh constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt
 
 clean:
-	rm -rf .maillage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .maillage .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -203,7 +203,7 @@ async def main(args: argparse.Namespace) -> None:
             }
         )
         server = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api", "--port", str(port)],
+            [sys.executable, "-m", "services.launch.cli", "serve", "directory", "--role", "api", "--port", str(port)],
             env=env,
             start_new_session=True,
         )

@@ -31,8 +31,8 @@ import httpx
 from bench.directory import percentile
 from bench.matching import CITIES, THEME_CODES, THEME_WEIGHTS, on_dev_stack
 from services.common.auth import Principal, Role
-from services.common.devstack import DevStack
 from services.contracts import territories
+from services.launch.devstack import DevStack
 
 EVENT_COLUMNS = [
     "id",

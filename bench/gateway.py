@@ -41,8 +41,8 @@ from gateway.clients import ServiceClients
 from gateway.context import Gateway, GatewayContext
 from gateway.schema import create_schema
 from services.common.auth import Principal, Role
-from services.common.devstack import DevStack
-from services.common.runtime import tune_garbage_collector
+from services.launch.devstack import DevStack
+from services.launch.runtime import tune_garbage_collector
 
 LYON_CODE, LYON_LAT, LYON_LON = "69123", 45.7640, 4.8357
 CONCURRENCY = 8

@@ -40,12 +40,12 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from bench.directory import percentile, vocabulary
 from services.common.auth import Principal, Role
 from services.common.db import create_pool, ensure_database, migrate
-from services.common.devstack import DevStack
 from services.common.embedded import EmbeddedPostgres, free_port
-from services.common.runtime import tune_garbage_collector
 from services.common.settings import PROCESSES, Settings, with_database
 from services.contracts import territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
+from services.launch.devstack import DevStack
+from services.launch.runtime import tune_garbage_collector
 from services.matching import engine, store
 from services.matching.model import NeedCreate
 from services.matching.scoring import Weights
@@ -453,7 +453,7 @@ async def end_to_end(stack: DevStack, count: int) -> dict[str, Any]:
     }
 
 
-def start_stack(home: Path) -> DevStack:
+def start_stack(home: Path, broker: str = "tansu") -> DevStack:
     ports = {f"{process}_port": free_port() for process in PROCESSES}
     settings = Settings(
         _env_file=None,
@@ -461,6 +461,7 @@ def start_stack(home: Path) -> DevStack:
         postgres_port=free_port(),
         kafka_port=free_port(),
         log_level="WARNING",
+        dev_broker=broker,
         **ports,  # type: ignore[arg-type]
     )
     stack = DevStack(settings, out=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
@@ -468,9 +469,9 @@ def start_stack(home: Path) -> DevStack:
     return stack
 
 
-def on_dev_stack(name: str, run: Callable[[DevStack], Coroutine[Any, Any, T]]) -> T:
-    """`run` against a whole `maillage dev` stack in a fresh home, stopped afterwards whatever happens."""
-    stack = start_stack(Path(tempfile.mkdtemp(prefix=f"maillage-bench-{name}-")) / ".maillage")
+def on_dev_stack(name: str, run: Callable[[DevStack], Coroutine[Any, Any, T]], broker: str = "tansu") -> T:
+    """`run` against a whole `maillage dev` stack (on `broker`) in a fresh home, stopped afterwards whatever happens."""
+    stack = start_stack(Path(tempfile.mkdtemp(prefix=f"maillage-bench-{name}-")) / ".maillage", broker)
     try:
         return asyncio.run(run(stack))
     finally:

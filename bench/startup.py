@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.common.devstack import READY_LINE
 from services.common.embedded import free_port
+from services.launch.devstack import READY_LINE
 
 NAMES = ("gateway", "directory", "events", "matching", "postgres", "kafka")
 
@@ -24,7 +24,7 @@ def run_once(home: Path) -> tuple[float, float, str]:
         env[f"MAILLAGE_{name.upper()}_PORT"] = str(free_port())
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "dev"],
+        [sys.executable, "-m", "services.launch.cli", "dev"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

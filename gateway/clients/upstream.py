@@ -12,10 +12,10 @@ from prometheus_client import Counter
 
 from gateway.errors import from_response, unavailable
 from gateway.outages import describe_outage
+from services.common.app import SERVICE_KEEP_ALIVE_S
 from services.common.auth import PRINCIPAL_HEADER, Principal, mint_internal
 from services.common.idempotency import KEY_HEADER
 from services.common.observability import CORRELATION_HEADER, correlation_id
-from services.common.runtime import SERVICE_KEEP_ALIVE_S
 from services.common.settings import SERVICES, Settings
 
 UPSTREAM_CALLS = Counter(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -30,10 +30,31 @@ from services.common.observability import (
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings
 from services.common.supervisor import Loop, Supervisor
+from services.contracts.events import ActorV1
 
 logger = logging.getLogger("maillage.app")
 
 Role = Literal["api", "worker", "all"]
+
+SERVICE_KEEP_ALIVE_S = 30  # how long a service keeps an idle connection from the gateway open
+
+ConsumersFactory = Callable[[asyncpg.Pool, Settings], list[IdempotentConsumer]]
+LoopsFactory = Callable[[asyncpg.Pool, Settings], list[Loop]]
+ActorApplier = Callable[[asyncpg.Connection, ActorV1, Settings], Awaitable[bool]]
+
+
+def no_loops(pool: asyncpg.Pool, settings: Settings) -> list[Loop]:
+    return []
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """What a service plugs into its app: handed in by the launcher's registry, never looked up by name here."""
+
+    router: APIRouter  # its REST API (`api` role)
+    build_consumers: ConsumersFactory  # its Kafka consumers (`worker` role)
+    build_loops: LoopsFactory = no_loops  # its other background loops (senders, schedulers)
+    apply_actor: ActorApplier | None = None  # applies one actor to its replica (`maillage rebuild`), if it keeps one
 
 
 class Workers(Supervisor):
@@ -59,10 +80,6 @@ class Workers(Supervisor):
         )
         self.relay = relay
         self.consumers = consumers
-
-
-def load_service_module(service: str, module: str) -> Any:
-    return importlib.import_module(f"services.{service}.{module}")
 
 
 class CorrelationMiddleware:
@@ -126,8 +143,8 @@ def readiness(checks: dict[str, bool]) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
-    """One service's app: the REST API (`api`), the relay and consumers (`worker`), or both."""
+def create_service_app(service: str, role: Role, settings: Settings, parts: ServiceParts) -> FastAPI:
+    """One service's app: the REST API (`api`), the relay and consumers (`worker`), or both, from its parts."""
     database_url = settings.database_url_for(service)
 
     @asynccontextmanager
@@ -136,12 +153,11 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
         app.state.pool = pool
         workers: Workers | None = None
         if role in ("worker", "all"):
-            consumers_module = load_service_module(service, "consumers")
             workers = Workers(
                 OutboxRelay(service, database_url, settings),
-                consumers_module.build_consumers(pool, settings),
+                parts.build_consumers(pool, settings),
                 # Other background loops (senders, schedulers), for services that have some.
-                getattr(consumers_module, "build_tasks", lambda *_: [])(pool, settings),
+                parts.build_loops(pool, settings),
                 settings=settings,
                 # `maillage serve` sets how the process stops (and then exits 1) when its workers cannot recover.
                 on_give_up=lambda: app.state.on_workers_failed(),
@@ -194,7 +210,7 @@ def create_service_app(service: str, role: Role, settings: Settings) -> FastAPI:
             }
 
         app.include_router(common)
-        app.include_router(load_service_module(service, "api").router)
+        app.include_router(parts.router)
     return app
 
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 import csv
 import random
 import sys
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from services.contracts.events import ActorV1
+from services.directory.imports import read_csv_lines, row_to_actor
+from services.directory.model import ActorRead, derived_geography, to_contract
 
 DEMO_FILE = Path(__file__).parent / "data" / "demo_actors.csv"
 
@@ -299,6 +305,34 @@ def write(path: Path = DEMO_FILE) -> int:
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def demo_actor_id(source_id: str) -> str:
+    """A stable id for a demo actor outside the directory (tests and benchmarks fill replicas with it)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"maillage-demo:{source_id}"))
+
+
+def demo_actors() -> list[tuple[str, ActorV1]]:
+    """The demo actors as the directory would publish them (its own `to_contract`): (source id, actor state)."""
+    reader = csv.DictReader(line for line in read_csv_lines(str(DEMO_FILE)) if not line.startswith("#"))
+    actors = []
+    now = datetime.now(UTC)
+    for row in reader:
+        actor = row_to_actor(row)
+        source_id = actor.source_id or ""
+        read = ActorRead.model_validate(
+            {
+                **actor.model_dump(mode="json"),
+                **derived_geography(actor.commune_code),
+                "id": demo_actor_id(source_id),
+                "version": 1,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        actors.append((source_id, to_contract(read)))
+    return actors
 
 
 if __name__ == "__main__":

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.contracts import territories
-from services.contracts.events import ActorV1
-from services.directory.demo import DEMO_FILE
-from services.directory.imports import read_csv_lines, row_to_actor
-from services.directory.model import ActorRead, derived_geography, to_contract
 
 
 @dataclass(frozen=True)
@@ -244,31 +238,3 @@ DEMO_NEEDS: list[DemoNeed] = [
         expected_top5=["demo-25462-05", "demo-25388-02"],
     ),
 ]
-
-
-def demo_actor_id(source_id: str) -> str:
-    """A stable id for a demo actor outside the directory (tests and benchmarks fill replicas with it)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"maillage-demo:{source_id}"))
-
-
-def demo_actors() -> list[tuple[str, ActorV1]]:
-    """The demo actors as the directory would publish them (its own `to_contract`): (source id, actor state)."""
-    reader = csv.DictReader(line for line in read_csv_lines(str(DEMO_FILE)) if not line.startswith("#"))
-    actors = []
-    now = datetime.now(UTC)
-    for row in reader:
-        actor = row_to_actor(row)
-        source_id = actor.source_id or ""
-        read = ActorRead.model_validate(
-            {
-                **actor.model_dump(mode="json"),
-                **derived_geography(actor.commune_code),
-                "id": demo_actor_id(source_id),
-                "version": 1,
-                "status": "active",
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        actors.append((source_id, to_contract(read)))
-    return actors

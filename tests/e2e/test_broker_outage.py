@@ -24,9 +24,9 @@ import asyncpg
 import httpx
 import pytest
 
-from services.common.devstack import DevStack
 from services.common.embedded import die_with_parent, free_port, stop_process
 from services.common.settings import Settings
+from services.launch.devstack import DevStack
 from services.matching import webhooks
 
 pytestmark = pytest.mark.e2e
@@ -86,7 +86,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "services.cli",
+                "services.launch.cli",
                 "serve",
                 service,
                 "--role",

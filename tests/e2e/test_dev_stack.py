@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from services.common.auth import PRINCIPAL_HEADER, Principal, Role, mint_internal
-from services.common.devstack import READY_LINE, load_dev_secrets
 from services.common.embedded import die_with_parent, free_port, port_is_free
 from services.common.settings import Settings
+from services.launch.devstack import READY_LINE, load_dev_secrets
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
 
 def start_dev(home: Path, ports: dict[str, int], timeout_s: float = 90) -> Dev:
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "dev"],
+        [sys.executable, "-m", "services.launch.cli", "dev"],
         cwd=ROOT,
         env=_env(home, ports),
         stdout=subprocess.PIPE,
@@ -215,7 +215,7 @@ class TestTheRunningStack:
             "MAILLAGE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{dev.ports['postgres']}/postgres",
         }
         revoked = subprocess.run(
-            [sys.executable, "-m", "services.cli", "credentials", "revoke", dev.credential_id],
+            [sys.executable, "-m", "services.launch.cli", "credentials", "revoke", dev.credential_id],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -271,7 +271,7 @@ class TestStartAndStop:
             squatter.bind(("127.0.0.1", ports["directory"]))
             squatter.listen()
             result = subprocess.run(
-                [sys.executable, "-m", "services.cli", "dev"],
+                [sys.executable, "-m", "services.launch.cli", "dev"],
                 cwd=ROOT,
                 env=_env(tmp_path / ".maillage", ports),
                 capture_output=True,

@@ -5,12 +5,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.embedded import EmbeddedBroker, free_port
+from tests.integration.browser_fixtures import browser, new_page
 from tests.integration.directory_fixtures import directory
 from tests.integration.events_fixtures import events, gateway_port
 from tests.integration.gateway_fixtures import gateway, gateway_settings
 from tests.integration.matching_fixtures import matching
 
-__all__ = ["directory", "events", "gateway", "gateway_port", "gateway_settings", "matching"]
+__all__ = ["browser", "directory", "events", "gateway", "gateway_port", "gateway_settings", "matching", "new_page"]
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import httpx
 import pytest
 import uvicorn
 
-from services.common.app import create_service_app
+from services.common.app import SERVICE_KEEP_ALIVE_S
 from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay
-from services.common.runtime import SERVICE_KEEP_ALIVE_S
 from services.common.settings import Settings, with_database
+from services.launch.registry import service_app
 from tests.integration.identities import forwarded
 
 
@@ -65,7 +65,7 @@ async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Dire
     await migrate(database_url, ["services.common", "services.directory"])
     await ensure_topics(settings)
     own = settings.model_copy(update={"directory_database_url": database_url})
-    app = create_service_app("directory", "api", own)
+    app = service_app("directory", "api", own)
     server, serving, port = await serve(app)
     relay = OutboxRelay("directory", database_url, own)
     stop = asyncio.Event()

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.embedded import free_port
 from services.common.settings import Settings
+from services.launch.registry import service_app
 from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.identities import forwarded
 from tests.integration.matching_fixtures import SmtpSink, fresh_database, smtp_sink
@@ -62,7 +62,7 @@ async def events(
                 "db_pool_max": 20,
             }
         )
-        server, serving, _ = await serve(create_service_app("events", "all", own), port)
+        server, serving, _ = await serve(service_app("events", "all", own), port)
         admin = forwarded(own, Role.ADMIN)
         try:
             yield Events(f"http://127.0.0.1:{port}", own, database_url, admin, sink)

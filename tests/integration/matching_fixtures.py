@@ -16,11 +16,11 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.db import ensure_database, migrate
 from services.common.embedded import free_port
 from services.common.settings import Settings, with_database
+from services.launch.registry import service_app
 from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.identities import forwarded
 
@@ -124,7 +124,7 @@ async def matching(settings: Settings, postgres_url: str, directory: Directory) 
                 "match_max_interested": 2,
             }
         )
-        server, serving, port = await serve(create_service_app("matching", "all", own))
+        server, serving, port = await serve(service_app("matching", "all", own))
         admin = forwarded(own, Role.ADMIN)
         try:
             yield Matching(f"http://127.0.0.1:{port}", own, database_url, admin, sink, receiver)

@@ -36,7 +36,7 @@ def serve_process(service: str, database_url: str, s: Settings) -> Iterator[str]
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", service, "--role", "api", "--port", str(port)],
+        [sys.executable, "-m", "services.launch.cli", "serve", service, "--role", "api", "--port", str(port)],
         env=env,
         start_new_session=True,
     )

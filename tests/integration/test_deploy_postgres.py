@@ -16,8 +16,8 @@ import pytest
 
 from services.common.db import DatabaseUnavailable, wait_for_database
 from services.common.embedded import EmbeddedPostgres, free_port
-from services.common.runtime import prepare_databases
 from services.common.settings import DATABASES, Settings, with_database
+from services.launch.runtime import prepare_databases
 from tests.conftest import TEST_HOME
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "init-databases.sh"
@@ -104,7 +104,7 @@ def test_a_process_without_its_database_stops_with_one_clear_line(postgres_url: 
         "MAILLAGE_DIRECTORY_PORT": str(free_port()),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", "directory", "--role", "api"],
+        [sys.executable, "-m", "services.launch.cli", "serve", "directory", "--role", "api"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

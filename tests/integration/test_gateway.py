@@ -17,9 +17,9 @@ import pytest
 from bench.gateway import PARTNER_QUERY
 from bench.gateway import VARIABLES as BENCH_VARIABLES
 from gateway import clients as gateway_clients
-from services.common.app import create_service_app
 from services.common.auth import Role
 from services.common.settings import Settings
+from services.launch.registry import service_app
 from tests.integration.directory_fixtures import Directory, serve
 from tests.integration.events_fixtures import Events
 from tests.integration.gateway_fixtures import Gateway, running_gateway
@@ -865,7 +865,7 @@ async def test_cors_lets_the_configured_browser_apps_in(gateway_settings: Settin
 async def own_events_service(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Any]:
     database_url = await fresh_database(postgres_url, "events")
     own = settings.model_copy(update={"events_database_url": database_url, "directory_url": directory.url})
-    server, serving, port = await serve(create_service_app("events", "api", own))
+    server, serving, port = await serve(service_app("events", "api", own))
     try:
         yield server, f"http://127.0.0.1:{port}"
     finally:
@@ -931,8 +931,8 @@ async def test_the_cli_issues_lists_and_revokes_credentials(
 ) -> None:
     from typer.testing import CliRunner
 
-    from services import cli
     from services.common import settings as settings_module
+    from services.launch import cli
 
     monkeypatch.setattr(settings_module, "get_settings", lambda: gateway_settings)
     monkeypatch.setattr(cli, "get_settings", lambda: gateway_settings)

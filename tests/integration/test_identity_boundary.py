@@ -19,9 +19,9 @@ import pytest
 from gateway.auth import issue_credential, revoke_credential
 from services.common.auth import Role, mint_token, service_headers
 from services.common.db import ensure_database, migrate
-from services.common.devstack import DevStack
 from services.common.embedded import EmbeddedPostgres, free_port
 from services.common.settings import Settings, with_database
+from services.launch.devstack import DevStack
 from tests.conftest import TEST_HOME
 from tests.integration.directory_fixtures import Directory
 from tests.integration.events_fixtures import Events
@@ -152,8 +152,8 @@ def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> 
     """Run `maillage …` against these settings; its (stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from services import cli
     from services.common import settings as settings_module
+    from services.launch import cli
 
     monkeypatch.setattr(settings_module, "get_settings", lambda: settings)
     monkeypatch.setattr(cli, "get_settings", lambda: settings)

@@ -12,8 +12,9 @@ from services.common.db import create_pool, ensure_database, migrate
 from services.common.settings import Settings, with_database
 from services.contracts import territories
 from services.contracts.events import ActorV1
+from services.directory.demo import demo_actor_id, demo_actors
 from services.matching import engine, store
-from services.matching.demo import DEMO_NEEDS, DemoNeed, demo_actor_id, demo_actors
+from services.matching.demo import DEMO_NEEDS, DemoNeed
 from services.matching.model import NeedCreate
 
 

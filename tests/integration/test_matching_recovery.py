@@ -21,8 +21,9 @@ from services.common.outbox import enqueue
 from services.common.replica import rebuild
 from services.common.settings import Settings, with_database
 from services.contracts.events import NeedPublished
+from services.directory.demo import demo_actors
 from services.matching import engine, store, webhooks
-from services.matching.demo import DEMO_NEEDS, demo_actors
+from services.matching.demo import DEMO_NEEDS
 from services.matching.model import NeedCreate
 from tests.integration.directory_fixtures import Directory
 from tests.integration.matching_fixtures import Matching
@@ -59,7 +60,17 @@ async def test_rebuild_refills_a_lost_or_stale_replica_from_the_directory_snapsh
 def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "matching", "--role", "worker", "--port", str(free_port())],
+            [
+                sys.executable,
+                "-m",
+                "services.launch.cli",
+                "serve",
+                "matching",
+                "--role",
+                "worker",
+                "--port",
+                str(free_port()),
+            ],
             env=env,
             stdout=out,
             stderr=out,

@@ -30,7 +30,7 @@ async def broken_loop(stop):
 
 consumers.build_tasks = lambda pool, settings: [broken_loop]
 
-from services.cli import main
+from services.launch.cli import main
 
 sys.argv = ["maillage", "serve", "events", "--role", "worker", "--port", sys.argv[1]]
 main()

@@ -21,12 +21,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from services.cli import app as cli_app
 from services.common.db import EXTENSIONS
 from services.common.settings import DATABASES, DEFAULT_PORTS, NOT_DEPLOYED, SERVICES, Settings
-from services.contracts.asyncapi import consumer_groups, render
 from services.contracts.events import REGISTRY
 from services.contracts.topics import TOPICS
+from services.launch.asyncapi import consumer_groups, render
+from services.launch.cli import app as cli_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.common.app import create_service_app
 from services.common.settings import Settings
+from services.launch.registry import service_app
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_correlation_id_and_request_metrics_by_route() -> None:
-    app = create_service_app("events", "api", Settings(_env_file=None))
+    app = service_app("events", "api", Settings(_env_file=None))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         given = await client.get("/healthz", headers={"X-Correlation-ID": "corr-42"})
         fresh = await client.get("/healthz")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.devstack import DevStack
 from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts.events import MatchV1
 from services.events import emails as event_emails
 from services.events.api import event_url
+from services.launch.devstack import DevStack
 from services.matching import emails as matching_emails
 
 PUBLIC = "https://maillage.example.org"

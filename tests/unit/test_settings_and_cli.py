@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.cli import parse_duration, parse_since
-from services.common.devstack import DevStack
-from services.common.runtime import ConfigurationError, check_secrets
 from services.common.settings import Settings
 from services.contracts.topics import TOPICS, topic_plan
+from services.launch.cli import parse_duration, parse_since
+from services.launch.devstack import DevStack
+from services.launch.runtime import ConfigurationError, check_secrets
 
 
 class TestSettings:

@@ -8,10 +8,10 @@ import contextlib
 import httpx
 import pytest
 
-from services.common.app import create_service_app
 from services.common.observability import WORKER_RESTARTS
 from services.common.settings import Settings
 from services.common.supervisor import Loop, Supervisor
+from services.launch.registry import service_app
 
 pytestmark = pytest.mark.asyncio
 
@@ -104,7 +104,7 @@ class TestGivingUp:
         assert workers.gave_up_on == "broken"
         assert not workers.alive() and not workers.healthy()
 
-        app = create_service_app("events", "worker", Settings(_env_file=None))
+        app = service_app("events", "worker", Settings(_env_file=None))
         app.state.workers = workers
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             response = await client.get("/healthz")
@@ -159,7 +159,7 @@ class TestShutdown:
 
 
 async def test_a_service_app_answers_alive_without_workers_and_with_running_ones() -> None:
-    app = create_service_app("events", "worker", Settings(_env_file=None))
+    app = service_app("events", "worker", Settings(_env_file=None))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/healthz")).status_code == 200
         steady = Flaky()

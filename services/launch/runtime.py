@@ -8,21 +8,19 @@ import logging
 
 import uvicorn
 
-from services.common.app import Role, create_service_app
+from services.common.app import SERVICE_KEEP_ALIVE_S, Role
 from services.common.db import DatabaseUnavailable, ensure_database, migrate, wait_for_database
 from services.common.embedded import PortInUse, port_is_free
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.observability import configure_logging
 from services.common.settings import DATABASES, Settings
+from services.launch.registry import service_app
 
 logger = logging.getLogger("maillage.runtime")
 
 
 class ConfigurationError(RuntimeError):
     """A setting that stops startup, with a message saying which variable to set."""
-
-
-SERVICE_KEEP_ALIVE_S = 30  # how long a service keeps an idle connection from the gateway open
 
 
 class WorkersFailed(RuntimeError):
@@ -89,7 +87,7 @@ def serve(process: str, role: Role, settings: Settings, port: int | None = None)
 
         app = create_gateway_app(settings)
     else:
-        app = create_service_app(process, role, settings)
+        app = service_app(process, role, settings)
     tune_garbage_collector()
     # Server.run, not asyncio.run(serve()): it is what installs the configured loop (uvloop).
     config = uvicorn.Config(

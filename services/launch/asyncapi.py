@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from importlib import import_module
 from typing import Any, cast
 
+import asyncpg
 import yaml
 from pydantic import BaseModel
 
 from services.common.envelope import CONTENT_TYPE, CORRELATION_ATTR, SPECVERSION
-from services.common.settings import SERVICES, Settings
+from services.common.settings import Settings
 from services.contracts import topics
 from services.contracts.events import REGISTRY, EventPayload
 from services.contracts.topics import TOPICS, TopicSpec
+from services.launch import registry
 
 VERSION = "0.1.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -65,12 +65,9 @@ def _model_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, 
 def consumer_groups(settings: Settings) -> list[tuple[str, str, list[str], list[str]]]:
     """(service, group, topics, CloudEvents types handled) of every service's consumers."""
     groups: list[tuple[str, str, list[str], list[str]]] = []
-    for service in SERVICES:
-        build = cast(
-            Callable[[Any, Settings], Iterable[Any]], import_module(f"services.{service}.consumers").build_consumers
-        )
+    for service, parts in registry.SERVICE_PARTS.items():
         # Building a consumer only records its plan; the pool is used once it runs.
-        for consumer in build(None, settings):
+        for consumer in parts().build_consumers(cast(asyncpg.Pool, None), settings):
             groups.append((service, consumer.name, list(consumer.topics), sorted(consumer.handlers)))
     return groups
 

@@ -29,8 +29,8 @@ from services.common.embedded import (
     port_is_free,
     stop_process,
 )
-from services.common.runtime import prepare_databases, prepare_topics
 from services.common.settings import PROCESSES, SERVICES, Settings
+from services.launch.runtime import prepare_databases, prepare_topics
 
 READY_LINE = "Maillage is ready"
 ADMIN_TOKEN_TTL = timedelta(hours=12)
@@ -321,7 +321,7 @@ class DevStack:
         return env
 
     def spawn(self, process: str) -> None:
-        command = [sys.executable, "-m", "services.cli", "serve", process]
+        command = [sys.executable, "-m", "services.launch.cli", "serve", process]
         if process != "gateway":
             command += ["--role", "all"]
         log = open(self.home / "logs" / f"{process}.log", "ab")  # noqa: SIM115 - child owns it

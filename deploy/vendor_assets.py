@@ -1,8 +1,12 @@
-"""Vendor GraphiQL's browser files into gateway/static/graphiql/ from npm: python deploy/vendor_graphiql.py
+"""Vendor the browser files Maillage serves or tests with, from npm, at pinned versions: python deploy/vendor_assets.py
 
-The gateway serves GraphiQL from these files only, so an admin's browser runs no third-party script next to a
-bearer token and the page works offline. The versions are those strawberry's own GraphiQL page names, and each
-file must match the Subresource Integrity hash that page gives it (the same hashes are in gateway/graphiql.html).
+Every page the gateway serves loads only the gateway's own files, so a browser runs no third-party script next to
+a token or a session and the pages work offline. Each set below is written to its folder with each package's
+licence, and each file must match its pinned Subresource Integrity hash:
+- `graphiql` (gateway/static/graphiql/): the versions strawberry's own GraphiQL page names, with the hashes that
+  page gives them (the same hashes are in gateway/graphiql.html);
+- `console` (gateway/console/static/vendor/): htmx 2.x and its server-sent events extension, for the web console;
+- `browser-tests` (tests/vendor/): axe-core, the accessibility engine the browser tests inject in pages.
 Needs `npm` and the npm registry; `make run` and `make test` need neither (the files are committed).
 """
 
@@ -18,10 +22,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "gateway" / "static" / "graphiql"
 
-# npm package@version -> (file inside its tarball, file written under TARGET, SRI hash or None for a licence)
-FILES: dict[str, list[tuple[str, str, str | None]]] = {
+# npm package@version -> (file inside its tarball, file written under the set's folder, SRI hash or None for a licence)
+Files = dict[str, list[tuple[str, str, str | None]]]
+
+GRAPHIQL: Files = {
     "react@18.2.0": [
         (
             "package/umd/react.production.min.js",
@@ -69,6 +74,44 @@ FILES: dict[str, list[tuple[str, str, str | None]]] = {
     "graphiql-explorer@0.9.0": [("package/LICENSE", "plugin-explorer/LICENSE.graphiql-explorer", None)],
 }
 
+# htmx 2.x, not 4.x: the console is written against 2's attributes and extension API.
+CONSOLE: Files = {
+    "htmx.org@2.0.11": [
+        (
+            "package/dist/htmx.min.js",
+            "htmx/htmx.min.js",
+            "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
+        ),
+        ("package/LICENSE", "htmx/LICENSE", None),
+    ],
+    "htmx-ext-sse@2.2.4": [
+        (
+            "package/dist/sse.js",
+            "htmx-ext-sse/sse.js",
+            "sha384-QA9wXqexhwzXTuTvuF5QP82pddm3R2hy81UzXi7ioNTqNF2b75hlkkSGjafohhL3",
+        ),
+        ("package/LICENSE", "htmx-ext-sse/LICENSE", None),
+    ],
+}
+
+BROWSER_TESTS: Files = {
+    "axe-core@4.14.1": [
+        (
+            "package/axe.min.js",
+            "axe-core/axe.min.js",
+            "sha384-xt1SFg49QaDwsyt0Xfs2XAyBtYPClXl3X2q5OOLeGAUmq9jZTYIMdztpF99WdhiH",
+        ),
+        ("package/LICENSE", "axe-core/LICENSE", None),
+        ("package/LICENSE-3RD-PARTY.txt", "axe-core/LICENSE-3RD-PARTY.txt", None),
+    ],
+}
+
+SETS: dict[str, tuple[Path, Files]] = {
+    "graphiql": (ROOT / "gateway" / "static" / "graphiql", GRAPHIQL),
+    "console": (ROOT / "gateway" / "console" / "static" / "vendor", CONSOLE),
+    "browser-tests": (ROOT / "tests" / "vendor", BROWSER_TESTS),
+}
+
 
 def sri(data: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
@@ -85,13 +128,13 @@ def pack(npm: str, spec: str, folder: Path) -> Path:
     return folder / out.stdout.strip().splitlines()[-1]
 
 
-def vendor(target: Path) -> list[str]:
+def vendor(target: Path, packages: Files) -> list[str]:
     npm = shutil.which("npm")
     if npm is None:
-        raise SystemExit("npm is needed to vendor GraphiQL (Debian: apt-get install npm)")
+        raise SystemExit("npm is needed to vendor browser files (Debian: apt-get install npm)")
     written = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec, files in FILES.items():
+        for spec, files in packages.items():
             with tarfile.open(pack(npm, spec, Path(tmp))) as tarball:
                 for member, name, integrity in files:
                     extracted = tarball.extractfile(member)
@@ -109,9 +152,14 @@ def vendor(target: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=Path, default=TARGET, help="folder to write (default: %(default)s)")
-    for line in vendor(parser.parse_args().target):
-        print(line)
+    parser.add_argument("sets", nargs="*", metavar="SET", help=f"of {', '.join(SETS)} (default: every set)")
+    asked = parser.parse_args().sets or list(SETS)
+    if unknown := set(asked) - set(SETS):
+        parser.error(f"unknown set {', '.join(sorted(unknown))}: choose from {', '.join(SETS)}")
+    for name in asked:
+        target, packages = SETS[name]
+        for line in vendor(target, packages):
+            print(f"{name}: {line}")
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def serve(
 ) -> None:
     """Run one service (or the gateway) until SIGTERM."""
     from services.common.embedded import PortInUse
-    from services.common.runtime import ConfigurationError, WorkersFailed
-    from services.common.runtime import serve as run_process
+    from services.launch.runtime import ConfigurationError, WorkersFailed
+    from services.launch.runtime import serve as run_process
 
     try:
         run_process(process.value, role.value, get_settings(), port)
@@ -119,7 +119,7 @@ def dev(
     ] = None,
 ) -> None:
     """Run the whole hub on embedded PostgreSQL and the embedded broker (what `make run` does)."""
-    from services.common.devstack import run_dev
+    from services.launch.devstack import run_dev
 
     settings = get_settings()
     if broker is not None:
@@ -136,8 +136,8 @@ def migrate(
     service: Annotated[list[Database] | None, typer.Argument(help="Default: every service and the gateway")] = None,
 ) -> None:
     """Create each service's database (and the gateway's) if missing and apply its migrations."""
-    from services.common.runtime import prepare_databases
     from services.common.settings import DATABASES
+    from services.launch.runtime import prepare_databases
 
     chosen = tuple(s.value for s in service) if service else DATABASES
     applied = asyncio.run(prepare_databases(get_settings(), chosen))
@@ -148,7 +148,7 @@ def migrate(
 @app.command()
 def topics() -> None:
     """Create the missing topics of the topic plan on the configured broker."""
-    from services.common.runtime import prepare_topics
+    from services.launch.runtime import prepare_topics
 
     created = asyncio.run(prepare_topics(get_settings()))
     typer.echo(f"{len(created)} topic(s) created" + (f": {', '.join(created)}" if created else ""))
@@ -168,7 +168,7 @@ def asyncapi(
     """The AsyncAPI 3 document of topics, keys and event types (deploy/asyncapi.yaml)."""
     from pathlib import Path
 
-    from services.contracts.asyncapi import render
+    from services.launch.asyncapi import render
 
     text = render()
     if output:
@@ -288,12 +288,11 @@ def rebuild(
     """
     import httpx
 
-    from services.common.app import load_service_module
     from services.common.replica import rebuild as rebuild_replica
+    from services.launch.registry import parts_of
 
-    apply_actor = load_service_module(
-        service.value, "engine" if service is ReplicaService.matching else "consumers"
-    ).apply_actor
+    apply_actor = parts_of(service.value).apply_actor
+    assert apply_actor is not None, f"{service.value} keeps an actor replica"
 
     settings = get_settings()
     try:
