@@ -36,11 +36,10 @@ import websockets
 from bench.directory import percentile
 from bench.events import replicated
 from bench.matching import on_dev_stack
-from gateway.app import Gateway
 from gateway.auth import Caller, RateLimiter, issue_credential
 from gateway.clients import ServiceClients
+from gateway.context import Gateway, GatewayContext
 from gateway.schema import create_schema
-from gateway.types.common import GatewayContext
 from services.common.auth import Principal, Role
 from services.launch.devstack import DevStack
 from services.launch.runtime import tune_garbage_collector

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import httpx
 import orjson
 from cross_web import AsyncHTTPRequestAdapter
@@ -30,7 +28,8 @@ from strawberry.types import ExecutionResult
 
 from gateway import graphiql
 from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate
-from gateway.clients import ServiceClients
+from gateway.clients import FEEDS, ServiceClients
+from gateway.context import Gateway, GatewayContext
 from gateway.guard import (
     NestedTooDeeply,
     Refusal,
@@ -46,7 +45,6 @@ from gateway.guard import (
 from gateway.links import install_public_pages
 from gateway.schema import create_schema
 from gateway.subscriptions import MatchFeed
-from gateway.types.common import GatewayContext
 from gateway.websocket import GuardedTransportWSHandler, GuardedWebSocketAdapter, OpenConnections
 from services.common.app import CorrelationMiddleware, install_observability, readiness
 from services.common.db import create_pool, database_reachable
@@ -56,22 +54,6 @@ from services.common.settings import Settings
 from services.contracts.errors import ErrorCode
 
 GRAPHQL_PATH = "/graphql"
-
-
-@dataclass
-class Gateway:
-    """What every request shares: settings, the services' client, the credential store, the match feed."""
-
-    settings: Settings
-    clients: ServiceClients
-    pool: asyncpg.Pool
-    feed: MatchFeed
-    limiter: RateLimiter
-    credentials: CredentialCache = field(default_factory=CredentialCache)
-    connections: OpenConnections = field(init=False)  # the replica's WebSocket connections
-
-    def __post_init__(self) -> None:
-        self.connections = OpenConnections(self.settings, self.pool, self.credentials)
 
 
 def graphql_error(status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -222,8 +204,9 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
         authorization = params.get("Authorization") or params.get("authorization")
         if authorization is None and context.request is not None:
             authorization = context.request.headers.get("authorization")
+        connections: OpenConnections = self.shared["connections"]
         if authorization is None:
-            context.gateway.connections.admit(context, None)
+            connections.admit(context, None)
             return None
         try:
             gateway = context.gateway
@@ -232,7 +215,7 @@ class MaillageGraphQL(GraphQL[GatewayContext, None]):
             # UNAUTHENTICATED, or UNAVAILABLE when the credential could not be checked (its database is down).
             raise ConnectionRejectionError({"message": exc.detail, "code": exc.code}) from None
         context.fresh_loaders()
-        context.gateway.connections.admit(context, str(authorization))  # over its credential's cap: closed 4429
+        connections.admit(context, str(authorization))  # over its credential's cap: closed 4429
         return None
 
 
@@ -260,8 +243,10 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             RateLimiter(settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst),
             credentials,
         )
+        # The replica's WebSocket connections: the transport's, beside what resolvers share.
+        shared["connections"] = connections = OpenConnections(settings, pool, credentials)
         stop_metrics = serve_metrics(settings.host, settings.gateway_metrics_port)
-        background.append(asyncio.create_task(shared["gateway"].connections.watch(stop), name="websocket-credentials"))
+        background.append(asyncio.create_task(connections.watch(stop), name="websocket-credentials"))
         try:
             yield
         finally:
@@ -290,25 +275,14 @@ def create_gateway_app(settings: Settings) -> FastAPI:
         started = "gateway" in shared
         return readiness({"started": started, "database": started and await database_reachable(shared["gateway"].pool)})
 
-    feeds = {
-        "events": "/v1/events/{id}.ics",
-        "organizers": "/v1/feeds/organizers/{id}.ics",
-        "territories": "/v1/feeds/territories/{id}.ics",
-        "themes": "/v1/feeds/themes/{id}.ics",
-    }
-
     @app.get("/ical/{kind}/{name}.ics", summary="iCalendar feeds at stable public URLs (from the events service)")
     async def _ical(kind: str, name: str, request: Request) -> Response:
         gateway: Gateway = shared["gateway"]
-        if kind not in feeds:
-            raise NotFound(f"no feed kind {kind}; one of {sorted(feeds)}")
+        if kind not in FEEDS:
+            raise NotFound(f"no feed kind {kind}; one of {sorted(FEEDS)}")
         try:
-            upstream = await gateway.clients.request(
-                "events",
-                "GET",
-                feeds[kind].format(id=quote(name, safe="")),
-                principal=None,
-                headers={k: v for k, v in request.headers.items() if k == "if-none-match"},
+            upstream = await gateway.clients.events.feed(
+                kind, quote(name, safe=""), {k: v for k, v in request.headers.items() if k == "if-none-match"}
             )
         except httpx.HTTPError:  # the events service is down: say so plainly
             unavailable = Unavailable("the events service is unavailable")

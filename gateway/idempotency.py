@@ -7,18 +7,19 @@ first call had committed when the caller gave up.
 
 from __future__ import annotations
 
-from typing import Any, NewType
+from collections.abc import Awaitable, Callable
+from typing import NewType, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 from gateway.errors import bad_input
-from gateway.types.common import GInfo
-from services.common.auth import Principal
 from services.common.idempotency import KEY_HEADER, key_problem
 
 ARGUMENT = "idempotencyKey"
+
+T = TypeVar("T")
 
 # A scalar rather than a described String: its description shows in GraphiQL and the SDL stays one line a field.
 IdempotencyKeyValue = NewType("IdempotencyKeyValue", str)
@@ -36,19 +37,12 @@ SCALARS: dict[object, ScalarDefinition] = {
 }
 
 
-async def create(
-    info: GInfo, service: str, path: str, *, principal: Principal, body: dict[str, Any], key: str | None
-) -> Any:
-    """POST a creation to `service`, with the caller's idempotency key when there is one."""
-    headers = {}
-    if key is not None:
-        if (problem := key_problem(key)) is not None:
-            raise bad_input(f"{ARGUMENT}: {problem}", field=ARGUMENT, rule="format")
-        headers[KEY_HEADER] = key
+async def create(key: str | None, send: Callable[[str | None], Awaitable[T]]) -> T:
+    """A creation sent by `send` (a typed client's method given the key), once the caller's key, if any, is checked."""
+    if key is not None and (problem := key_problem(key)) is not None:
+        raise bad_input(f"{ARGUMENT}: {problem}", field=ARGUMENT, rule="format")
     try:
-        return await info.context.gateway.clients.call(
-            service, "POST", path, principal=principal, json=body, headers=headers
-        )
+        return await send(key)
     except GraphQLError as exc:
         if exc.extensions is not None and exc.extensions.get("field") == KEY_HEADER:
             exc.extensions["field"] = ARGUMENT  # the service names its header; the caller knows the argument

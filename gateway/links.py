@@ -8,7 +8,7 @@ a caller's identity: the cancel link carries its own token, and the event pages 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import httpx
@@ -26,10 +26,10 @@ CancelToken = Annotated[str, Query(max_length=64, description="The token of the 
 def install_public_pages(app: FastAPI, clients: Callable[[], ServiceClients]) -> None:
     """Add the routes people follow from links to the gateway's app; `clients` gives the started gateway's client."""
 
-    async def relay(request: Request, method: str, path: str, params: dict[str, str] | None = None) -> Response:
+    async def relay(request: Request, call: Callable[[dict[str, str]], Awaitable[httpx.Response]]) -> Response:
         headers = {k: v for k, v in request.headers.items() if k in REQUEST_HEADERS}
         try:
-            upstream = await clients().request("events", method, path, principal=None, headers=headers, params=params)
+            upstream = await call(headers)
         except httpx.HTTPError:  # the events service is down: say so plainly
             unavailable = Unavailable("the events service is unavailable")
             return problem_response(unavailable, request.url.path, {"Retry-After": "5"})
@@ -37,21 +37,24 @@ def install_public_pages(app: FastAPI, clients: Callable[[], ServiceClients]) ->
         return Response(upstream.content, upstream.status_code, headers=passed)
 
     # Ids are parsed here and rebuilt, never pasted: a path like `…/{id}.ics` or `…/batch` reaches no other route.
+    # The routes' own paths are the events service's (see above): the gateway's public URLs, not calls.
 
     @app.get("/v1/registrations/{registration_id}/cancel", summary="The page an e-mail's cancel link opens")
     async def _cancel_page(registration_id: str, token: CancelToken, request: Request) -> Response:
         rid = parse_id(registration_id, "registration")
-        return await relay(request, "GET", f"/v1/registrations/{rid}/cancel", {"token": token})
+        return await relay(request, lambda headers: clients().events.cancel_page(str(rid), token, headers))
 
     @app.post("/v1/registrations/{registration_id}/cancel", summary="The cancel page's button (the link's token)")
     async def _cancel(registration_id: str, token: CancelToken, request: Request) -> Response:
         rid = parse_id(registration_id, "registration")
-        return await relay(request, "POST", f"/v1/registrations/{rid}/cancel", {"token": token})
+        return await relay(request, lambda headers: clients().events.cancel_by_link(str(rid), token, headers))
 
     @app.get("/v1/events/{event_id}", summary="A published event (Accept: application/ld+json for JSON-LD)")
     async def _event(event_id: str, request: Request) -> Response:
-        return await relay(request, "GET", f"/v1/events/{parse_id(event_id, 'event')}")
+        eid = parse_id(event_id, "event")
+        return await relay(request, lambda headers: clients().events.event_page(str(eid), headers))
 
     @app.get("/v1/events/{event_id}/jsonld", summary="A published event as schema.org Event JSON-LD")
     async def _event_jsonld(event_id: str, request: Request) -> Response:
-        return await relay(request, "GET", f"/v1/events/{parse_id(event_id, 'event')}/jsonld")
+        eid = parse_id(event_id, "event")
+        return await relay(request, lambda headers: clients().events.event_jsonld(str(eid), headers))

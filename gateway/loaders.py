@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
-from gateway.clients import ServiceClients
+from gateway.clients import Json, ServiceClients
 from gateway.errors import from_response
 from services.common.auth import Principal
 
 BATCH = 500  # the services' batch endpoints take up to 500 ids
 
-Json = dict[str, Any]
+# A typed client's batch taking `first` (ids, first, principal): one item per id, in order.
+PagedBatch = Callable[[Sequence[str], int, Principal | None], Awaitable[list[Any]]]
 
 
 class Loaders:
@@ -44,33 +45,27 @@ class Loaders:
             self._event_registrations, max_batch_size=BATCH
         )
 
-    async def _batch(self, service: str, path: str, ids: Sequence[str]) -> list[Json | None]:
-        answer = await self.clients.call(service, "POST", path, principal=self.principal, json={"ids": list(ids)})
-        items: list[Json | None] = answer["items"]
-        return items
-
     async def _actors(self, ids: Sequence[str]) -> list[Json | None]:
-        return await self._batch("directory", "/v1/actors/batch", ids)
+        return await self.clients.directory.actors_batch(ids, self.principal)
 
     async def _events(self, ids: Sequence[str]) -> list[Json | None]:
-        return await self._batch("events", "/v1/events/batch", ids)
+        return await self.clients.events.events_batch(ids, self.principal)
 
     async def _needs(self, ids: Sequence[str]) -> list[Json | None]:
-        return await self._batch("matching", "/v1/needs/batch", ids)
+        return await self.clients.matching.needs_batch(ids, self.principal)
 
     async def _matches(self, ids: Sequence[str]) -> list[Json | None]:
-        return await self._batch("matching", "/v1/matches/batch", ids)
+        return await self.clients.matching.matches_batch(ids, self.principal)
 
-    async def _pages(self, service: str, path: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Any]:
-        """The items of a batch endpoint taking `first`, by key: one call per distinct `first` (usually one)."""
+    async def _pages(self, batch: PagedBatch, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+        """The items of a batch operation taking `first`, by key: one call per distinct `first` (usually one)."""
         by_first: dict[int, list[str]] = defaultdict(list)
         for key, first in keys:
             by_first[first].append(key)
 
         async def page(first: int, ids: list[str]) -> list[tuple[tuple[str, int], Any]]:
-            body = {"ids": ids, "first": first}
-            answer = await self.clients.call(service, "POST", path, principal=self.principal, json=body)
-            return [((key, first), item) for key, item in zip(ids, answer["items"], strict=True)]
+            items = await batch(ids, first, self.principal)
+            return [((key, first), item) for key, item in zip(ids, items, strict=True)]
 
         pages = await asyncio.gather(*(page(first, ids) for first, ids in by_first.items()))
         return dict(pair for found in pages for pair in found)
@@ -86,19 +81,20 @@ class Loaders:
         return listed
 
     async def _actor_events(self, keys: Sequence[tuple[str, int]]) -> list[list[Json]]:
-        found = await self._pages("events", "/v1/actors/events/batch", keys)
+        found = await self._pages(self.clients.events.actors_events_batch, keys)
         return [found[key] or [] for key in keys]
 
     async def _need_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
-        found = await self._pages("matching", "/v1/needs/matches/batch", keys)
-        return [self._listed("matching", found[key], "matches") for key in keys]
+        matching = self.clients.matching
+        found = await self._pages(matching.needs_matches_batch, keys)
+        return [self._listed(matching.service, found[key], "matches") for key in keys]
 
     async def _actor_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
-        found = await self._pages("matching", "/v1/actors/matches/batch", keys)
-        return [self._listed("matching", found[key], "matches") for key in keys]
+        matching = self.clients.matching
+        found = await self._pages(matching.actors_matches_batch, keys)
+        return [self._listed(matching.service, found[key], "matches") for key in keys]
 
     async def _event_registrations(self, event_ids: Sequence[str]) -> list[list[Json] | GraphQLError]:
-        answer = await self.clients.call(
-            "events", "POST", "/v1/events/registrations/batch", principal=self.principal, json={"ids": list(event_ids)}
-        )
-        return [self._listed("events", item, "registrations") for item in answer["items"]]
+        events = self.clients.events
+        items = await events.registrations_batch(event_ids, self.principal)
+        return [self._listed(events.service, item, "registrations") for item in items]

@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway import idempotency
+from gateway.context import GInfo, require_principal
 from gateway.cost import QueryCostLimiter
 from gateway.errors import PublicErrors, error
 from gateway.types import actors as actor_types
@@ -27,7 +28,7 @@ from gateway.types import credentials as credential_types
 from gateway.types import events as event_types
 from gateway.types import matching as matching_types
 from gateway.types import webhooks as webhook_types
-from gateway.types.common import GInfo, PrincipalType, Theme, require_principal
+from gateway.types.common import PrincipalType, Theme
 from services.common.auth import Role
 from services.common.settings import Settings
 from services.contracts.errors import ErrorCode
@@ -105,7 +106,7 @@ class Subscription:
         principal = require_principal(info)
         gateway = info.context.gateway
         if need_id is not None and principal.role is Role.COLLECTIVITY:
-            need = await gateway.clients.call("matching", "GET", f"/v1/needs/{need_id}", principal=principal)
+            need = await gateway.clients.matching.get_need(str(need_id), principal)
             if need["owner_id"] != principal.actor_id:
                 raise error("a local authority follows the matches of its own needs only", ErrorCode.FORBIDDEN)
         async with gateway.feed.subscribe(principal, str(need_id) if need_id else None) as subscriber:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 import jwt
@@ -33,6 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from gateway.auth import CredentialCache, rate_key
+from gateway.context import Gateway, GatewayContext
 from gateway.guard import (
     NestedTooDeeply,
     Refusal,
@@ -43,12 +44,8 @@ from gateway.guard import (
     parse_json_text,
     timed_out,
 )
-from gateway.types.common import GatewayContext
 from services.common.settings import Settings
 from services.contracts.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 logger = logging.getLogger("maillage.gateway.websocket")
 
@@ -74,7 +71,11 @@ class _GatewayView(Protocol):
 
 
 def _gateway(view: object) -> Gateway:
-    return cast("Gateway", cast(_GatewayView, view).shared["gateway"])
+    return cast(Gateway, cast(_GatewayView, view).shared["gateway"])
+
+
+def _connections(view: object) -> OpenConnections:
+    return cast(OpenConnections, cast(_GatewayView, view).shared["connections"])
 
 
 class GuardedWebSocketAdapter(ASGIWebSocketAdapter):
@@ -134,7 +135,8 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         self.expires_at: float | None = None
         self.ended = False
         self.expiry: asyncio.Task[None] | None = None
-        self.gateway.connections.enter(self)
+        self.connections = _connections(self.view)
+        self.connections.enter(self)
 
     @property
     def client_address(self) -> str | None:
@@ -242,7 +244,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
     async def shutdown(self) -> None:
         if self.expiry is not None:
             self.expiry.cancel()
-        self.gateway.connections.leave(self)
+        self.connections.leave(self)
         await super().shutdown()
 
 

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 
 from gateway import idempotency
-from gateway.errors import bad_input, from_error
+from gateway.context import GInfo, require_principal
+from gateway.errors import bad_input
 from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
     GeoPoint,
     GeoPointInput,
-    GInfo,
     NearInput,
     body_of,
     page_size,
     relay_page,
-    require_principal,
     wants_total,
 )
-from services.common.versions import etag, stale_version
 
 if TYPE_CHECKING:
     from gateway.types.events import Event
@@ -231,10 +229,6 @@ class UpdateActorInput(ActorFieldsInput):
     commune_code: str | None = None
 
 
-# What a full replacement (PUT) carries: every field a registration may set.
-UPDATABLE = tuple(field.name for field in dataclasses.fields(RegisterActorInput))
-
-
 # --- resolvers ----------------------------------------------------------------------------------------------
 
 
@@ -247,55 +241,49 @@ async def actors(
     info: GInfo, filter: ActorFilter | None = None, first: int | None = None, after: str | None = None
 ) -> Connection[Actor]:
     size = page_size(info, first)
-    params: dict[str, Any] = {"first": size}
-    if after:
-        params["after"] = after
+    criteria: dict[str, Any] = {}
     if filter is not None:
-        if filter.text:
-            params["text"] = filter.text
-        for name in ("kinds", "themes", "service_types", "territory"):
-            if getattr(filter, name):
-                params[name] = getattr(filter, name)
-        if filter.near is not None:
-            params.update(lat=filter.near.lat, lon=filter.near.lon, radius_km=filter.near.radius_km)
-        if filter.in_qpv is not None:
-            params["in_qpv"] = str(filter.in_qpv).lower()
-    if wants_total(info):
-        params["with_total"] = "true"
-    page = await info.context.gateway.clients.call(
-        "directory", "GET", "/v1/actors", principal=info.context.principal, params=params
+        near = filter.near
+        criteria = {
+            "text": filter.text,
+            "kinds": filter.kinds,
+            "themes": filter.themes,
+            "service_types": filter.service_types,
+            "territory": filter.territory,
+            "near": (near.lat, near.lon, near.radius_km) if near is not None else None,
+            "in_qpv": filter.in_qpv,
+        }
+    page = await info.context.gateway.clients.directory.search_actors(
+        info.context.principal, first=size, after=after, with_total=wants_total(info), **criteria
     )
     return relay_page(page, info.context.loaders.actor, Actor.of)
 
 
 async def register_actor(info: GInfo, input: RegisterActorInput, idempotency_key: IdempotencyKey = None) -> Actor:
     principal = require_principal(info)
+    directory = info.context.gateway.clients.directory
+    body = body_of(input)
     data = await idempotency.create(
-        info, "directory", "/v1/actors", principal=principal, body=body_of(input), key=idempotency_key
+        idempotency_key, lambda key: directory.register_actor(body, principal, idempotency_key=key)
     )
     return Actor.of(data)
 
 
 async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) -> Actor:
+    """The directory changes the given fields only; `version`, when given, is checked by it (its If-Match)."""
     principal = require_principal(info)
-    clients = info.context.gateway.clients
-    current = await clients.call("directory", "GET", f"/v1/actors/{id}", principal=principal)
-    if input.version is not None and input.version != current["version"]:
-        raise from_error(stale_version("actor", id, input.version, current["version"], field="version"))
     changes = body_of(input)
     changes.pop("version", None)
     if not changes:
         raise bad_input("input: give at least one field to change", field="input", rule="not_empty")
-    replacement = {name: current.get(name) for name in UPDATABLE if current.get(name) is not None}
-    replacement.update(changes)
-    data = await clients.call(
-        "directory",
-        "PUT",
-        f"/v1/actors/{id}",
-        principal=principal,
-        json=replacement,
-        headers={"If-Match": etag(current["version"])},
-    )
+    try:
+        data = await info.context.gateway.clients.directory.patch_actor(
+            str(id), changes, principal, version=input.version
+        )
+    except GraphQLError as exc:
+        if exc.extensions is not None and exc.extensions.get("field") == "If-Match":
+            exc.extensions["field"] = "version"  # the service names its header; the caller gave `version`
+        raise
     return Actor.of(data)
 
 
@@ -303,5 +291,5 @@ async def archive_actor(info: GInfo, id: strawberry.ID) -> Actor:
     """The directory's archive route decides who may (admins, the actor itself, partners with directory:write);
     archiving twice answers the archived actor."""
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call("directory", "POST", f"/v1/actors/{id}/archive", principal=principal)
+    data = await info.context.gateway.clients.directory.archive_actor(str(id), principal)
     return Actor.of(data)

@@ -1,70 +1,18 @@
-"""What every domain's types share: the request context, Relay connections, places, themes and input helpers."""
+"""What every domain's types share: Relay connections, places, themes, input helpers (context: gateway/context.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
-from strawberry.types import Info
 from strawberry.types.unset import UnsetType
 
-from gateway.errors import bad_input, error
-from gateway.loaders import Loaders
-from services.common.auth import Principal, Role
-from services.contracts.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.websockets import WebSocket
-
-    from gateway.app import Gateway
-    from gateway.auth import Caller
-
-
-class GatewayContext:
-    """One GraphQL request (or one WebSocket connection): the gateway, the caller and this request's loaders."""
-
-    def __init__(self, gateway: Gateway, caller: Caller | None, auth_error: str | None = None) -> None:
-        self.request: Request | WebSocket | None = None
-        self.gateway = gateway
-        self.caller = caller
-        self.auth_error = auth_error
-        self.connection_params: dict[str, Any] | None = None
-        self.loaders = Loaders(gateway.clients, self.principal)
-
-    @property
-    def principal(self) -> Principal | None:
-        return self.caller.principal if self.caller is not None else None
-
-    def fresh_loaders(self) -> Loaders:
-        """New loaders (a subscription resolves each event with fresh data)."""
-        self.loaders = Loaders(self.gateway.clients, self.principal)
-        return self.loaders
-
-
-GInfo = Info[GatewayContext, None]
-
-
-def require_principal(info: GInfo) -> Principal:
-    principal = info.context.principal
-    if principal is None:
-        raise error(
-            info.context.auth_error or "authentication required: send Authorization: Bearer <token>",
-            ErrorCode.UNAUTHENTICATED,
-        )
-    return principal
-
-
-def require_role(info: GInfo, *roles: Role) -> Principal:
-    principal = require_principal(info)
-    if principal.role not in roles:
-        names = " or ".join(role.value for role in roles)
-        raise error(f"this needs the role {names}; you are {principal.role.value}", ErrorCode.FORBIDDEN)
-    return principal
+from gateway.context import GInfo
+from gateway.errors import bad_input
 
 
 def page_size(info: GInfo, first: int | None, default: int = 20) -> int:

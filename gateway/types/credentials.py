@@ -9,8 +9,8 @@ from typing import Any
 import strawberry
 
 from gateway import auth
+from gateway.context import GInfo, require_role
 from gateway.errors import bad_input, error, from_error
-from gateway.types.common import GInfo, require_role
 from services.common.auth import Role
 from services.common.errors import MaillageError
 from services.contracts.errors import ErrorCode

@@ -9,17 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from gateway import idempotency
+from gateway.context import GInfo, require_principal
 from gateway.idempotency import IdempotencyKey
 from gateway.types.common import (
     Connection,
     GeoPoint,
     GeoPointInput,
-    GInfo,
     NearInput,
     body_of,
     page_size,
     relay_page,
-    require_principal,
     wants_total,
 )
 
@@ -240,27 +239,21 @@ async def events(
     info: GInfo, filter: EventFilter | None = None, first: int | None = None, after: str | None = None
 ) -> Connection[Event]:
     size = page_size(info, first)
-    params: dict[str, Any] = {"first": size}
-    if after:
-        params["after"] = after
+    criteria: dict[str, Any] = {}
     if filter is not None:
-        if filter.starts_after is not None:
-            params["from"] = filter.starts_after.isoformat()
-        if filter.starts_before is not None:
-            params["to"] = filter.starts_before.isoformat()
-        for name in ("themes", "territory", "text"):
-            if getattr(filter, name):
-                params[name] = getattr(filter, name)
-        if filter.organizer_id:
-            params["organizer_id"] = str(filter.organizer_id)
-        if filter.near is not None:
-            params.update(lat=filter.near.lat, lon=filter.near.lon, radius_km=filter.near.radius_km)
-        if filter.include_cancelled:
-            params["include_cancelled"] = "true"
-    if wants_total(info):
-        params["with_total"] = "true"
-    page = await info.context.gateway.clients.call(
-        "events", "GET", "/v1/events", principal=info.context.principal, params=params
+        near = filter.near
+        criteria = {
+            "starts_after": filter.starts_after.isoformat() if filter.starts_after is not None else None,
+            "starts_before": filter.starts_before.isoformat() if filter.starts_before is not None else None,
+            "themes": filter.themes,
+            "territory": filter.territory,
+            "text": filter.text,
+            "organizer_id": str(filter.organizer_id) if filter.organizer_id else None,
+            "near": (near.lat, near.lon, near.radius_km) if near is not None else None,
+            "include_cancelled": bool(filter.include_cancelled),
+        }
+    page = await info.context.gateway.clients.events.search_events(
+        info.context.principal, first=size, after=after, with_total=wants_total(info), **criteria
     )
     return relay_page(page, info.context.loaders.event, Event.of)
 
@@ -271,7 +264,10 @@ async def publish_event(info: GInfo, input: PublishEventInput, idempotency_key: 
     body["publish"] = not body.pop("draft", False)
     for moment in ("starts_at", "ends_at"):
         body[moment] = body[moment].isoformat()
-    data = await idempotency.create(info, "events", "/v1/events", principal=principal, body=body, key=idempotency_key)
+    events = info.context.gateway.clients.events
+    data = await idempotency.create(
+        idempotency_key, lambda key: events.publish_event(body, principal, idempotency_key=key)
+    )
     return Event.of(data)
 
 
@@ -279,22 +275,17 @@ async def register_for_event(
     info: GInfo, event_id: strawberry.ID, input: RegistrationInput, idempotency_key: IdempotencyKey = None
 ) -> Registration:
     principal = require_principal(info)
+    events = info.context.gateway.clients.events
+    body = body_of(input)
     data = await idempotency.create(
-        info,
-        "events",
-        f"/v1/events/{event_id}/registrations",
-        principal=principal,
-        body=body_of(input),
-        key=idempotency_key,
+        idempotency_key, lambda key: events.register_participant(str(event_id), body, principal, idempotency_key=key)
     )
     return Registration.of(data)
 
 
 async def cancel_registration(info: GInfo, id: strawberry.ID) -> Registration:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "events", "POST", f"/v1/registrations/{id}/cancel", principal=principal
-    )
+    data = await info.context.gateway.clients.events.cancel_registration(str(id), principal)
     return Registration.of(data)
 
 
@@ -302,7 +293,5 @@ async def cancel_event(info: GInfo, id: strawberry.ID, reason: str | None = None
     """The events service's cancel route decides who may (admins and the event's organizers) and tells the
     registrants."""
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "events", "POST", f"/v1/events/{id}/cancel", principal=principal, json={"reason": reason}
-    )
+    data = await info.context.gateway.clients.events.cancel_event(str(id), reason, principal)
     return Event.of(data)

@@ -9,18 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from gateway import idempotency
+from gateway.context import GInfo, require_principal
 from gateway.errors import bad_input
 from gateway.idempotency import IdempotencyKey
-from gateway.types.common import (
-    Connection,
-    GeoPoint,
-    GeoPointInput,
-    GInfo,
-    body_of,
-    connection_of,
-    page_size,
-    require_principal,
-)
+from gateway.types.common import Connection, GeoPoint, GeoPointInput, body_of, connection_of, page_size
 
 if TYPE_CHECKING:
     from gateway.types.actors import Actor
@@ -224,15 +216,11 @@ async def needs(
     info: GInfo, filter: NeedFilter | None = None, first: int | None = None, after: str | None = None
 ) -> Connection[Need]:
     principal = require_principal(info)
-    params: dict[str, Any] = {"first": page_size(info, first)}
-    if after:
-        params["after"] = after
-    if filter is not None:
-        if filter.owner_id:
-            params["owner_id"] = str(filter.owner_id)
-        if filter.statuses:
-            params["status"] = [status.value for status in filter.statuses]
-    page = await info.context.gateway.clients.call("matching", "GET", "/v1/needs", principal=principal, params=params)
+    owner_id = str(filter.owner_id) if filter is not None and filter.owner_id else None
+    statuses = [status.value for status in filter.statuses] if filter is not None and filter.statuses else None
+    page = await info.context.gateway.clients.matching.search_needs(
+        principal, first=page_size(info, first), after=after, owner_id=owner_id, statuses=statuses
+    )
     return connection_of(
         zip(page["cursors"], page["items"], strict=True),
         has_next=page["next"] is not None,
@@ -263,19 +251,16 @@ async def publish_need(info: GInfo, input: PublishNeedInput, idempotency_key: Id
     principal = require_principal(info)
     body = body_of(input)
     body["deadline"] = body["deadline"].isoformat()
-    data = await idempotency.create(info, "matching", "/v1/needs", principal=principal, body=body, key=idempotency_key)
+    matching = info.context.gateway.clients.matching
+    data = await idempotency.create(
+        idempotency_key, lambda key: matching.publish_need(body, principal, idempotency_key=key)
+    )
     return Need.of(data)
 
 
 async def close_need(info: GInfo, id: strawberry.ID, status: NeedClosure, comment: str | None = None) -> Need:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "matching",
-        "POST",
-        f"/v1/needs/{id}/close",
-        principal=principal,
-        json={"status": status.value, "comment": comment},
-    )
+    data = await info.context.gateway.clients.matching.close_need(str(id), status.value, comment, principal)
     return Need.of(data)
 
 
@@ -283,25 +268,17 @@ async def respond_to_match(
     info: GInfo, id: strawberry.ID, response: MatchResponse, comment: str | None = None
 ) -> Match:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "matching",
-        "POST",
-        f"/v1/matches/{id}/respond",
-        principal=principal,
-        json={"response": response.value, "comment": comment},
-    )
+    data = await info.context.gateway.clients.matching.respond_to_match(str(id), response.value, comment, principal)
     return Match.of(data)
 
 
 async def mark_match_viewed(info: GInfo, id: strawberry.ID) -> Match:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call("matching", "POST", f"/v1/matches/{id}/view", principal=principal)
+    data = await info.context.gateway.clients.matching.mark_match_viewed(str(id), principal)
     return Match.of(data)
 
 
 async def select_match(info: GInfo, id: strawberry.ID, comment: str | None = None) -> Match:
     principal = require_principal(info)
-    data = await info.context.gateway.clients.call(
-        "matching", "POST", f"/v1/matches/{id}/select", principal=principal, json={"comment": comment}
-    )
+    data = await info.context.gateway.clients.matching.select_match(str(id), comment, principal)
     return Match.of(data)

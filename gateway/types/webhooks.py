@@ -7,7 +7,8 @@ from typing import Any
 
 import strawberry
 
-from gateway.types.common import GInfo, body_of, require_principal
+from gateway.context import GInfo, require_principal
+from gateway.types.common import body_of
 
 
 @strawberry.type(description="One try at delivering a webhook")
@@ -33,9 +34,8 @@ class WebhookDelivery:
 
     @strawberry.field(description="Every attempt, first first")
     async def attempt_log(self, info: GInfo) -> list[DeliveryAttempt]:
-        rows = await info.context.gateway.clients.call(
-            "matching", "GET", f"/v1/webhook-deliveries/{self.id}/attempts", principal=require_principal(info)
-        )
+        principal = require_principal(info)
+        rows = await info.context.gateway.clients.matching.delivery_attempts(str(self.id), principal)
         return [
             DeliveryAttempt(
                 attempt=r["attempt"],
@@ -75,10 +75,8 @@ class Webhook:
 
     @strawberry.field(description="Its deliveries, newest first")
     async def deliveries(self, info: GInfo, status: str | None = None) -> list[WebhookDelivery]:
-        params = {"status": status} if status else {}
-        rows = await info.context.gateway.clients.call(
-            "matching", "GET", f"/v1/webhooks/{self.id}/deliveries", principal=require_principal(info), params=params
-        )
+        principal = require_principal(info)
+        rows = await info.context.gateway.clients.matching.webhook_deliveries(str(self.id), status, principal)
         return [WebhookDelivery.of(row) for row in rows]
 
     @staticmethod
@@ -131,40 +129,32 @@ def _when(value: str | None) -> datetime | None:
 
 
 async def webhooks(info: GInfo) -> list[Webhook]:
-    rows = await info.context.gateway.clients.call("matching", "GET", "/v1/webhooks", principal=require_principal(info))
+    rows = await info.context.gateway.clients.matching.list_webhooks(require_principal(info))
     return [Webhook.of(row) for row in rows]
 
 
 async def create_webhook(info: GInfo, input: CreateWebhookInput) -> WebhookWithSecret:
-    data = await info.context.gateway.clients.call(
-        "matching", "POST", "/v1/webhooks", principal=require_principal(info), json=body_of(input)
-    )
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.matching.create_webhook(body_of(input), principal)
     return WebhookWithSecret.of(data)
 
 
 async def update_webhook(info: GInfo, id: strawberry.ID, input: UpdateWebhookInput) -> Webhook:
-    data = await info.context.gateway.clients.call(
-        "matching", "PATCH", f"/v1/webhooks/{id}", principal=require_principal(info), json=body_of(input)
-    )
+    principal = require_principal(info)
+    data = await info.context.gateway.clients.matching.update_webhook(str(id), body_of(input), principal)
     return Webhook.of(data)
 
 
 async def rotate_webhook_secret(info: GInfo, id: strawberry.ID) -> WebhookWithSecret:
-    data = await info.context.gateway.clients.call(
-        "matching", "POST", f"/v1/webhooks/{id}/rotate-secret", principal=require_principal(info)
-    )
+    data = await info.context.gateway.clients.matching.rotate_webhook_secret(str(id), require_principal(info))
     return WebhookWithSecret.of(data)
 
 
 async def delete_webhook(info: GInfo, id: strawberry.ID) -> strawberry.ID:
-    await info.context.gateway.clients.call(
-        "matching", "DELETE", f"/v1/webhooks/{id}", principal=require_principal(info)
-    )
+    await info.context.gateway.clients.matching.delete_webhook(str(id), require_principal(info))
     return id
 
 
 async def retry_webhook_delivery(info: GInfo, id: strawberry.ID) -> WebhookDelivery:
-    data = await info.context.gateway.clients.call(
-        "matching", "POST", f"/v1/webhook-deliveries/{id}/retry", principal=require_principal(info)
-    )
+    data = await info.context.gateway.clients.matching.retry_delivery(str(id), require_principal(info))
     return WebhookDelivery.of(data)

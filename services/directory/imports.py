@@ -5,25 +5,19 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
-import uuid
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
 
-from services.common.outbox import PreparedEvent, enqueue_many
-from services.contracts.events import ActorRegistered, ActorUpdated, EventPayload
-from services.directory import store
-from services.directory.model import ActorCreate, ActorRead, to_contract
+from services.directory import rules, service
+from services.directory.model import ActorCreate
 
-SERVICE = "directory"
 BATCH_SIZE = 500
 MAX_REPORTED = 1000
-YIELD_EVERY = 10
 WRITERS = 2
 YIELD_EVERY = 10
 
@@ -52,7 +46,6 @@ COLUMNS = (
     "contact_phone",
 )
 REQUIRED = ("name", "kind", "commune_code")
-IDENTIFIERS = ("source_id", "siret", "rna", "local_register")
 
 
 class RowError(ValueError):
@@ -147,6 +140,13 @@ class ImportReport:
         if len(self.rejected) < MAX_REPORTED:
             self.rejected.append({"line": line, "reason": reason})
 
+    def add(self, outcome: service.BatchOutcome) -> None:
+        self.created += outcome.created
+        self.updated += outcome.updated
+        self.unchanged += outcome.unchanged
+        for line, reason in outcome.rejected:
+            self.reject(line, reason)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "created": self.created,
@@ -204,10 +204,6 @@ async def _rows(lines: AsyncIterable[str]) -> AsyncIterator[tuple[int, dict[str,
         start = line_no + 1
 
 
-def _identity(actor: ActorCreate) -> list[tuple[str, str]]:
-    return [(column, getattr(actor, column)) for column in IDENTIFIERS if getattr(actor, column)]
-
-
 async def import_stream(
     pool: asyncpg.Pool, lines: AsyncIterable[str], progress: Callable[[int], None] | None = None
 ) -> ImportReport:
@@ -235,7 +231,7 @@ async def import_stream(
                 # so without this a write would only progress at the next batch boundary.
                 await asyncio.sleep(0)
             if len(batch) >= BATCH_SIZE:
-                keys = {key for _, actor in batch for key in _identity(actor)}
+                keys = {key for _, actor in batch for key in rules.identity(actor)}
                 while in_flight and (len(in_flight) >= WRITERS or any(keys & held for _, held in in_flight)):
                     await in_flight.popleft()[0]
                 in_flight.append((asyncio.create_task(write(batch)), keys))
@@ -257,7 +253,7 @@ async def _import_batch(pool: asyncpg.Pool, batch: list[tuple[int, ActorCreate]]
     seen: dict[tuple[str, str], int] = {}
     first_pass: list[tuple[int, ActorCreate]] = []
     for line, actor in batch:
-        keys = _identity(actor)
+        keys = rules.identity(actor)
         clash = next((seen[k] for k in keys if k in seen), None)
         if clash is not None:
             report.reject(line, f"repeats an identifier of line {clash} of this file")
@@ -266,98 +262,11 @@ async def _import_batch(pool: asyncpg.Pool, batch: list[tuple[int, ActorCreate]]
             seen[k] = line
         first_pass.append((line, actor))
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await _apply(conn, first_pass, report, strict=True)
-    except (asyncpg.UniqueViolationError, _BatchRejected):
+        report.add(await service.import_batch(pool, first_pass, strict=True))
+    except service.BatchRejected:
         # Someone else holds an identifier: retry row by row to name the culprits.
         for line, actor in first_pass:
-            single = ImportReport()
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await _apply(conn, [(line, actor)], single, strict=False)
-            except asyncpg.UniqueViolationError as exc:
-                single.reject(line, f"{exc.constraint_name}: already used by another actor")
-            report.created += single.created
-            report.updated += single.updated
-            report.unchanged += single.unchanged
-            for rejected in single.rejected:
-                report.reject(rejected["line"], rejected["reason"])
-
-
-class _BatchRejected(Exception):
-    pass
-
-
-def _comparable(read: ActorRead) -> dict[str, Any]:
-    values = read.model_dump(
-        mode="json", exclude={"id", "version", "created_at", "updated_at", "status", "distance_km"}
-    )
-    return values
-
-
-async def _apply(
-    conn: asyncpg.Connection, rows: list[tuple[int, ActorCreate]], report: ImportReport, *, strict: bool
-) -> None:
-    values: dict[str, list[str]] = {column: [] for column in IDENTIFIERS}
-    for _, actor in rows:
-        for column, value in _identity(actor):
-            values[column].append(value)
-    existing = await conn.fetch(
-        f"""
-        SELECT {store.COLUMNS} FROM actors
-        WHERE source_id = ANY($1::text[]) OR siret = ANY($2::text[]) OR rna = ANY($3::text[])
-           OR local_register = ANY($4::text[])
-        ORDER BY id FOR UPDATE
-        """,
-        values["source_id"],
-        values["siret"],
-        values["rna"],
-        values["local_register"],
-    )
-    index: dict[tuple[str, str], asyncpg.Record] = {}
-    for row in existing:
-        for column in IDENTIFIERS:
-            if row[column]:
-                index[(column, row[column])] = row
-    now = datetime.now(UTC)
-    inserts: list[tuple[Any, ...]] = []
-    fresh: set[str] = set()
-    events: list[tuple[str, EventPayload | PreparedEvent]] = []
-    for line, actor in rows:
-        matches = {index[k]["id"]: index[k] for k in _identity(actor) if k in index}
-        if len(matches) > 1:
-            if strict:
-                raise _BatchRejected
-            report.reject(line, "its identifiers belong to different actors: " + ", ".join(str(i) for i in matches))
-            continue
-        if not matches:
-            actor_id = uuid.uuid4()
-            row_values = store.row_values(actor)
-            inserts.append((actor_id, now, now, *row_values.values()))
-            fresh.add(str(actor_id))
-            data = {"actor": store.contract_data(actor_id, 1, row_values, now)}
-            events.append((str(actor_id), PreparedEvent(ActorRegistered.ce_type, ActorRegistered.topic, data)))
-            report.created += 1
-            continue
-        current = store.to_read(next(iter(matches.values())))
-        proposed = store.read_from_values(
-            uuid.UUID(current.id), current.version, store.row_values(actor), current.created_at, current.updated_at
-        )
-        if _comparable(proposed) == _comparable(current) and current.status == "active":
-            report.unchanged += 1
-            continue
-        row = await store.update_actor(conn, uuid.UUID(current.id), actor, None)
-        assert row is not None
-        if current.status != "active":
-            row = await store.set_status(conn, uuid.UUID(current.id), "active", None) or row
-        read = store.to_read(row)
-        events.append((read.id, ActorUpdated(actor=to_contract(read))))
-        report.updated += 1
-    if inserts:
-        columns = ["id", "created_at", "updated_at", *store.row_values(rows[0][1]).keys()]
-        await conn.copy_records_to_table("actors", records=inserts, columns=columns)
-    # New actors' keys are fresh ids nobody else writes: no key lock needed for them.
-    await enqueue_many(conn, service=SERVICE, events=events, fresh_keys=fresh)
+            report.add(await service.import_batch(pool, [(line, actor)], strict=False))
 
 
 def read_csv_lines(path: str) -> Iterable[str]:

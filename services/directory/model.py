@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.fr import siret as siret_number
 
@@ -167,24 +168,35 @@ class ActorFields(BaseModel):
         return list(dict.fromkeys(v.strip() for v in value if v.strip()))
 
 
+def check_kind(value: str) -> str:
+    return check_codes([value], ACTOR_KINDS_BY_CODE, "actor kind")[0]
+
+
+def resolve_commune_code(value: str) -> str:
+    code = value.strip().upper().removeprefix("COM-")
+    try:
+        return territories.resolve_commune(code).code
+    except territories.TerritoryError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+COMMUNE_CODE_DESCRIPTION = "INSEE code of the commune (former communes resolve to the current one)"
+
+
 class ActorCreate(ActorFields):
     name: Name
     kind: str
-    commune_code: str = Field(description="INSEE code of the commune (former communes resolve to the current one)")
+    commune_code: str = Field(description=COMMUNE_CODE_DESCRIPTION)
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        return check_codes([value], ACTOR_KINDS_BY_CODE, "actor kind")[0]
+        return check_kind(value)
 
     @field_validator("commune_code")
     @classmethod
     def _commune(cls, value: str) -> str:
-        code = value.strip().upper().removeprefix("COM-")
-        try:
-            return territories.resolve_commune(code).code
-        except territories.TerritoryError as exc:
-            raise ValueError(str(exc)) from exc
+        return resolve_commune_code(value)
 
     @model_validator(mode="after")
     def _register(self) -> ActorCreate:
@@ -194,6 +206,36 @@ class ActorCreate(ActorFields):
 
 class ActorUpdate(ActorCreate):
     """A full replacement of the editable fields (PUT semantics), checked against the stored version."""
+
+
+class ActorPatch(ActorFields):
+    """A partial update (PATCH): only the fields given change, each obeying the rules of `ActorUpdate`.
+
+    Which fields were given is `model_fields_set`; the rules across fields (the tribunal register is for
+    Alsace-Moselle) are checked on the actor the patch makes (`rules.patched`), since they may involve a
+    stored field. A required field cannot be removed: null is refused for name, kind and commune_code.
+    """
+
+    name: Name | None = None
+    kind: str | None = None
+    commune_code: str | None = Field(None, description=COMMUNE_CODE_DESCRIPTION)
+
+    @field_validator("name", "kind", "commune_code", mode="before")
+    @classmethod
+    def _required(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("required", "a required field can be changed, not removed")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        return None if value is None else check_kind(value)
+
+    @field_validator("commune_code")
+    @classmethod
+    def _commune(cls, value: str | None) -> str | None:
+        return None if value is None else resolve_commune_code(value)
 
 
 def check_local_register(reference: str | None, commune_code: str) -> None:

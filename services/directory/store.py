@@ -13,7 +13,14 @@ from typing import Any, Literal
 import asyncpg
 
 from services.common.rules import storable_instant
-from services.directory.model import ActorCreate, ActorRead, all_service_types, all_themes, derived_geography
+from services.directory.model import (
+    ActorCreate,
+    ActorRead,
+    ActorStatus,
+    all_service_types,
+    all_themes,
+    derived_geography,
+)
 
 COLUMNS = """
     id, version, name, description, kind, legal_form, siret, rna, local_register, source_id, themes,
@@ -98,7 +105,7 @@ def contract_data(actor_id: uuid.UUID, version: int, values: dict[str, Any], upd
         for a in values["activities"]
     ]
     data["location"] = {"lat": values["lat"], "lon": values["lon"]} if values["lat"] is not None else None
-    data.update(id=str(actor_id), version=version, status="active", updated_at=updated_at.isoformat())
+    data.update(id=str(actor_id), version=version, status=ActorStatus.active.value, updated_at=updated_at.isoformat())
     return data
 
 
@@ -111,7 +118,7 @@ def read_from_values(
             **values,
             "id": actor_id,
             "version": version,
-            "status": "active",
+            "status": ActorStatus.active,
             "created_at": created_at,
             "updated_at": updated_at,
         }
@@ -167,7 +174,7 @@ async def update_actor(
 
 
 async def set_status(
-    conn: asyncpg.Connection, actor_id: uuid.UUID, status: str, expected_version: int | None
+    conn: asyncpg.Connection, actor_id: uuid.UUID, status: ActorStatus, expected_version: int | None
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"""
@@ -201,6 +208,36 @@ async def find_by_identifiers(conn: asyncpg.Connection, fields: ActorCreate) -> 
             if row is not None:
                 return row
     return None
+
+
+async def lock_by_identifiers(conn: asyncpg.Connection, identifiers: list[tuple[str, str]]) -> list[asyncpg.Record]:
+    """The actors holding any of these (identifier column, value) pairs, locked in id order (no deadlock)."""
+    values: dict[str, list[str]] = {column: [] for column in ("source_id", "siret", "rna", "local_register")}
+    for column, value in identifiers:
+        values[column].append(value)
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {COLUMNS} FROM actors
+            WHERE source_id = ANY($1::text[]) OR siret = ANY($2::text[]) OR rna = ANY($3::text[])
+               OR local_register = ANY($4::text[])
+            ORDER BY id FOR UPDATE
+            """,
+            values["source_id"],
+            values["siret"],
+            values["rna"],
+            values["local_register"],
+        )
+    )
+
+
+async def copy_new_actors(conn: asyncpg.Connection, sample: ActorCreate, records: list[tuple[Any, ...]]) -> None:
+    """Insert new actors with one COPY: each record is (id, created_at, updated_at, *row_values(...).values()).
+
+    `sample` is any of them, for the column names (`row_values` always has the same keys).
+    """
+    columns = ["id", "created_at", "updated_at", *row_values(sample).keys()]
+    await conn.copy_records_to_table("actors", records=records, columns=columns)
 
 
 # --- search --------------------------------------------------------------------------------

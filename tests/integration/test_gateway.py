@@ -787,6 +787,22 @@ async def test_bad_input_names_the_field_and_keeps_what_was_stored(gateway: Gate
     assert again["actor"] == {"name": created["name"], "version": 1, "communeCode": "35238"}
 
 
+async def test_update_actor_changes_the_given_fields_only_and_says_what_is_stale(gateway: Gateway) -> None:
+    created = await register(gateway, f"Ressourcerie partielle {uuid.uuid4().hex[:6]}")
+    query = "mutation($a: ID!, $i: UpdateActorInput!) { updateActor(id: $a, input: $i) { name description version } }"
+    changed = await gateway.ok(
+        query, {"a": created["id"], "i": {"description": "Atelier vélo", "version": 1}}, gateway.admin
+    )
+    assert changed["updateActor"] == {"name": created["name"], "description": "Atelier vélo", "version": 2}
+    stale = await gateway.gql(query, {"a": created["id"], "i": {"name": "Autre", "version": 1}}, gateway.admin)
+    assert stale["errors"][0]["extensions"] == {"code": "CONFLICT", "field": "version", "rule": "stale"}
+    assert stale["errors"][0]["message"].startswith(f"actor {created['id']} is at version 2, not 1")
+    empty = await gateway.gql(query, {"a": created["id"], "i": {"version": 2}}, gateway.admin)
+    assert empty["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "input", "rule": "not_empty"}
+    again = await gateway.ok("query($a: ID!) { actor(id: $a) { name version kind } }", {"a": created["id"]})
+    assert again["actor"] == {"name": created["name"], "version": 2, "kind": "association"}
+
+
 async def test_a_revoked_credential_stops_working_at_once_on_every_replica(
     gateway: Gateway, gateway_settings: Settings
 ) -> None:

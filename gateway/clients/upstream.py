@@ -1,9 +1,9 @@
-"""The gateway's one pooled HTTP client to the services, forwarding the caller's identity signed by the gateway."""
+"""The request machinery under the typed clients: one pool, timeouts, the forwarded identity, the errors mapped."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -14,6 +14,7 @@ from gateway.errors import from_response, unavailable
 from gateway.outages import describe_outage
 from services.common.app import SERVICE_KEEP_ALIVE_S
 from services.common.auth import PRINCIPAL_HEADER, Principal, mint_internal
+from services.common.idempotency import KEY_HEADER
 from services.common.observability import CORRELATION_HEADER, correlation_id
 from services.common.settings import SERVICES, Settings
 
@@ -22,7 +23,16 @@ UPSTREAM_CALLS = Counter(
 )
 
 
-class ServiceClients:
+Json = dict[str, Any]
+
+
+def creation_headers(idempotency_key: str | None) -> dict[str, str]:
+    """The headers of a creating call: the caller's idempotency key when there is one (gateway/idempotency.py checks
+    it first), which the service keeps with its answer."""
+    return {KEY_HEADER: idempotency_key} if idempotency_key is not None else {}
+
+
+class Upstream:
     """Calls `directory`, `events` and `matching` over one connection pool with timeouts."""
 
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -107,3 +117,33 @@ class ServiceClients:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+class ServiceClient:
+    """One service's typed client: its methods name the operations, this base sends them through the shared pool."""
+
+    service: ClassVar[str]
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        principal: Principal | None,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+        json: Any = None,
+    ) -> Any:
+        """The JSON the service answers (`Upstream.call`: its refusals and its absence as GraphQL errors)."""
+        return await self.upstream.call(
+            self.service, method, path, principal=principal, headers=headers, params=params, json=json
+        )
+
+    async def request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, params: Any = None
+    ) -> httpx.Response:
+        """An anonymous call whose answer is relayed as it is (pages and feeds); transport errors are httpx's."""
+        return await self.upstream.request(self.service, method, path, principal=None, headers=headers, params=params)
