@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.contracts.doors import (
     DOOR_LABELS,
     Door,
@@ -54,7 +56,7 @@ def test_service_type_door_opens_for_premises_only() -> None:
 
 
 def test_activities_become_words_the_text_door_reads() -> None:
-    activities = [
+    activities: list[dict[str, Any]] = [
         {"theme": "reemploi", "service_type": "fourniture_biens", "area": {"kind": "national"}},
         {"theme": "reemploi", "service_type": "mise_a_disposition_locaux"},
         {"theme": None},
