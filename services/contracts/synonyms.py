@@ -182,6 +182,8 @@ SYNONYMS: tuple[SynonymGroup, ...] = (
             "micro-ferme",
             "agriculture urbaine",
             "potager urbain",
+            "potager en ville",
+            "maraîchage urbain",
         ),
     ),
     SynonymGroup(
@@ -225,7 +227,7 @@ SYNONYMS: tuple[SynonymGroup, ...] = (
     SynonymGroup(
         "centre_social",
         "centre social",
-        ("centre social", "centre socioculturel", "espace de vie sociale", "maison de quartier"),
+        ("centre social", "centre socioculturel", "espace de vie sociale"),
     ),
     SynonymGroup("mjc", "MJC", ("MJC", "maison des jeunes et de la culture", "maison des jeunes")),
     SynonymGroup(
@@ -249,6 +251,9 @@ SYNONYMS: tuple[SynonymGroup, ...] = (
             "locaux partagés",
             "salle de réunion",
             "salle d'activité",
+            "local d'activité",
+            "salle louée",
+            "bureau loué",
             "location de salle",
             "prêt de salle",
             "local de répétition",
@@ -282,7 +287,9 @@ GENERIC_WORDS = _word_set(
 CONCEPT_WEIGHT = 1.0  # a named concept of the field, in the actor's description or activities: strong evidence
 WORD_WEIGHT = 0.25  # one distinctive word in common
 NAME_ONLY_FACTOR = 0.2  # a term found only in the actor's name counts this much
-QUALIFYING_EVIDENCE = 0.75  # enough to make an actor a candidate without a shared theme
+QUALIFYING_EVIDENCE = (
+    1.0  # a concept, or four distinctive words: enough to make an actor a candidate without a shared theme
+)
 MAX_WORDS = 32  # a need's words beyond this many are not terms (bounds the query of a very long text)
 MAX_WORD_LENGTH = 40  # longer "words" are noise (PostgreSQL would refuse them past 2047 bytes anyway)
 MAX_TEXT = 20_000  # characters of a need's text read at all

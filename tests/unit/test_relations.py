@@ -8,12 +8,14 @@ import pytest
 
 from services.contracts import relations
 from services.contracts.relations import (
+    CONFIRM_BELOW,
     RELATIONS,
     RELATIONS_BY_THEME,
     Relation,
     best_relation,
     neighbours,
     related,
+    related_door_opens,
     theme_credit,
 )
 from services.contracts.vocabularies import THEMES_BY_CODE
@@ -166,3 +168,17 @@ class TestThemeCredit:
 
     def test_unrelated_gets_nothing(self) -> None:
         assert theme_credit({"culture"}, {"agriculture_urbaine"}, 1.0) == 0.0
+
+
+class TestRelatedDoor:
+    def test_a_close_edge_opens_alone(self) -> None:
+        assert related_door_opens(related("reemploi")["economie_circulaire"], 0.0)
+
+    def test_a_bridge_needs_the_actors_words(self) -> None:
+        bridge = related("iae")["reemploi"]
+        assert bridge < CONFIRM_BELOW
+        assert not related_door_opens(bridge, 0.0)
+        assert related_door_opens(bridge, 0.25)
+
+    def test_no_edge_no_door(self) -> None:
+        assert not related_door_opens(0.0, 1.0)

@@ -176,7 +176,8 @@ class TestWordEvidence:
 
     def test_one_common_word_does_not_qualify_several_do(self) -> None:
         assert not qualifies(word_evidence([TermMatch(WORD_WEIGHT, in_body=True)]))
-        assert qualifies(word_evidence([TermMatch(WORD_WEIGHT, in_body=True)] * 3))
+        assert not qualifies(word_evidence([TermMatch(WORD_WEIGHT, in_body=True)] * 3))
+        assert qualifies(word_evidence([TermMatch(WORD_WEIGHT, in_body=True)] * 4))
 
     def test_in_zero_one(self) -> None:
         assert word_evidence([]) == 0.0
