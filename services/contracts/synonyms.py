@@ -18,6 +18,7 @@ Two uses, one vocabulary:
   `|`, `:*`, quotes) or SQL (the text is a bind parameter). French stop words are left to PostgreSQL (they
   become empty and drop out of an OR). Long texts are cut to a bounded number of terms.
 
+`search_tsquery(text)` is the directory's search with the same synonyms (every word required).
 `word_evidence` turns which terms an actor matched, in its name or in its description and activities, into
 evidence in [0, 1]; a word in a name alone is weak evidence (the theatre company "Les Jardins de la Culture"
 is no urban farm). Pure functions, no I/O.
@@ -487,6 +488,27 @@ def need_query(title: str, description: str = "", service_types: Collection[str]
         if len(seen) >= MAX_WORDS:
             break
     return NeedQuery(tuple(terms))
+
+
+def search_tsquery(text: str) -> str | None:
+    """A directory search as to_tsquery text: every word required (AND, as websearch_to_tsquery does), a
+    concept's words replaced by all its phrases (OR); None when the text has no usable word.
+
+    Unlike websearch_to_tsquery it does not read "-word" or "quoted phrase" syntax: the text is words only.
+    """
+    tokens = words(text)
+    groups, covered = _find(tokens)
+    operands = [f"({group_term(group).tsquery()})" for group in groups]
+    seen: set[str] = set()
+    for position, token in enumerate(tokens):
+        key = normalise(token)
+        if position in covered or key in seen or _is_function_word(token) or len(token) > MAX_WORD_LENGTH:
+            continue
+        seen.add(key)
+        operands.append(f"({' | '.join(_quoted(a) for a in _alternatives((token,)))})")
+        if len(seen) >= MAX_WORDS:
+            break
+    return " & ".join(operands) or None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.contracts.synonyms import need_query
+from services.contracts.synonyms import need_query, search_tsquery
 
 # The matching service's configuration (migration 0001), created under a name of this test's own inside a
 # transaction that is rolled back, so that nothing is left in the shared test database.
@@ -74,6 +74,12 @@ async def test_synonyms_phrases_and_name_weights(conn: asyncpg.Connection) -> No
     assert "Les Jardins de la Culture" not in await matching(conn, jardins.tsquery("B"))
 
 
+async def test_directory_search_with_synonyms(conn: asyncpg.Connection) -> None:
+    assert await matching(conn, search_tsquery("ressourcerie quartier")) == {"La Recyclerie du quartier"}
+    assert await matching(conn, search_tsquery("ressourcerie vélos")) == set()  # every word required
+    assert await matching(conn, search_tsquery("-recyclerie")) == {"La Recyclerie du quartier"}  # no operators
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
@@ -87,7 +93,7 @@ async def test_synonyms_phrases_and_name_weights(conn: asyncpg.Connection) -> No
 )
 async def test_hostile_text_neither_errors_nor_matches_everything(conn: asyncpg.Connection, hostile: str) -> None:
     query = need_query(hostile, hostile)
-    for tsquery in (query.tsquery(), query.tsquery("BC"), query.concept_tsquery()):
+    for tsquery in (query.tsquery(), query.tsquery("BC"), query.concept_tsquery(), search_tsquery(hostile)):
         found = await matching(conn, tsquery)  # to_tsquery would raise on a syntax error
         assert len(found) < len(ACTORS)
     # The negations were words, not operators: actors without those words are not matched.

@@ -20,6 +20,7 @@ from services.contracts.synonyms import (
     need_query,
     normalise,
     qualifies,
+    search_tsquery,
     word_evidence,
     words,
 )
@@ -197,3 +198,20 @@ class TestMatchTerms:
         assert trap
         assert all(not m.in_body for m in trap)
         assert not qualifies(word_evidence(trap))
+
+
+class TestSearchQuery:
+    def test_every_word_is_required_and_concepts_widen(self) -> None:
+        tsquery = search_tsquery("ressourcerie Besançon")
+        assert tsquery is not None
+        concept, town = tsquery.split(" & ")
+        assert "'recyclerie'" in concept
+        assert town == "('Besançon' | 'Besançons')"
+
+    @pytest.mark.parametrize("hostile", ['-recyclerie "a b" or !x', "'; DROP TABLE actors; --", "&&&| :* ()"])
+    def test_hostile_search_is_words_only(self, hostile: str) -> None:
+        tsquery = search_tsquery(hostile)
+        assert tsquery is None or re.fullmatch(r"[X&|() ]*", OPERAND.sub("X", tsquery)), tsquery
+
+    def test_nothing_to_search(self) -> None:
+        assert search_tsquery("  ! & ") is None
