@@ -30,6 +30,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from types import MappingProxyType
 
 from services.contracts.vocabularies import SERVICE_TYPES_BY_CODE
@@ -297,6 +298,7 @@ MAX_TEXT = 20_000  # characters of a need's text read at all
 _TOKEN = re.compile(r"[^\W_]+")
 
 
+@lru_cache(maxsize=1 << 16)  # the same few thousand words recur in every text: matching reads hundreds per need
 def _fold(word: str) -> str:
     """Lower case without accents."""
     # œ and æ are letters of their own to Unicode, ligatures to a French reader (and to unaccent).
@@ -304,6 +306,7 @@ def _fold(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@lru_cache(maxsize=1 << 16)
 def normalise(word: str) -> str:
     """A word's comparison key: folded, with a crude French singular (locaux → local, vélos → velo)."""
     key = _fold(word)
@@ -382,9 +385,9 @@ for _group in SYNONYMS:
         raise ValueError(f"synonym group {_group.key}: unknown service type {_group.service_type}")
 
 
-def _find(tokens: list[str]) -> tuple[list[SynonymGroup], set[int]]:
+def _find(tokens: list[str], content: list[tuple[int, str]] | None = None) -> tuple[list[SynonymGroup], set[int]]:
     """The groups whose phrases occur in `tokens` (in order of first occurrence) and the positions they cover."""
-    content = _content(tokens)
+    content = _content(tokens) if content is None else content
     keys = [key for _, key in content]
     found: dict[str, SynonymGroup] = {}
     covered: set[int] = set()
@@ -455,6 +458,7 @@ def _alternatives(phrase_words: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(dict.fromkeys([phrase_words, singular, plural]))
 
 
+@cache  # groups are constants
 def group_term(group: SynonymGroup) -> QueryTerm:
     """A synonym group as one query term."""
     alternatives: dict[tuple[str, ...], None] = {}
@@ -538,12 +542,13 @@ def match_terms(query: NeedQuery, name: str, body: str) -> list[TermMatch]:
     The same normalisation as `concepts_of`, so it agrees with concepts stored on the replica; PostgreSQL's
     stemmer may find a few more words (`QueryTerm.tsquery(labels="A")` / `"BC"` does it in SQL).
     """
-    name_tokens, body_tokens = words(name), words(body)
-    name_concepts, body_concepts = _find(name_tokens)[0], _find(body_tokens)[0]
-    name_keys = {key for _, key in _content(name_tokens)}
-    body_keys = {key for _, key in _content(body_tokens)}
-    in_name = {group.key for group in name_concepts} | name_keys
-    in_body = {group.key for group in body_concepts} | body_keys
+
+    def keys(text: str) -> set[str]:
+        tokens = words(text)
+        content = _content(tokens)
+        return {group.key for group in _find(tokens, content)[0]} | {key for _, key in content}
+
+    in_name, in_body = keys(name), keys(body)
     return [
         TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name)
         for term in query.terms
