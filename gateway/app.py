@@ -26,17 +26,16 @@ from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from gateway import graphiql
+from gateway import console, graphiql
 from gateway.auth import Caller, CredentialCache, RateLimiter, authenticate
 from gateway.clients import FEEDS, ServiceClients
 from gateway.context import Gateway, GatewayContext
+from gateway.entry import admit
 from gateway.guard import (
     NestedTooDeeply,
-    Refusal,
     Refused,
     nested_too_deeply,
     over_depth,
-    over_rate,
     over_size,
     parse_json_text,
     text_nesting_depth,
@@ -54,11 +53,6 @@ from services.common.settings import Settings
 from services.contracts.errors import ErrorCode
 
 GRAPHQL_PATH = "/graphql"
-
-
-def graphql_error(status: int, message: str, code: ErrorCode, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A refusal before execution, in the GraphQL response shape."""
-    return Refusal(status, message, code, headers=headers or {}).response()
 
 
 class GraphQLGuard:
@@ -89,19 +83,11 @@ class GraphQLGuard:
         if declared is not None and declared.isdigit() and (too_large := over_size(settings, int(declared))):
             await too_large.response()(scope, receive, send)
             return
-        try:
-            caller = await authenticate(settings, gateway.pool, headers.get("authorization"), gateway.credentials)
-        except Unavailable as exc:  # the credential could not be checked: say so, and when to come back
-            await graphql_error(503, exc.detail, ErrorCode.UNAVAILABLE, {"Retry-After": "5"})(scope, receive, send)
-            return
-        except MaillageError as exc:
-            await graphql_error(401, exc.detail, ErrorCode.UNAUTHENTICATED, {"WWW-Authenticate": "Bearer"})(
-                scope, receive, send
-            )
-            return
         client = scope.get("client")
-        if too_fast := over_rate(gateway.limiter, caller, client[0] if client else None):
-            await too_fast.response()(scope, receive, send)
+        try:
+            caller = await admit(gateway, headers.get("authorization"), client[0] if client else None)
+        except Refused as refused:
+            await refused.refusal.response()(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
 
@@ -269,6 +255,8 @@ def create_gateway_app(settings: Settings) -> FastAPI:
     install_observability(app, "gateway", metrics_route=False)
     install_public_pages(app, lambda: shared["gateway"].clients)
     graphiql.mount(app)
+    schema = create_schema(settings)
+    console.mount(app, shared, schema)
 
     @app.get("/readyz", include_in_schema=False)
     async def _readyz() -> JSONResponse:
@@ -291,7 +279,7 @@ def create_gateway_app(settings: Settings) -> FastAPI:
         return Response(upstream.content, upstream.status_code, headers=passed)
 
     graphql = MaillageGraphQL(
-        create_schema(settings),
+        schema,
         shared,
         graphql_ide="graphiql",
         allowed_origins=origins,

@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(65_536, ge=1024, description="Largest GraphQL request body")
     gateway_request_timeout_s: float = Field(10.0, gt=0, description="Longest a GraphQL request may run")
     gateway_upstream_timeout_s: float = Field(5.0, gt=0, description="Timeout of one call to a service")
+    # The web console (gateway/console/).
+    console_secure_cookies: bool = Field(
+        True,
+        description="Session and form cookies only over HTTPS (the embedded stack, on plain http://127.0.0.1, turns "
+        "it off)",
+    )
     gateway_credential_timeout_s: float = Field(
         2.0, gt=0, description="Longest the gateway waits for its database to check a credential (then 503)"
     )

@@ -310,6 +310,8 @@ class DevStack:
         # reach loopback, and e-mails are recorded in the matching database unless SMTP is configured.
         env.setdefault("MAILLAGE_WEBHOOK_ALLOW_PRIVATE", "true")
         env.setdefault("MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in env else "false")
+        # The console is served over plain http://127.0.0.1 here: its cookies cannot require HTTPS.
+        env.setdefault("MAILLAGE_CONSOLE_SECURE_COOKIES", "false")
         for process in PROCESSES:
             env[f"MAILLAGE_{process.upper()}_PORT"] = str(s.port_for(process))
         env["MAILLAGE_GATEWAY_METRICS_PORT"] = str(s.gateway_metrics_port)
