@@ -260,6 +260,10 @@ class OutboxRelay:
             self.active = True
             self._cluster_id = None  # another replica may have relayed (and recorded a cluster) meanwhile
             self._cluster_checked_at = -CLUSTER_CHECK_INTERVAL_S
+            self._last_offsets = {
+                TopicPartition(r["topic"], r["partition"]): r["last_offset"]
+                for r in await conn.fetch("SELECT topic, partition, last_offset FROM outbox_partitions")
+            }
             logger.info("outbox relay active for %s", self.service)
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while not stop.is_set():
@@ -357,6 +361,7 @@ class OutboxRelay:
             queued = "UPDATE 0"
             if previous is not None:  # the first cluster ever seen got every row already
                 queued = await conn.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                await conn.execute("DELETE FROM outbox_partitions")  # offsets start again on the new cluster
             await conn.execute(
                 """
                 INSERT INTO outbox_broker (cluster_id) VALUES ($1)
@@ -399,6 +404,7 @@ class OutboxRelay:
         if not rows:
             return 0
         acked: list[OutboxRow] = []
+        touched: set[TopicPartition] = set()
         error: BaseException | None = None
         try:
             producer = await self._ensure_producer()
@@ -422,14 +428,25 @@ class OutboxRelay:
                         rest.add_done_callback(_ignore_outcome)
                     break
                 acked.append(row)
+                touched.add(metadata.topic_partition)
                 self._check_log_kept(metadata.topic_partition, metadata.offset)
         except (KafkaError, OSError) as exc:
             error = exc
         ack_time = time.time()
         if acked:
+            partitions = sorted(touched)
+            # With the rows marked sent, in one statement: the offsets a relay started later compares against.
             await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                """
+                WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))
+                INSERT INTO outbox_partitions (topic, partition, last_offset)
+                SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[])
+                ON CONFLICT (topic, partition) DO UPDATE SET last_offset = excluded.last_offset
+                """,
                 [row.id for row in acked],
+                [tp.topic for tp in partitions],
+                [tp.partition for tp in partitions],
+                [self._last_offsets[tp] for tp in partitions],
             )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(acked))
             for row in acked:
@@ -448,7 +465,10 @@ class OutboxRelay:
 
         Offsets of a partition only grow while its log exists: a lower one after a broker restart (the
         embedded broker keeps nothing) or a topic recreated means every record acknowledged before is
-        gone, including those no consumer had read yet.
+        gone, including those no consumer had read yet. The last offsets are kept in the database
+        (outbox_partitions), so that a relay started later sees it too, even on a cluster formatted again
+        under the same id (compose's fixed KAFKA_CLUSTER_ID), where the cluster check cannot; it sees it on
+        the first acknowledgement, though, so that one row is also published once before the older ones.
         """
         if offset <= self._last_offsets.get(partition, -1):
             self._lost_topics.add(partition.topic)
@@ -464,9 +484,11 @@ class OutboxRelay:
         self._lost_topics.clear()
         self._last_offsets = {tp: offset for tp, offset in self._last_offsets.items() if tp.topic not in topics}
         await self._stop_producer()
-        status = await conn.execute(
-            "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
-        )
+        async with conn.transaction():
+            status = await conn.execute(
+                "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
+            )
+            await conn.execute("DELETE FROM outbox_partitions WHERE topic = ANY($1::text[])", topics)
         logger.warning(
             "the broker lost the log of %s (restarted without its data, or the topics were recreated): "
             "%s sent rows queued to be published again",

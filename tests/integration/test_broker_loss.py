@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from services.common.db import connect, ensure_database, migrate
 from services.common.kafka import cluster_id, connection_options, ensure_topics
@@ -138,5 +139,55 @@ async def test_a_relay_on_the_same_cluster_publishes_nothing_again(
     try:
         records = await read_topic(own, topic, expect=4, timeout_s=30, idle_s=1.5)
         assert [header(r, "ce_id") for r in records] == [*before, later]
+    finally:
+        await relay.close()
+
+
+async def recreate(settings: Settings, topic: str, partitions: int) -> None:
+    """Delete a topic and create it again, empty, on the same cluster (as a volume formatted under the same id)."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+
+        async def gone() -> bool:
+            return topic not in await admin.list_topics()
+
+        assert await eventually(gone, 30)
+    finally:
+        await admin.close()
+    for _ in range(50):  # Apache Kafka finishes a deletion in the background
+        try:
+            await ensure_topics(settings, [(topic, partitions)])
+            return
+        except KafkaError:
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{topic} could not be created again")
+
+
+async def test_a_relay_started_after_a_log_was_lost_on_the_same_cluster_publishes_it_again(
+    settings: Settings, postgres_url: str, outbox_db: asyncpg.Connection, private_broker: PrivateBroker
+) -> None:
+    """The cluster id cannot tell (the same cluster); the offsets recorded in the database do, on the first ack."""
+    own = private_broker.settings(settings, outbox_poll_interval_s=0.2)
+    topic = f"test.loss.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(own, [(topic, 1)])
+    url = with_database(postgres_url, await outbox_db.fetchval("SELECT current_database()"))
+    relay = Relay(url, own)
+    try:
+        before = [await emit(outbox_db, topic, n) for n in range(4)]
+        assert await eventually(lambda: all_sent(outbox_db), 30)
+    finally:
+        await relay.close()
+    assert await outbox_db.fetchval("SELECT last_offset FROM outbox_partitions WHERE topic = $1", topic) == 3
+    await recreate(own, topic, 1)
+    later = await emit(outbox_db, topic, 4)
+    relay = Relay(url, own)
+    try:
+        records = await read_topic(own, topic, expect=6, timeout_s=60, idle_s=1.5)
+        ids = [header(r, "ce_id") for r in records]
+        # The new row's acknowledgement (offset 0) gives the loss away: it went first, then everything in order.
+        assert ids == [later, *before, later]
+        assert await eventually(lambda: all_sent(outbox_db), 10)
     finally:
         await relay.close()
