@@ -16,6 +16,7 @@ from services.common.rules import storable_instant
 from services.contracts import territories
 from services.contracts.events import ActorV1, GeoPoint, PlaceV1
 from services.events.model import (
+    ActorStatus,
     EventFields,
     EventRead,
     EventState,
@@ -195,7 +196,7 @@ def event_read(row: asyncpg.Record, actors: dict[uuid.UUID, Any], distance_km: f
                 status=actor["status"] if actor else "unknown",
             )
         )
-    flags = ["organizer_archived"] if any(o.status != "active" for o in organizers) else []
+    flags = ["organizer_archived"] if any(o.status != ActorStatus.active for o in organizers) else []
     place = None
     if row["address"] is not None or row["commune_code"] is not None or row["lat"] is not None:
         place = PlaceV1(
