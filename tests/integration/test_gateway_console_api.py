@@ -19,6 +19,7 @@ from services.common.settings import Settings
 from tests.integration.gateway_fixtures import Gateway
 from tests.integration.matching_fixtures import Matching
 from tests.integration.test_gateway import PUBLISH_NEED, codes, counting_gateway, need_input, register
+from tests.integration.test_gateway_websocket import issue
 from tests.integration.test_matching import eventually, in_replica
 
 # Quimper: no other test module places actors or needs there, so these needs' matches are these actors only.
@@ -146,6 +147,21 @@ async def test_following_another_authoritys_need_or_an_unknown_one_is_refused(
         assert errors[0]["extensions"]["code"] == "NOT_FOUND"
     async with refused_subscription(gateway, data["publishNeed"]["id"], "") as errors:
         assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_match_updated_subscription_ends_with_4403_when_its_credential_is_revoked(
+    gateway: Gateway, quimper: dict[str, Any]
+) -> None:
+    token, credential_id = await issue(gateway, "collectivity", quimper["authority"]["id"])
+    data = await gateway.ok(PUBLISH_NEED, {"input": need_input(**QUIMPER)}, quimper["as_authority"])
+    async with gateway.socket(token) as socket:
+        await socket.start("1", MATCH_UPDATED, {"needId": data["publishNeed"]["id"]})
+        await asyncio.sleep(0.2)  # the subscription is registered once the server read the message
+        await gateway.ok(
+            "mutation($id: ID!) { revokeCredential(id: $id) { revokedAt } }", {"id": credential_id}, gateway.admin
+        )
+        await socket.until_closed(timeout_s=10)
+        assert socket.close_code == 4403, (socket.close_code, socket.close_reason)
 
 
 # --- an authority's needs at a glance, an actor's inbox ------------------------------------------------------
