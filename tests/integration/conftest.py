@@ -8,9 +8,9 @@ from services.common.embedded import EmbeddedBroker, free_port
 from tests.integration.directory_fixtures import directory
 from tests.integration.events_fixtures import events, gateway_port
 from tests.integration.gateway_fixtures import gateway, gateway_settings
-from tests.integration.matching_fixtures import matching
+from tests.integration.matching_fixtures import matching, own_matching
 
-__all__ = ["directory", "events", "gateway", "gateway_port", "gateway_settings", "matching"]
+__all__ = ["directory", "events", "gateway", "gateway_port", "gateway_settings", "matching", "own_matching"]
 
 
 @pytest.fixture
