@@ -57,10 +57,10 @@ DECLINE_REASONS = {
     "territoire": "Le lieu est trop éloigné de notre territoire",
     "budget": "Le budget ne nous permet pas de répondre",
 }
-MONTHS = (
-    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
-).split()
-COMMENT_MAX = 2000  # the matching service's limit on a response's comment
+MONTHS = [
+    *("janvier", "février", "mars", "avril", "mai", "juin"),
+    *("juillet", "août", "septembre", "octobre", "novembre", "décembre"),
+]
 
 INBOX = """
 query($id: ID!, $statuses: [MatchStatus!]) {
