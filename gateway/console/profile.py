@@ -270,7 +270,8 @@ def install(app: FastAPI, console: Console) -> None:
         notice: str | None = None,
         stale: bool = False,
     ) -> HTMLResponse:
-        form.activities.append(ActivityRow())  # always room for one more
+        if not any(row.blank for row in form.activities):
+            form.activities.append(ActivityRow())  # always room for one more
         return console.render(
             request,
             "profile_edit.html",
@@ -313,6 +314,7 @@ def install(app: FastAPI, console: Console) -> None:
                 await search(request, session, form.activities[index], index, errors)
             return page(request, session, actor, data, form, errors=errors)
         if action == "ajouter":
+            form.activities.append(ActivityRow())
             return page(request, session, actor, data, form)
         if form.version != actor["version"]:
             return page(request, session, actor, data, form, status=409, stale=True)

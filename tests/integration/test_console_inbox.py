@@ -127,7 +127,7 @@ async def test_the_inbox_lists_the_actors_matches_with_their_authority_and_reaso
         world.as_authority,
     )
     for reason in data["match"]["reasons"]:
-        assert reason["text"].replace("'", "&#39;") in inbox.text
+        assert html.escape(reason["text"][:1].upper() + reason["text"][1:]) in inbox.text
     assert 'aria-current="page">À traiter' in pending.text and "Aucun besoin dans l" in declined.text
     # The other actor's inbox does not show this one's match ids.
     async with client(gateway, world.session(world.second)) as http:
@@ -170,7 +170,7 @@ async def test_declining_without_a_reason_says_so_beside_the_field_and_changes_n
             f"/propositions/{match_id}", data={"csrf": csrf_of(shown.text), "reponse": "declined", "precision": "  "}
         )
         assert refused.status_code == 422
-        assert 'id="raisons-erreur"' in refused.text and 'aria-describedby="raisons-erreur"' in refused.text
+        assert 'id="raisons-erreur"' in refused.text and 'aria-describedby="raisons-aide raisons-erreur"' in refused.text
         assert "Dites pourquoi vous déclinez" in refused.text and 'href="#raisons"' in refused.text
         assert await match_state(gateway, world, need["id"], world.first["id"]) == before
         declined = await http.post(
