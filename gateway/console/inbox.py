@@ -159,7 +159,10 @@ def install(app: FastAPI, console: Console) -> None:
     async def load_match(request: Request, session: Session, match_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The match and the vocabularies; a match that is not this actor's is refused like an unknown one."""
         actor_id = require_actor(session)
-        data = await console.graphql(request, session, MATCH, {"id": match_id})
+        try:
+            data = await console.graphql(request, session, MATCH, {"id": match_id})
+        except FormErrors:  # not an id at all
+            data = {}
         match = data.get("match")
         # The API answers null for a match the caller may not read (another actor's): nothing tells it exists.
         if match is None or match["actorId"] != actor_id or match.get("need") is None:

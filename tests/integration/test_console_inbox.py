@@ -170,7 +170,9 @@ async def test_declining_without_a_reason_says_so_beside_the_field_and_changes_n
             f"/propositions/{match_id}", data={"csrf": csrf_of(shown.text), "reponse": "declined", "precision": "  "}
         )
         assert refused.status_code == 422
-        assert 'id="raisons-erreur"' in refused.text and 'aria-describedby="raisons-aide raisons-erreur"' in refused.text
+        assert (
+            'id="raisons-erreur"' in refused.text and 'aria-describedby="raisons-aide raisons-erreur"' in refused.text
+        )
         assert "Dites pourquoi vous déclinez" in refused.text and 'href="#raisons"' in refused.text
         assert await match_state(gateway, world, need["id"], world.first["id"]) == before
         declined = await http.post(
@@ -203,8 +205,9 @@ async def test_another_actors_match_is_refused_with_a_clear_page_and_nothing_cha
             f"/propositions/{theirs}", data={"csrf": csrf_of(mine.text), "reponse": "interested"}
         )
         assert answered.status_code == 403 and "Accès refusé" in answered.text
-        unknown = await http.get(f"/propositions/{uuid.uuid4()}")
-        assert unknown.status_code == 404 and "Proposition introuvable" in unknown.text
+        for unknown_id in (uuid.uuid4(), "pas-un-identifiant"):
+            unknown = await http.get(f"/propositions/{unknown_id}")
+            assert unknown.status_code == 404 and "Proposition introuvable" in unknown.text
     assert await match_state(gateway, world, need["id"], world.second["id"]) == before  # not even viewed
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from gateway.console.inbox import _comment, french_date, place_of
 from gateway.console.profile import ProfileForm, errors_on_rows
@@ -60,7 +60,9 @@ def posted(**changes: str | list[str]) -> FormData:
         "activities.2.area.kind": "territories",
     }
     fields.update({name.replace("__", "."): value for name, value in changes.items()})
-    items = [(name, item) for name, value in fields.items() for item in ([value] if isinstance(value, str) else value)]
+    items: list[tuple[str, str | UploadFile]] = [
+        (name, item) for name, value in fields.items() for item in ([value] if isinstance(value, str) else value)
+    ]
     return FormData(items)
 
 
