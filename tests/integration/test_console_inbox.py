@@ -365,6 +365,13 @@ async def test_an_actor_answers_from_the_page_with_the_keyboard_and_every_page_p
             assert await accessibility_violations(page) == [], path
             assert await horizontal_overflow(page) == 0, path
             await screenshot(page, f"console-{name}-{width}")
+        # A decline without a reason, refused beside its field (the match is unchanged: still to answer).
+        await page.goto(gateway.url + f"/propositions/{match_id}")
+        await page.get_by_role("button", name="Je décline").click()
+        await page.wait_for_selector("#raisons-erreur")
+        assert await accessibility_violations(page) == []
+        assert await horizontal_overflow(page) == 0
+        await screenshot(page, f"console-proposition-erreur-{width}")
         # The profile with an error beside a field, and a territory search's results.
         await page.goto(gateway.url + "/profil")
         await page.fill("#champ-contact-email", "pas-une-adresse")
