@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from strawberry.schema import BaseSchema
 
-from gateway.console import home, signin, web
+from gateway.console import home, inbox, profile, signin, web
 
 
 def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
@@ -22,3 +22,5 @@ def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
     web.install(app, console)
     home.install(app, console)
     signin.install(app, console)
+    inbox.install(app, console)
+    profile.install(app, console)
