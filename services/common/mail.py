@@ -48,6 +48,20 @@ def message(settings: Settings, to: str, subject: str, body: str, message_id: st
     return mail
 
 
+async def deliver(settings: Settings, mail: EmailMessage, address: str) -> None:
+    """Hand one message to the SMTP server (aiosmtplib's errors, and OSError, when it does not take it)."""
+    await aiosmtplib.send(
+        mail,
+        recipients=[address],  # not whatever the headers would name
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password or None,
+        start_tls=settings.smtp_starttls,
+        timeout=10,
+    )
+
+
 async def send_due(pool: asyncpg.Pool, settings: Settings, address_of: AddressOf) -> int:
     """Send the e-mails that are due (a batch); a row without an address ends as `no_address`."""
     async with pool.acquire() as conn, conn.transaction():
@@ -74,16 +88,7 @@ async def send_due(pool: asyncpg.Pool, settings: Settings, address_of: AddressOf
                         str(exc)[:500],
                     )
                     continue
-                await aiosmtplib.send(
-                    mail,
-                    recipients=[address],  # not whatever the headers would name
-                    hostname=settings.smtp_host,
-                    port=settings.smtp_port,
-                    username=settings.smtp_username or None,
-                    password=settings.smtp_password or None,
-                    start_tls=settings.smtp_starttls,
-                    timeout=10,
-                )
+                await deliver(settings, mail, address)
                 await conn.execute(
                     "UPDATE emails SET status = 'sent', to_address = $2, attempts = $3, sent_at = now() WHERE id = $1",
                     row["id"],

@@ -491,13 +491,14 @@ async def insert_person(conn: asyncpg.Connection, email: str, name: str) -> asyn
 
 async def memberships_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> list[asyncpg.Record]:
     """A person's memberships of active actors, with each actor's id, name and kind, by actor name."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT m.role, m.created_at, a.id AS actor_id, a.name AS actor_name, a.kind AS actor_kind
            FROM memberships m JOIN actors a ON a.id = m.actor_id
            WHERE m.person_id = $1 AND a.status = 'active'
            ORDER BY lower(a.name), a.id""",
         person_id,
     )
+    return rows
 
 
 async def membership_role(
@@ -525,12 +526,13 @@ async def upsert_membership(
 
 
 async def members_of(conn: asyncpg.Connection | asyncpg.Pool, actor_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT p.id, p.email, p.name, p.created_at, m.role, m.created_at AS member_since
            FROM memberships m JOIN persons p ON p.id = m.person_id
            WHERE m.actor_id = $1 ORDER BY lower(p.name), p.id""",
         actor_id,
     )
+    return rows
 
 
 async def delete_membership(conn: asyncpg.Connection, person_id: uuid.UUID, actor_id: uuid.UUID) -> bool:
@@ -549,13 +551,14 @@ async def admins_of(conn: asyncpg.Connection, actor_id: uuid.UUID) -> int:
 
 async def claimable_by(conn: asyncpg.Connection, email: str, origins: list[str]) -> list[asyncpg.Record]:
     """Active actors of these origins whose registered contact is this address, locked while claimed."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT id, name, kind FROM actors
            WHERE lower(contact->>'email') = lower($1) AND status = 'active' AND origin = ANY($2::text[])
            ORDER BY lower(name), id FOR UPDATE""",
         email,
         origins,
     )
+    return rows
 
 
 async def pending_claim(conn: asyncpg.Connection, actor_id: uuid.UUID, email: str) -> asyncpg.Record | None:
