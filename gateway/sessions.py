@@ -178,13 +178,34 @@ async def send_link(
         next_path=next_path,
     )
     letter = sign_in_mail(person["name"] if person else None, url)
-    await deliver(settings, email, letter)
+    await deliver(settings, email, letter, url)
     return True
 
 
-async def deliver(settings: Settings, to: str, letter: Mail) -> None:
+async def deliver(settings: Settings, to: str, letter: Mail, url: str) -> None:
+    """Send the e-mail now; with e-mail turned off (MAILLAGE_EMAIL_ENABLED=false, the embedded stack without a mail
+    server), the link is logged instead, or nobody could sign in."""
+    if not settings.email_enabled:
+        logger.warning("e-mail is off: the sign-in link for %s is %s", to, url)
+        return
     message = mail.message(settings, to, letter.subject, letter.body, uuid.uuid4().hex)
     await mail.deliver(settings, message, to)
+
+
+async def invite(
+    settings: Settings,
+    pool: asyncpg.Pool | asyncpg.Connection,
+    *,
+    email: str,
+    person: dict[str, Any],
+    actor_name: str,
+) -> str:
+    """The first sign-in link of an invited person, sent by e-mail (answered too, for the operator)."""
+    url = await create_link(
+        settings, pool, email, person_id=person["id"], claim_ids=[], requested_from=None, purpose="invitation"
+    )
+    await deliver(settings, email, sign_in_mail(person["name"], url, invited_to=actor_name), url)
+    return url
 
 
 async def send_link_quietly(
