@@ -79,6 +79,8 @@ async def over_limit(settings: Settings, pool: asyncpg.Pool, email: str, client:
     """Count this request; whether the address or the client asked for more links than allowed this hour."""
     key = address_key(settings, email)
     async with pool.acquire() as conn, conn.transaction():
+        # One request of an address at a time, so that concurrent ones cannot all pass the count.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key.hex())
         await conn.execute("DELETE FROM sign_in_requests WHERE requested_at < now() - $1::interval", KEPT_FOR)
         await conn.execute("DELETE FROM sign_in_links WHERE created_at < now() - $1::interval", KEPT_FOR)
         by_address, by_client = await conn.fetchrow(

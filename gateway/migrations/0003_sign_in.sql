@@ -25,6 +25,7 @@ CREATE TABLE sign_in_requests (
 );
 CREATE INDEX sign_in_requests_address_idx ON sign_in_requests (address_hash, requested_at);
 CREATE INDEX sign_in_requests_from_idx ON sign_in_requests (requested_from, requested_at);
+CREATE INDEX sign_in_requests_at_idx ON sign_in_requests (requested_at);
 
 -- When a session was last used (its idle lifetime; the absolute one is its credential's expiry). Kept beside
 -- the credential, not in it: every change of a credential row is notified to every replica.

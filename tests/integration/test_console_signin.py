@@ -544,3 +544,30 @@ async def test_the_cli_invites_a_member_with_a_first_sign_in_link(
         invoke, "invite", "--actor", str(uuid.uuid4()), "--email", address, "--name", "Inès Invitée"
     )
     assert refused.exit_code == 2 and "404" in refused.output
+
+
+async def test_make_run_prints_the_console_and_the_demo_members_sign_in_links(
+    directory: Directory, signing: tuple[Gateway, SmtpSink]
+) -> None:
+    from services.launch.devstack import DEMO_MEMBERS, DevStack
+
+    gateway, _ = signing
+    await register(gateway, f"Ville d'Arbois {uuid.uuid4().hex[:6]}", kind="local_authority", activities=[])
+    await register(gateway, f"Ressourcerie d'Arbois {uuid.uuid4().hex[:6]}")
+    stack = DevStack(gateway.settings.model_copy(update={"directory_database_url": directory.database_url}))
+    stack.demo_links = await stack.demo_sign_in_links()
+    assert [who.split(" <")[0] for who, _ in stack.demo_links] == [name for _, name in DEMO_MEMBERS]
+    stack.admin_credential = ("id", "token")
+    banner = stack.banner(1.0)
+    assert f"Console      {stack.console_url}/" in banner
+    kinds = []
+    for (who, url), (address, _) in zip(stack.demo_links, DEMO_MEMBERS, strict=True):
+        assert url in banner and url.startswith(stack.console_url + "/connexion/lien?jeton=") and address in who
+        split = urlsplit(url)
+        async with Browser(gateway) as browser:
+            confirm = await browser.get(f"{split.path}?{split.query}")
+            jeton = parse_qs(split.query)["jeton"][0]
+            assert (await browser.submit(confirm, "/connexion/lien", jeton=jeton)).status_code == 303
+            home = (await browser.get("/")).text
+            kinds.append("Mes besoins" in home)
+    assert kinds == [True, False]  # an authority's member, then an actor's
