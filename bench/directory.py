@@ -165,6 +165,7 @@ async def main(args: argparse.Namespace) -> None:
         settings = Settings(
             _env_file=None,
             kafka_bootstrap=broker.bootstrap,
+            kafka_idempotent_producer=False,  # Tansu refuses idempotent producers
             directory_database_url=url,
             jwt_keys=json.dumps({"b": "b" * 64}),
             jwt_active_kid="b",

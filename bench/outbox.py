@@ -238,6 +238,8 @@ async def main(args: argparse.Namespace) -> None:
         await ensure_database(url)
         await migrate(url, ["services.common"])
         settings = Settings(_env_file=None, kafka_bootstrap=bootstrap, log_format="text")
+        if broker is not None:
+            settings = settings.model_copy(update={"kafka_idempotent_producer": False})  # Tansu refuses them
         await ensure_topics(settings, [(TOPIC, 6)])
         pool = await create_pool(url, min_size=8, max_size=8)
         rows = [

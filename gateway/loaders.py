@@ -17,8 +17,11 @@ from services.common.auth import Principal
 
 BATCH = 500  # the services' batch endpoints take up to 500 ids
 
-# A typed client's batch taking `first` (ids, first, principal): one item per id, in order.
-PagedBatch = Callable[[Sequence[str], int, Principal | None], Awaitable[list[Any]]]
+# A typed client's batch taking arguments after the ids (ids, *arguments, principal): one item per id, in order.
+ArgumentBatch = Callable[..., Awaitable[list[Any]]]
+# A list field's key: the id, then the field's arguments (`first`, `statuses`…), all hashable.
+ListKey = tuple[Any, ...]
+Statuses = tuple[str, ...] | None
 
 
 class Loaders:
@@ -35,11 +38,16 @@ class Loaders:
         self.actor_events: DataLoader[tuple[str, int], list[Json]] = DataLoader(
             self._actor_events, max_batch_size=BATCH
         )
-        self.need_matches: DataLoader[tuple[str, int], list[Json]] = DataLoader(
+        # (id, first, statuses): one call per distinct (first, statuses) for the whole level.
+        self.need_matches: DataLoader[tuple[str, int, Statuses], list[Json]] = DataLoader(
             self._need_matches, max_batch_size=BATCH
         )
-        self.actor_matches: DataLoader[tuple[str, int], list[Json]] = DataLoader(
+        self.actor_matches: DataLoader[tuple[str, int, Statuses], list[Json]] = DataLoader(
             self._actor_matches, max_batch_size=BATCH
+        )
+        # (need id, answered since as ISO 8601 or None).
+        self.need_match_counts: DataLoader[tuple[str, str | None], Json] = DataLoader(
+            self._need_match_counts, max_batch_size=BATCH
         )
         self.event_registrations: DataLoader[str, list[Json]] = DataLoader(
             self._event_registrations, max_batch_size=BATCH
@@ -57,26 +65,35 @@ class Loaders:
     async def _matches(self, ids: Sequence[str]) -> list[Json | None]:
         return await self.clients.matching.matches_batch(ids, self.principal)
 
-    async def _pages(self, batch: PagedBatch, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Any]:
-        """The items of a batch operation taking `first`, by key: one call per distinct `first` (usually one)."""
-        by_first: dict[int, list[str]] = defaultdict(list)
-        for key, first in keys:
-            by_first[first].append(key)
+    async def _pages(self, batch: ArgumentBatch, keys: Sequence[ListKey]) -> dict[ListKey, Any]:
+        """The items of a batch operation taking arguments (`first`…), by key: one call per distinct set of
+        arguments (usually one)."""
+        by_arguments: dict[ListKey, list[str]] = defaultdict(list)
+        for key in keys:
+            by_arguments[tuple(key[1:])].append(key[0])
 
-        async def page(first: int, ids: list[str]) -> list[tuple[tuple[str, int], Any]]:
-            items = await batch(ids, first, self.principal)
-            return [((key, first), item) for key, item in zip(ids, items, strict=True)]
+        async def page(arguments: ListKey, ids: list[str]) -> list[tuple[ListKey, Any]]:
+            items = await batch(ids, *arguments, self.principal)
+            return [((key, *arguments), item) for key, item in zip(ids, items, strict=True)]
 
-        pages = await asyncio.gather(*(page(first, ids) for first, ids in by_first.items()))
+        pages = await asyncio.gather(*(page(arguments, ids) for arguments, ids in by_arguments.items()))
         return dict(pair for found in pages for pair in found)
 
     @staticmethod
-    def _listed(service: str, item: Json, name: str) -> list[Json] | GraphQLError:
-        """One key's list, or the refusal its single route would have answered (that key's field fails alone)."""
-        if item.get("problem") is not None:
-            # The one mapping of a service's problem body to a GraphQL error, as if the single route had answered.
-            problem = item["problem"]
-            return from_response(service, httpx.Response(int(problem.get("status", 400)), json=problem))
+    def _refusal(service: str, item: Json) -> GraphQLError | None:
+        """The refusal a batch answered for one key, as its single route would have (that key's field fails
+        alone): the one mapping of a service's problem body to a GraphQL error."""
+        if item.get("problem") is None:
+            return None
+        problem = item["problem"]
+        return from_response(service, httpx.Response(int(problem.get("status", 400)), json=problem))
+
+    @classmethod
+    def _listed(cls, service: str, item: Json, name: str) -> list[Json] | GraphQLError:
+        """One key's list, or the refusal its single route would have answered."""
+        refused = cls._refusal(service, item)
+        if refused is not None:
+            return refused
         listed: list[Json] = item[name]
         return listed
 
@@ -84,15 +101,20 @@ class Loaders:
         found = await self._pages(self.clients.events.actors_events_batch, keys)
         return [found[key] or [] for key in keys]
 
-    async def _need_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
+    async def _need_matches(self, keys: Sequence[tuple[str, int, Statuses]]) -> list[list[Json] | GraphQLError]:
         matching = self.clients.matching
         found = await self._pages(matching.needs_matches_batch, keys)
         return [self._listed(matching.service, found[key], "matches") for key in keys]
 
-    async def _actor_matches(self, keys: Sequence[tuple[str, int]]) -> list[list[Json] | GraphQLError]:
+    async def _actor_matches(self, keys: Sequence[tuple[str, int, Statuses]]) -> list[list[Json] | GraphQLError]:
         matching = self.clients.matching
         found = await self._pages(matching.actors_matches_batch, keys)
         return [self._listed(matching.service, found[key], "matches") for key in keys]
+
+    async def _need_match_counts(self, keys: Sequence[tuple[str, str | None]]) -> list[Json | GraphQLError]:
+        matching = self.clients.matching
+        found = await self._pages(matching.needs_match_counts_batch, keys)
+        return [self._refusal(matching.service, found[key]) or found[key]["counts"] for key in keys]
 
     async def _event_registrations(self, event_ids: Sequence[str]) -> list[list[Json] | GraphQLError]:
         events = self.clients.events

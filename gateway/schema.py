@@ -19,7 +19,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from gateway import idempotency
+from gateway import idempotency, subscriptions
 from gateway.context import GInfo, require_principal
 from gateway.cost import QueryCostLimiter
 from gateway.errors import PublicErrors, error
@@ -27,6 +27,7 @@ from gateway.types import actors as actor_types
 from gateway.types import credentials as credential_types
 from gateway.types import events as event_types
 from gateway.types import matching as matching_types
+from gateway.types import references as reference_types
 from gateway.types import webhooks as webhook_types
 from gateway.types.common import PrincipalType, Theme
 from services.common.auth import Role
@@ -66,6 +67,21 @@ class Query:
     def themes(self) -> list[Theme]:
         return [Theme(code=term.code, label=term.label) for term in THEMES]
 
+    service_types = strawberry.field(
+        resolver=reference_types.service_types, description="The service types of the controlled vocabulary"
+    )
+    actor_kinds = strawberry.field(
+        resolver=reference_types.actor_kinds, description="The kinds of actor of the controlled vocabulary"
+    )
+    communes = strawberry.field(
+        resolver=reference_types.communes,
+        description="Current communes by name (accents and case ignored), most populous first",
+    )
+    territories = strawberry.field(
+        resolver=reference_types.territories_named,
+        description="INSEE territories by name, with the codes perimeters and filters take",
+    )
+
 
 @strawberry.type
 class Mutation:
@@ -82,6 +98,7 @@ class Mutation:
         resolver=event_types.cancel_event, description="Cancel an event: its registrations are cancelled and told"
     )
     publish_need = strawberry.mutation(resolver=matching_types.publish_need)
+    update_need = strawberry.mutation(resolver=matching_types.update_need)
     close_need = strawberry.mutation(resolver=matching_types.close_need)
     respond_to_match = strawberry.mutation(resolver=matching_types.respond_to_match)
     mark_match_viewed = strawberry.mutation(resolver=matching_types.mark_match_viewed)
@@ -115,6 +132,29 @@ class Subscription:
                 info.context.fresh_loaders()  # each match's actor and need are read afresh
                 # A match just found was created at its last update.
                 yield matching_types.Match.of(found.model_dump() | {"created_at": found.updated_at})
+
+    @strawberry.subscription(
+        description=(
+            "A need's matches as they change (answered, selected, withdrawn), each in its new state, in order: "
+            "its local authority sees them all, an actor its own"
+        )
+    )
+    async def match_updated(self, info: GInfo, need_id: strawberry.ID) -> AsyncGenerator[matching_types.Match, None]:
+        principal = require_principal(info)
+        gateway = info.context.gateway
+        # The rules of matchFound: an authority follows its own needs (refused otherwise), an actor sees its own
+        # matches only, partners and admins every need's. An unknown need is NOT_FOUND whoever asks.
+        need = await gateway.clients.matching.get_need(str(need_id), principal)
+        if principal.role is Role.COLLECTIVITY and need["owner_id"] != principal.actor_id:
+            raise error("a local authority follows the matches of its own needs only", ErrorCode.FORBIDDEN)
+        async with gateway.feed.subscribe(principal, str(need_id), subscriptions.UPDATED) as subscriber:
+            while True:
+                changed = await subscriber.queue.get()
+                info.context.fresh_loaders()
+                # The state the event carries, not a fresh read: two quick changes arrive as two states, in order.
+                yield matching_types.Match.of(
+                    changed.model_dump() | {"created_at": changed.created_at or changed.updated_at}
+                )
 
 
 class GatewaySchema(strawberry.Schema):

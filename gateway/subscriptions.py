@@ -1,4 +1,5 @@
-"""`matchFound` fed by Kafka: each gateway replica reads the whole match topic and hands matches to its subscribers."""
+"""`matchFound` and `matchUpdated` fed by Kafka: each gateway replica reads the whole match topic and hands each
+match event to the subscribers that may see it."""
 
 from __future__ import annotations
 
@@ -14,27 +15,44 @@ from services.common.auth import Principal, Role
 from services.common.envelope import MalformedMessage, from_kafka
 from services.common.kafka import new_consumer, stop_consumer
 from services.common.settings import Settings
-from services.contracts.events import MatchFound, MatchV1
+from services.contracts.events import (
+    MatchFound,
+    MatchResponded,
+    MatchSelected,
+    MatchV1,
+    MatchWithdrawn,
+)
 from services.contracts.topics import MATCH
 
 logger = logging.getLogger("maillage.gateway.subscriptions")
 
 QUEUE_SIZE = 1000
 
+# What each subscription follows. A match's first sight is `match.found`; its later states are what its actor
+# answers, its selection, and its withdrawal when the need closes (viewing one publishes no event).
+FOUND = frozenset({MatchFound.ce_type})
+UPDATED = frozenset({MatchResponded.ce_type, MatchSelected.ce_type, MatchWithdrawn.ce_type})
+PAYLOADS: dict[str, type[MatchFound | MatchResponded | MatchSelected | MatchWithdrawn]] = {
+    payload.ce_type: payload for payload in (MatchFound, MatchResponded, MatchSelected, MatchWithdrawn)
+}
+
 
 @dataclass(eq=False)
 class Subscriber:
-    """One `matchFound` subscription: what it may see and the matches waiting for it."""
+    """One subscription: what it may see, which event types it follows, and the matches waiting for it."""
 
     principal: Principal
     need_id: str | None
+    types: frozenset[str] = FOUND
     queue: asyncio.Queue[MatchV1] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     seen: set[str] = field(default_factory=set)
 
-    def wants(self, match: MatchV1) -> bool:
+    def wants(self, event_type: str, event_id: str, match: MatchV1) -> bool:
+        if event_type not in self.types:
+            return False
         if self.need_id is not None and match.need_id != self.need_id:
             return False
-        if match.id in self.seen:
+        if self._key(event_type, event_id, match) in self.seen:
             return False  # a record read twice (a rebalance, a reconnection) is delivered once
         role = self.principal.role
         if role is Role.COLLECTIVITY:
@@ -43,8 +61,13 @@ class Subscriber:
             return match.actor_id == self.principal.actor_id
         return role in (Role.ADMIN, Role.PARTNER)
 
-    def offer(self, match: MatchV1) -> None:
-        self.seen.add(match.id)
+    @staticmethod
+    def _key(event_type: str, event_id: str, match: MatchV1) -> str:
+        # A match is found once; it changes many times, each change its own event.
+        return match.id if event_type == MatchFound.ce_type else event_id
+
+    def offer(self, event_type: str, event_id: str, match: MatchV1) -> None:
+        self.seen.add(self._key(event_type, event_id, match))
         try:
             self.queue.put_nowait(match)
         except asyncio.QueueFull:
@@ -60,18 +83,20 @@ class MatchFeed:
         self.ready = asyncio.Event()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, principal: Principal, need_id: str | None) -> AsyncIterator[Subscriber]:
-        subscriber = Subscriber(principal, need_id)
+    async def subscribe(
+        self, principal: Principal, need_id: str | None, types: frozenset[str] = FOUND
+    ) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(principal, need_id, types)
         self.subscribers.add(subscriber)
         try:
             yield subscriber
         finally:
             self.subscribers.discard(subscriber)
 
-    def dispatch(self, match: MatchV1) -> None:
+    def dispatch(self, match: MatchV1, event_type: str = MatchFound.ce_type, event_id: str = "") -> None:
         for subscriber in list(self.subscribers):
-            if subscriber.wants(match):
-                subscriber.offer(match)
+            if subscriber.wants(event_type, event_id, match):
+                subscriber.offer(event_type, event_id, match)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; a lost broker is retried (the topic may have been recreated)."""
@@ -97,10 +122,11 @@ class MatchFeed:
             event = from_kafka(headers, value)  # type: ignore[arg-type]
         except MalformedMessage:
             return  # the services' consumers dead-letter it; the feed only reads
-        if event.type != MatchFound.ce_type:
+        payload_type = PAYLOADS.get(event.type)
+        if payload_type is None:
             return
         try:
-            payload = MatchFound.model_validate(event.data)
+            payload = payload_type.model_validate(event.data)
         except ValueError:
             return
-        self.dispatch(payload.match)
+        self.dispatch(payload.match, event.type, event.id)

@@ -30,17 +30,32 @@ class MatchingClient(ServiceClient):
         items: list[Json | None] = answer["items"]
         return items
 
-    async def needs_matches_batch(self, ids: Sequence[str], first: int, principal: Principal | None) -> list[Json]:
-        """Each need's best `first` matches, or the problem its single route would answer, in the order of `ids`."""
-        body = {"ids": list(ids), "first": first}
+    async def needs_matches_batch(
+        self, ids: Sequence[str], first: int, statuses: Sequence[str] | None, principal: Principal | None
+    ) -> list[Json]:
+        """Each need's best `first` matches (in `statuses`, if given), or the problem its single route would
+        answer, in the order of `ids`."""
+        body = {"ids": list(ids), "first": first, "statuses": list(statuses) if statuses is not None else None}
         answer = await self.call("POST", "/v1/needs/matches/batch", principal=principal, json=body)
         items: list[Json] = answer["items"]
         return items
 
-    async def actors_matches_batch(self, ids: Sequence[str], first: int, principal: Principal | None) -> list[Json]:
-        """Each actor's best `first` matches, or the problem its single route would answer, in the order of `ids`."""
-        body = {"ids": list(ids), "first": first}
+    async def actors_matches_batch(
+        self, ids: Sequence[str], first: int, statuses: Sequence[str] | None, principal: Principal | None
+    ) -> list[Json]:
+        """Each actor's best `first` matches (in `statuses`, if given), or the problem its single route would
+        answer, in the order of `ids`."""
+        body = {"ids": list(ids), "first": first, "statuses": list(statuses) if statuses is not None else None}
         answer = await self.call("POST", "/v1/actors/matches/batch", principal=principal, json=body)
+        items: list[Json] = answer["items"]
+        return items
+
+    async def needs_match_counts_batch(
+        self, ids: Sequence[str], answered_since: str | None, principal: Principal | None
+    ) -> list[Json]:
+        """Each need's matches counted by status (`counts`), or the problem its matches' route would answer."""
+        body = {"ids": list(ids), "answered_since": answered_since}
+        answer = await self.call("POST", "/v1/needs/match-counts/batch", principal=principal, json=body)
         items: list[Json] = answer["items"]
         return items
 
@@ -67,6 +82,14 @@ class MatchingClient(ServiceClient):
     async def publish_need(self, body: Json, principal: Principal, *, idempotency_key: str | None = None) -> Json:
         answer: Json = await self.call(
             "POST", "/v1/needs", principal=principal, json=body, headers=creation_headers(idempotency_key)
+        )
+        return answer
+
+    async def patch_need(self, need_id: str, changes: Json, principal: Principal, *, version: int | None) -> Json:
+        """Change the given fields only (the service's PATCH); `version`, when given, is its If-Match."""
+        headers = {"If-Match": f'"{version}"'} if version is not None else None
+        answer: Json = await self.call(
+            "PATCH", f"/v1/needs/{need_id}", principal=principal, json=changes, headers=headers
         )
         return answer
 

@@ -17,10 +17,12 @@ from gateway.types.common import (
     Connection,
     GeoPoint,
     GeoPointInput,
+    MatchStatus,
     NearInput,
     body_of,
     page_size,
     relay_page,
+    status_codes,
     wants_total,
 )
 
@@ -98,15 +100,18 @@ class Actor:
         size = page_size(info, first)
         return [Event.of(event) for event in await info.context.loaders.actor_events.load((str(self.id), size))]
 
-    @strawberry.field(description="The needs it was matched to, best first (the actor itself, partners and admins)")
+    @strawberry.field(
+        description="The needs it was matched to, best first, in `statuses` when given: its inbox (the actor "
+        "itself, partners and admins)"
+    )
     async def matches(
-        self, info: GInfo, first: int = 20
+        self, info: GInfo, first: int = 20, statuses: list[MatchStatus] | None = None
     ) -> list[Annotated[Match, strawberry.lazy("gateway.types.matching")]] | None:
         from gateway.types.matching import Match
 
         require_principal(info)
-        size = page_size(info, first)
-        return [Match.of(match) for match in await info.context.loaders.actor_matches.load((str(self.id), size))]
+        key = (str(self.id), page_size(info, first), status_codes(statuses))
+        return [Match.of(match) for match in await info.context.loaders.actor_matches.load(key)]
 
     @staticmethod
     def of(data: dict[str, Any]) -> Actor:

@@ -130,6 +130,26 @@ class Theme:
     label: str
 
 
+@strawberry.enum(description="Where a match stands (values: the matching service's codes, as `Match.status`)")
+class MatchStatus(enum.Enum):
+    PROPOSED = "proposed"
+    NOTIFIED = "notified"
+    VIEWED = "viewed"
+    INTERESTED = "interested"
+    DECLINED = "declined"
+    SELECTED = "selected"
+    WITHDRAWN = "withdrawn"
+
+
+def status_codes(statuses: list[MatchStatus] | None) -> tuple[str, ...] | None:
+    """A `statuses` argument as the service's codes (a hashable loader key); None for all, refused when empty."""
+    if statuses is None:
+        return None
+    if not statuses:
+        raise bad_input("statuses: give at least one status, or leave it out for all", "statuses", "not_empty")
+    return tuple(sorted({status.value for status in statuses}))
+
+
 @strawberry.type(name="Principal", description="The authenticated caller")
 class PrincipalType:
     subject: str

@@ -7,12 +7,22 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 
 from gateway import idempotency
 from gateway.context import GInfo, require_principal
 from gateway.errors import bad_input
 from gateway.idempotency import IdempotencyKey
-from gateway.types.common import Connection, GeoPoint, GeoPointInput, body_of, connection_of, page_size
+from gateway.types.common import (
+    Connection,
+    GeoPoint,
+    GeoPointInput,
+    MatchStatus,
+    body_of,
+    connection_of,
+    page_size,
+    status_codes,
+)
 
 if TYPE_CHECKING:
     from gateway.types.actors import Actor
@@ -87,11 +97,34 @@ class Need:
         data = await info.context.loaders.actor.load(str(self.owner_id))
         return Actor.of(data) if data else None
 
-    @strawberry.field(description="The actors matched to it, best first (its owner, partners and admins)")
-    async def matches(self, info: GInfo, first: int = 20) -> list[Match] | None:
+    @strawberry.field(
+        description="The actors matched to it, best first, in `statuses` when given (its owner, partners and admins)"
+    )
+    async def matches(
+        self, info: GInfo, first: int = 20, statuses: list[MatchStatus] | None = None
+    ) -> list[Match] | None:
         require_principal(info)
-        size = page_size(info, first)
-        return [Match.of(match) for match in await info.context.loaders.need_matches.load((str(self.id), size))]
+        key = (str(self.id), page_size(info, first), status_codes(statuses))
+        return [Match.of(match) for match in await info.context.loaders.need_matches.load(key)]
+
+    @strawberry.field(
+        description="Its matches counted by status (its owner, partners and admins); one call for a whole list of needs"
+    )
+    async def match_counts(
+        self,
+        info: GInfo,
+        answered_since: Annotated[
+            datetime | None,
+            strawberry.argument(description="Count the answers (interested, declined) given after this instant"),
+        ] = None,
+    ) -> MatchCounts | None:
+        require_principal(info)
+        if answered_since is not None and answered_since.tzinfo is None:
+            raise bad_input(
+                "answeredSince: give a time zone, e.g. 2027-03-01T18:00:00+01:00", "answeredSince", "time_zone"
+            )
+        since = answered_since.isoformat() if answered_since is not None else None
+        return MatchCounts.of(await info.context.loaders.need_match_counts.load((str(self.id), since)))
 
     @staticmethod
     def of(data: dict[str, Any]) -> Need:
@@ -120,6 +153,38 @@ class Need:
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
         )
+
+
+@strawberry.type(description="How many of a need's matches are in each status")
+class MatchCounts:
+    total: int
+    proposed: int = strawberry.field(description="Stored, not announced: the need had enough interested actors")
+    notified: int
+    viewed: int
+    interested: int
+    declined: int
+    selected: int
+    withdrawn: int
+    answered_since: int | None = strawberry.field(
+        description="Answers (interested, declined) given after `answeredSince`; null when it was not given"
+    )
+
+    @staticmethod
+    def of(data: dict[str, Any]) -> MatchCounts:
+        return MatchCounts(**{name: data[name] for name in MATCH_COUNT_FIELDS})
+
+
+MATCH_COUNT_FIELDS = (
+    "total",
+    "proposed",
+    "notified",
+    "viewed",
+    "interested",
+    "declined",
+    "selected",
+    "withdrawn",
+    "answered_since",
+)
 
 
 @strawberry.type(description="One reason behind a score, in French, with its share of the score")
@@ -181,6 +246,26 @@ class NeedFilter:
 class PerimeterInput:
     territories: list[str] | None = None
     radius_km: float | None = None
+
+
+@strawberry.input(description="The fields to change; the others keep their value (the need is matched again)")
+class UpdateNeedInput:
+    title: str | None = None
+    kind: NeedKind | None = None
+    description: str | None = None
+    themes: list[str] | None = None
+    service_types: list[str] | None = None
+    commune_code: str | None = strawberry.field(default=None, description="INSEE code of the need's place")
+    location: GeoPointInput | None = None
+    perimeter: PerimeterInput | None = strawberry.field(default=None, description="Replaced whole")
+    eligible_kinds: list[str] | None = None
+    budget_min: float | None = None
+    budget_max: float | None = None
+    deadline: datetime | None = None
+    qpv_priority: bool | None = None
+    version: int | None = strawberry.field(
+        default=None, description="The version you edited: refused with CONFLICT if the need changed since"
+    )
 
 
 @strawberry.input(description="A need of a local authority; matching starts when it is published")
@@ -255,6 +340,26 @@ async def publish_need(info: GInfo, input: PublishNeedInput, idempotency_key: Id
     data = await idempotency.create(
         idempotency_key, lambda key: matching.publish_need(body, principal, idempotency_key=key)
     )
+    return Need.of(data)
+
+
+async def update_need(info: GInfo, id: strawberry.ID, input: UpdateNeedInput) -> Need:
+    """The matching service changes the given fields only (its PATCH); `version`, when given, is its If-Match."""
+    principal = require_principal(info)
+    changes = body_of(input)
+    changes.pop("version", None)
+    if not changes:
+        raise bad_input("input: give at least one field to change", field="input", rule="not_empty")
+    if "deadline" in changes:
+        changes["deadline"] = changes["deadline"].isoformat()
+    try:
+        data = await info.context.gateway.clients.matching.patch_need(
+            str(id), changes, principal, version=input.version
+        )
+    except GraphQLError as exc:
+        if exc.extensions is not None and exc.extensions.get("field") == "If-Match":
+            exc.extensions["field"] = "version"  # the service names its header; the caller gave `version`
+        raise
     return Need.of(data)
 
 

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from services.common.embedded import PortInUse, die_with_parent, free_port, port_is_free, stop_process, wait_for_port
+from services.contracts.topics import min_insync_replicas
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
@@ -140,8 +141,10 @@ class ApacheKafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             # Tests and the dev stack join groups often: no 3 s wait for more members.
             "group.initial.rebalance.delay.ms": "0",
-            # Topics come from the topic plan (`maillage topics`), as in production.
+            # Topics come from the topic plan (`maillage topics`), as in production, with its durability on one node.
             "auto.create.topics.enable": "true" if self.auto_create_topics else "false",
+            "default.replication.factor": "1",
+            "min.insync.replicas": str(min_insync_replicas(1)),
             "log.retention.hours": "168",
         }
         path = self.home / "server.properties"

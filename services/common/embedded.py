@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -234,8 +235,10 @@ class EmbeddedBroker:
                 listener,
                 "--storage-engine",
                 "memory://tansu/",
+                # Memory storage: each start is a new, empty cluster, and says so (the outbox relay
+                # publishes its retained rows again when the cluster id changes).
                 "--cluster-id",
-                "maillage",
+                f"maillage-{uuid.uuid4().hex[:12]}",
             ],
             stdout=out,
             stderr=out,

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from services.common.settings import Settings
-from services.contracts.topics import topic_plan
+from services.contracts.topics import topic_config, topic_plan
 
 logger = logging.getLogger("maillage.kafka")
 
@@ -36,7 +36,12 @@ def connection_options(settings: Settings) -> dict[str, Any]:
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer that waits for every replica; no idempotence or transactions (see DESIGN.md)."""
+    """A producer that waits for every in-sync replica, idempotent where the broker allows it (the setting).
+
+    Nothing relies on idempotence (DESIGN.md): a send retried by the relay after a failure comes from a new
+    producer anyway, and consumers drop what they had applied. It spares consumers the duplicates and
+    reorderings of the client's own retries, and costs one InitProducerId per producer.
+    """
     options: dict[str, Any] = {
         **connection_options(settings),
         "acks": "all",
@@ -45,7 +50,7 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 10_000,
         "retry_backoff_ms": 100,
         "metadata_max_age_ms": 10_000,
-        "enable_idempotence": False,
+        "enable_idempotence": settings.kafka_idempotent_producer,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -96,7 +101,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | None = None) -> list[str]:
-    """Create the missing topics of the plan (or of `topics`); return the names created."""
+    """Create the missing topics of the plan (or of `topics`) with the plan's durability; return the names created."""
     wanted = list(topics) if topics is not None else topic_plan()
     admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=10_000)
     await admin.start()
@@ -114,6 +119,7 @@ async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | 
                             name,
                             num_partitions=partitions,
                             replication_factor=settings.topic_replication,
+                            topic_configs=topic_config(settings.topic_replication),
                         )
                     ]
                 )
@@ -125,6 +131,16 @@ async def ensure_topics(settings: Settings, topics: Iterable[tuple[str, int]] | 
         return created
     finally:
         await admin.close()
+
+
+async def cluster_id(admin: AIOKafkaAdminClient) -> str:
+    """The id of the cluster the brokers belong to: another one (a new cluster, a memory broker started
+    again) holds none of the records acknowledged before."""
+    described = await admin.describe_cluster()
+    found = described.get("cluster_id")
+    if not found:
+        raise KafkaError("the broker reported no cluster id (Metadata v2+ carries one)")
+    return str(found)
 
 
 async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:

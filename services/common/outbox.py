@@ -14,12 +14,13 @@ from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.common import idempotency
 from services.common.db import connect
 from services.common.envelope import CORRELATION_ATTR, CloudEvent
-from services.common.kafka import ensure_topics, new_producer
+from services.common.kafka import cluster_id, connection_options, ensure_topics, new_producer
 from services.common.observability import (
     OUTBOX_BACKLOG,
     OUTBOX_LAG_SECONDS,
@@ -40,6 +41,10 @@ RELAY_LOCK = 0x6F7574626F78
 KEY_LOCK_SPACE = 0x6F62
 # Partitions of a topic outside the topic plan that the relay recreates.
 UNPLANNED_PARTITIONS = 3
+# Longest the relay publishes without asking the broker its cluster id again (each new producer asks first).
+# Asking costs a metadata round trip (~15 ms on Tansu), hence not before every batch; a broker replaced within
+# this window is also seen by its offsets going back (`_check_log_kept`).
+CLUSTER_CHECK_INTERVAL_S = 1.0
 
 
 def source_of(service: str) -> str:
@@ -200,6 +205,9 @@ class OutboxRelay:
     The active relay holds a PostgreSQL session advisory lock; other replicas wait on standby.
     Rows are marked sent only after the broker acknowledged them; with the broker down they
     wait and go out, in order, once it is back. NOTIFY wakes the relay; it also polls.
+    A broker that lost what it had acknowledged is published to again from the retained rows: another
+    cluster id than the one recorded in the database (a new or re-formatted cluster), or a partition's
+    offsets going back (a topic emptied or recreated).
     """
 
     def __init__(
@@ -217,6 +225,10 @@ class OutboxRelay:
         self._unplanned_topics: set[str] = set()  # topics of rows outside the plan (tools, tests)
         self._last_offsets: dict[TopicPartition, int] = {}  # last acknowledged offset of each partition
         self._lost_topics: set[str] = set()  # topics whose log the broker was seen to lose
+        self._admin: AIOKafkaAdminClient | None = None  # asks the broker its cluster id
+        self._cluster_id: str | None = None  # the one recorded in outbox_broker, once read
+        self._cluster_checked_at = -CLUSTER_CHECK_INTERVAL_S  # monotonic time of the last check that answered
+        self._broker_unreachable = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; reconnect to PostgreSQL and the broker as needed."""
@@ -234,6 +246,7 @@ class OutboxRelay:
                 await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, 5.0)
         await self._stop_producer()
+        await self._stop_admin()
 
     async def _run_locked(self, stop: asyncio.Event) -> None:
         conn = await connect(self.database_url)
@@ -245,11 +258,18 @@ class OutboxRelay:
                 if stop.is_set():
                     return
             self.active = True
+            self._cluster_id = None  # another replica may have relayed (and recorded a cluster) meanwhile
+            self._cluster_checked_at = -CLUSTER_CHECK_INTERVAL_S
+            self._last_offsets = {
+                TopicPartition(r["topic"], r["partition"]): r["last_offset"]
+                for r in await conn.fetch("SELECT topic, partition, last_offset FROM outbox_partitions")
+            }
             logger.info("outbox relay active for %s", self.service)
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while not stop.is_set():
                 self._wake.clear()
-                published = await self._publish_batch(conn)
+                # Nothing is sent to a broker not known to hold what was acknowledged before.
+                published = await self._publish_batch(conn) if await self._same_cluster(conn) else 0
                 await self._housekeeping(conn)
                 if published >= self.settings.outbox_batch_size:
                     continue  # more is waiting: no pause
@@ -283,10 +303,95 @@ class OutboxRelay:
         return self._producer
 
     async def _stop_producer(self) -> None:
+        # A new producer may reach another broker: its first send waits for a check of the cluster id.
+        self._cluster_checked_at = -CLUSTER_CHECK_INTERVAL_S
         if self._producer is not None:
             producer, self._producer = self._producer, None
             with contextlib.suppress(Exception):
                 await producer.stop()
+
+    async def _stop_admin(self) -> None:
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    async def _ask_cluster_id(self) -> str:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**connection_options(self.settings), request_timeout_ms=10_000)
+            try:
+                await admin.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+                raise
+            self._admin = admin
+        return await cluster_id(self._admin)
+
+    async def _same_cluster(self, conn: asyncpg.Connection) -> bool:
+        """Whether the broker is the cluster the outbox was published to; after a change, publish it all again.
+
+        A broker that answers with another cluster id than the one recorded (a new cluster, a broker whose
+        storage was lost and formatted again, the embedded broker started again) holds none of the rows
+        acknowledged before: every retained row is queued again, in id order, ahead of the new ones, so that
+        consumers that had not read them get them without anyone running `maillage replay`. False when the
+        broker did not answer: nothing is sent this round.
+        """
+        now = time.monotonic()
+        if now - self._cluster_checked_at < CLUSTER_CHECK_INTERVAL_S:
+            return True
+        try:
+            current = await asyncio.wait_for(self._ask_cluster_id(), 10)
+        except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
+            await self._stop_admin()
+            if not self._broker_unreachable:
+                logger.warning("outbox relay cannot reach the broker; rows wait: %r", exc)
+            self._broker_unreachable = True
+            return False
+        if self._broker_unreachable:
+            logger.info("outbox relay reaches the broker again")
+        self._broker_unreachable = False
+        self._cluster_checked_at = now
+        if self._cluster_id is None:
+            self._cluster_id = await conn.fetchval("SELECT cluster_id FROM outbox_broker")
+        if current == self._cluster_id:
+            return True
+        previous = self._cluster_id
+        async with conn.transaction():
+            queued = "UPDATE 0"
+            if previous is not None:  # the first cluster ever seen got every row already
+                queued = await conn.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                await conn.execute("DELETE FROM outbox_partitions")  # offsets start again on the new cluster
+            await conn.execute(
+                """
+                INSERT INTO outbox_broker (cluster_id) VALUES ($1)
+                ON CONFLICT (only_row) DO UPDATE SET cluster_id = excluded.cluster_id, seen_since = now()
+                """,
+                current,
+            )
+        self._cluster_id = current
+        if previous is None:
+            logger.info("outbox relay of %s publishes to cluster %s", self.service, current)
+            return True
+        # Offsets start again on the new cluster, and its topics are yet to be created: a new producer does.
+        self._last_offsets.clear()
+        self._lost_topics.clear()
+        planned = {spec.name for spec in TOPICS}
+        self._unplanned_topics |= {
+            topic
+            for (topic,) in await conn.fetch("SELECT DISTINCT topic FROM outbox WHERE sent_at IS NULL")
+            if topic not in planned
+        }
+        await self._stop_producer()
+        self._cluster_checked_at = now  # just checked: the new producer need not ask again
+        logger.warning(
+            "the broker is another cluster (%s, was %s): it has none of the outbox published before; "
+            "%s retained rows queued to be published again before any new one",
+            current,
+            previous,
+            queued.split()[-1],
+        )
+        return True
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         rows = [
@@ -299,6 +404,7 @@ class OutboxRelay:
         if not rows:
             return 0
         acked: list[OutboxRow] = []
+        touched: set[TopicPartition] = set()
         error: BaseException | None = None
         try:
             producer = await self._ensure_producer()
@@ -322,14 +428,25 @@ class OutboxRelay:
                         rest.add_done_callback(_ignore_outcome)
                     break
                 acked.append(row)
+                touched.add(metadata.topic_partition)
                 self._check_log_kept(metadata.topic_partition, metadata.offset)
         except (KafkaError, OSError) as exc:
             error = exc
         ack_time = time.time()
         if acked:
+            partitions = sorted(touched)
+            # With the rows marked sent, in one statement: the offsets a relay started later compares against.
             await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                """
+                WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))
+                INSERT INTO outbox_partitions (topic, partition, last_offset)
+                SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[])
+                ON CONFLICT (topic, partition) DO UPDATE SET last_offset = excluded.last_offset
+                """,
                 [row.id for row in acked],
+                [tp.topic for tp in partitions],
+                [tp.partition for tp in partitions],
+                [self._last_offsets[tp] for tp in partitions],
             )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(acked))
             for row in acked:
@@ -348,7 +465,10 @@ class OutboxRelay:
 
         Offsets of a partition only grow while its log exists: a lower one after a broker restart (the
         embedded broker keeps nothing) or a topic recreated means every record acknowledged before is
-        gone, including those no consumer had read yet.
+        gone, including those no consumer had read yet. The last offsets are kept in the database
+        (outbox_partitions), so that a relay started later sees it too, even on a cluster formatted again
+        under the same id (compose's fixed KAFKA_CLUSTER_ID), where the cluster check cannot; it sees it on
+        the first acknowledgement, though, so that one row is also published once before the older ones.
         """
         if offset <= self._last_offsets.get(partition, -1):
             self._lost_topics.add(partition.topic)
@@ -364,9 +484,11 @@ class OutboxRelay:
         self._lost_topics.clear()
         self._last_offsets = {tp: offset for tp, offset in self._last_offsets.items() if tp.topic not in topics}
         await self._stop_producer()
-        status = await conn.execute(
-            "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
-        )
+        async with conn.transaction():
+            status = await conn.execute(
+                "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND topic = ANY($1::text[])", topics
+            )
+            await conn.execute("DELETE FROM outbox_partitions WHERE topic = ANY($1::text[])", topics)
         logger.warning(
             "the broker lost the log of %s (restarted without its data, or the topics were recreated): "
             "%s sent rows queued to be published again",

@@ -71,7 +71,12 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(2, description="Minimum connections per process pool")
     db_pool_max: int = Field(10, description="Maximum connections per process pool")
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
-    topic_replication: int = Field(1, description="Replication factor when creating topics")
+    topic_replication: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of the topics created; their min.insync.replicas is a majority of it "
+        "(the topic plan)",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How to reach the brokers (managed Kafka: usually SASL_SSL)"
     )
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     kafka_sasl_username: str = Field("", description="SASL user")
     kafka_sasl_password: str = Field("", description="SASL password")
     kafka_ssl_cafile: str = Field("", description="CA bundle verifying the brokers (empty: the system's)")
+    # Producer durability (issue 21). On by default, as production's Apache Kafka expects; the embedded Tansu
+    # broker refuses it, so the starters of Tansu (`maillage dev`, the tests, the benches) turn it off.
+    kafka_idempotent_producer: bool = Field(
+        True,
+        description="Idempotent producer (no duplicate or reordering from a producer's own retries); off for "
+        "the embedded Tansu broker, which refuses it. Nothing relies on it: consumers are idempotent",
+    )
 
     # --- ports and URLs ---------------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface the HTTP servers bind to")

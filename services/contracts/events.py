@@ -192,6 +192,7 @@ class MatchV1(BaseModel):
     status: str
     response_comment: str | None = None
     updated_at: str
+    created_at: str | None = None  # added later: absent from the records of older producers
 
 
 @event_type("org.maillage.matching.match.found", MATCH_TOPIC)

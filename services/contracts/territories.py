@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import re
@@ -180,3 +181,83 @@ def search_communes(name_prefix: str, limit: int = 10) -> list[Commune]:
 
 def all_communes() -> dict[str, Commune]:
     return _data().communes
+
+
+@dataclass(frozen=True)
+class Territory:
+    """A named territory: its canonical code (`COM-25056`, `EPCI-<siren>`, `DEP-25`, `REG-27`), kind and name."""
+
+    code: str
+    kind: str
+    name: str
+    population: int
+
+
+def _searchable(text: str) -> str:
+    """A name as searched: folded (accents, case), hyphens and apostrophes as spaces."""
+    return _fold(text).replace("-", " ").replace("'", " ").replace("\u2019", " ").strip()
+
+
+@dataclass(frozen=True)
+class _TerritoryIndex:
+    ranked: tuple[Territory, ...]  # most populous first: a rank is an index here
+    names: tuple[tuple[str, int], ...]  # (searchable name, rank), sorted: a prefix is a bisected range
+    words: tuple[tuple[str, int], ...]  # (the name from its second, third… word on, rank), sorted
+
+
+@cache
+def _territory_index() -> _TerritoryIndex:
+    """Every territory ranked by population (an EPCI's, a département's and a région's: their communes'), with
+    sorted names and word starts, so that a search is two bisections instead of a scan."""
+    data = _data()
+    population = {code: commune.population for code, commune in data.communes.items()}
+
+    def summed(codes: frozenset[str]) -> int:
+        return sum(population.get(code, 0) for code in codes)
+
+    entries = [Territory(f"COM-{c.code}", "COM", c.name, c.population) for c in data.communes.values()]
+    entries += [
+        Territory(f"EPCI-{siren}", "EPCI", name, summed(members)) for siren, (name, _, members) in data.epci.items()
+    ]
+    entries += [
+        Territory(f"DEP-{code}", "DEP", name, summed(data.by_departement.get(code, frozenset())))
+        for code, (name, _region) in data.departements.items()
+    ]
+    entries += [
+        Territory(f"REG-{code}", "REG", name, summed(data.by_region.get(code, frozenset())))
+        for code, name in data.regions.items()
+    ]
+    ranked = tuple(sorted(entries, key=lambda t: (-t.population, t.code)))
+    names: list[tuple[str, int]] = []
+    words: list[tuple[str, int]] = []
+    for rank, territory in enumerate(ranked):
+        name = _searchable(territory.name)
+        names.append((name, rank))
+        words += [(name[m.start() :], rank) for m in re.finditer(r"(?<= )\S", name)]
+    return _TerritoryIndex(ranked, tuple(sorted(names)), tuple(sorted(words)))
+
+
+def _ranks_starting(entries: tuple[tuple[str, int], ...], prefix: str) -> list[int]:
+    start = bisect.bisect_left(entries, (prefix, -1))
+    end = bisect.bisect_left(entries, (prefix + "\uffff", -1))
+    return [rank for _, rank in entries[start:end]]
+
+
+def search_territories(text: str, kinds: tuple[str, ...] = TERRITORY_KINDS, limit: int = 10) -> list[Territory]:
+    """Territories of `kinds` whose name starts with `text`, then those with a word that does (accents, case,
+    hyphens and apostrophes ignored), each group most populous first."""
+    prefix = _searchable(text)
+    if not prefix:
+        return []
+    index = _territory_index()
+    found: list[Territory] = []
+    seen: set[int] = set()
+    for ranks in (_ranks_starting(index.names, prefix), _ranks_starting(index.words, prefix)):
+        for rank in sorted(set(ranks) - seen):
+            territory = index.ranked[rank]
+            if territory.kind in kinds:
+                found.append(territory)
+                seen.add(rank)
+                if len(found) >= limit:
+                    return found
+    return found

@@ -13,12 +13,12 @@ from services.common.envelope import CloudEvent
 from services.common.settings import Settings
 from services.contracts import topics
 from services.contracts.events import ActorArchived, ActorRegistered, ActorUpdated, ActorV1, EventPayload
-from services.events import emails, store
+from services.events import emails, service
 
 
 async def apply_actor(conn: asyncpg.Connection, actor: ActorV1, settings: Settings) -> bool:
     """Keep a newer actor state in the replica (an archived organizer flags its events); False when not newer."""
-    return await store.upsert_actor(conn, actor)
+    return await service.record_actor(conn, actor)
 
 
 def replica_handlers(

@@ -17,36 +17,42 @@ import asyncpg
 from services.common import mail
 from services.common.encoding import one_line
 from services.common.settings import Settings
+from services.events.model import ParticipantKind, RegistrationChange
 
 EMAIL_NAMESPACE = uuid.UUID("5d0e1c1e-7d0b-4a7e-9f39-2b0c4ad7e3a4")
 
 # What happened to the registration → (subject, first paragraph).
-MESSAGES = {
-    "confirmed": ("Inscription confirmée : {title}", "Votre inscription à « {title} » est confirmée."),
-    "waitlisted": (
+MESSAGES: dict[str, tuple[str, str]] = {  # keyed by RegistrationChange (a str)
+    RegistrationChange.confirmed: ("Inscription confirmée : {title}", "Votre inscription à « {title} » est confirmée."),
+    RegistrationChange.waitlisted: (
         "Liste d'attente : {title}",
         "L'événement « {title} » est complet : vous êtes sur la liste d'attente (position {position}). "
         "Nous vous écrirons si une place se libère.",
     ),
-    "promoted": (
+    RegistrationChange.promoted: (
         "Une place s'est libérée : {title}",
         "Une place s'est libérée pour « {title} » : votre inscription est maintenant confirmée.",
     ),
-    "pending": (
+    RegistrationChange.pending: (
         "Demande d'inscription reçue : {title}",
         "Votre demande d'inscription à « {title} » est bien reçue ; les organisateurs vont l'examiner.",
     ),
-    "rejected": (
+    RegistrationChange.rejected: (
         "Inscription non retenue : {title}",
         "Les organisateurs de « {title} » n'ont pas pu retenir votre inscription.",
     ),
-    "cancelled": ("Inscription annulée : {title}", "Votre inscription à « {title} » est annulée."),
-    "event_cancelled": (
+    RegistrationChange.cancelled: ("Inscription annulée : {title}", "Votre inscription à « {title} » est annulée."),
+    RegistrationChange.event_cancelled: (
         "Événement annulé : {title}",
         "L'événement « {title} » est annulé par ses organisateurs ; votre inscription l'est donc aussi.",
     ),
 }
-LIVE = ("confirmed", "waitlisted", "promoted", "pending")
+LIVE = (  # the changes after which the registration can still be cancelled: their e-mails carry the link
+    RegistrationChange.confirmed,
+    RegistrationChange.waitlisted,
+    RegistrationChange.promoted,
+    RegistrationChange.pending,
+)
 
 
 def _key(settings: Settings) -> bytes:
@@ -102,7 +108,7 @@ async def record(
     """Write the e-mails of these registrations' change to their persons (actors get none); ids stable per change."""
     rows = []
     for registration in registrations:
-        if registration["participant_kind"] != "person" or not registration["person_email"]:
+        if registration["participant_kind"] != ParticipantKind.person or not registration["person_email"]:
             continue
         subject, body = compose(what, event, registration["id"], settings, position=position)
         rows.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -50,6 +52,77 @@ class RegistrationStatus(StrEnum):
 
 
 LIVE_REGISTRATION = (RegistrationStatus.pending, RegistrationStatus.confirmed, RegistrationStatus.waitlisted)
+
+
+class Refusal(StrEnum):
+    """Why a registration is not taken (the outcomes of `register_participant` that are not a status)."""
+
+    no_event = "no_event"
+    not_published = "not_published"
+    closed = "closed"
+    started = "started"
+    duplicate = "duplicate"
+
+
+class RegistrationChange(StrEnum):
+    """What happened to a registration: the event told and the e-mail written (`emails.MESSAGES`)."""
+
+    pending = "pending"
+    confirmed = "confirmed"
+    waitlisted = "waitlisted"
+    promoted = "promoted"
+    cancelled = "cancelled"
+    rejected = "rejected"
+    event_cancelled = "event_cancelled"
+
+
+class ParticipantKind(StrEnum):
+    actor = "actor"
+    person = "person"
+
+
+class ActorStatus(StrEnum):
+    """An organizer's state in the replica of the directory."""
+
+    active = "active"
+    archived = "archived"
+
+
+@dataclass(frozen=True, slots=True)
+class EventState:
+    """What the workflow rules need to know of an event (read under its row lock when they decide a write)."""
+
+    id: uuid.UUID
+    status: EventStatus
+    organizer_ids: tuple[str, ...]
+    registration_mode: RegistrationMode
+    capacity: int | None
+    confirmed: int
+    waitlisted: int
+    starts_at: datetime
+    ends_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationState:
+    """What the workflow rules need to know of a registration."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    status: RegistrationStatus
+    participant_kind: ParticipantKind
+    actor_id: str | None
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaActor:
+    """An actor as the events service knows it (its replica of the directory)."""
+
+    id: uuid.UUID
+    name: str
+    status: str  # an ActorStatus, or one this service does not know yet (which is not active)
 
 
 class Place(BaseModel):
@@ -121,8 +194,6 @@ class EventFields(BaseModel):
     @field_validator("organizer_ids")
     @classmethod
     def _organizers(cls, values: list[str]) -> list[str]:
-        import uuid
-
         seen: list[str] = []
         for value in values:
             try:
@@ -245,8 +316,6 @@ class RegistrationCreate(BaseModel):
     @field_validator("actor_id")
     @classmethod
     def _actor(cls, value: str | None) -> str | None:
-        import uuid
-
         if value is None:
             return None
         try:

@@ -16,12 +16,19 @@ from services.common.rules import storable_instant
 from services.contracts import territories
 from services.contracts.events import ActorV1, GeoPoint, PlaceV1
 from services.events.model import (
+    ActorStatus,
     EventFields,
     EventRead,
+    EventState,
     EventStatus,
     Organizer,
+    ParticipantKind,
+    Refusal,
+    RegistrationMode,
     RegistrationRead,
+    RegistrationState,
     RegistrationStatus,
+    ReplicaActor,
     seats_left,
 )
 
@@ -56,6 +63,16 @@ async def actors_by_id(conn: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uu
     return {row["id"]: row for row in rows}
 
 
+async def replica_actors(
+    conn: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ReplicaActor]:
+    """The replica's actors among `ids`, typed for the rules."""
+    return {
+        aid: ReplicaActor(id=aid, name=row["name"], status=row["status"])
+        for aid, row in (await actors_by_id(conn, ids)).items()
+    }
+
+
 # --- events -----------------------------------------------------------------------------------------
 
 EVENT_COLUMNS = """id, version, title, description, kind, themes, organizer_ids, starts_at, ends_at, timezone,
@@ -87,7 +104,9 @@ def _event_values(body: EventFields) -> tuple[Any, ...]:
     )
 
 
-async def insert_event(conn: asyncpg.Connection, body: EventFields, status: str, created_by: str) -> asyncpg.Record:
+async def insert_event(
+    conn: asyncpg.Connection, body: EventFields, status: EventStatus, created_by: str
+) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         f"""
         INSERT INTO events (id, title, description, kind, themes, organizer_ids, starts_at, ends_at, timezone,
@@ -98,7 +117,7 @@ async def insert_event(conn: asyncpg.Connection, body: EventFields, status: str,
         """,
         uuid.uuid4(),
         *_event_values(body),
-        status,
+        status.value,
         created_by,
     )
     return row
@@ -120,13 +139,13 @@ async def update_event(conn: asyncpg.Connection, event_id: uuid.UUID, body: Even
 
 
 async def set_event_status(
-    conn: asyncpg.Connection, event_id: uuid.UUID, status: str, reason: str | None = None
+    conn: asyncpg.Connection, event_id: uuid.UUID, status: EventStatus, reason: str | None = None
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         f"""UPDATE events SET status = $2, cancel_reason = coalesce($3, cancel_reason), version = version + 1,
                updated_at = now() WHERE id = $1 RETURNING {EVENT_COLUMNS}""",
         event_id,
-        status,
+        status.value,
         reason,
     )
     return row
@@ -149,6 +168,22 @@ async def get_events(conn: asyncpg.Connection | asyncpg.Pool, ids: Sequence[uuid
     return rows
 
 
+def event_state(row: asyncpg.Record) -> EventState:
+    """The event as the workflow rules see it."""
+    return EventState(
+        id=row["id"],
+        status=EventStatus(row["status"]),
+        organizer_ids=tuple(str(o) for o in row["organizer_ids"]),
+        registration_mode=RegistrationMode(row["registration_mode"]),
+        capacity=row["capacity"],
+        confirmed=row["confirmed"],
+        waitlisted=row["waitlisted"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        version=row["version"],
+    )
+
+
 def event_read(row: asyncpg.Record, actors: dict[uuid.UUID, Any], distance_km: float | None = None) -> EventRead:
     organizers = []
     for oid in row["organizer_ids"]:
@@ -161,7 +196,7 @@ def event_read(row: asyncpg.Record, actors: dict[uuid.UUID, Any], distance_km: f
                 status=actor["status"] if actor else "unknown",
             )
         )
-    flags = ["organizer_archived"] if any(o.status != "active" for o in organizers) else []
+    flags = ["organizer_archived"] if any(o.status != ActorStatus.active for o in organizers) else []
     place = None
     if row["address"] is not None or row["commune_code"] is not None or row["lat"] is not None:
         place = PlaceV1(
@@ -218,7 +253,7 @@ class EventSearch:
     territories: list[str] = field(default_factory=list)
     organizer: uuid.UUID | None = None
     text: str | None = None
-    statuses: list[str] = field(default_factory=lambda: [EventStatus.published.value])
+    statuses: list[EventStatus] = field(default_factory=lambda: [EventStatus.published])
 
 
 @dataclass
@@ -253,7 +288,7 @@ async def search_events(
         args.append(value)
         return f"${len(args)}"
 
-    where = [f"status = ANY({arg(query.statuses)}::text[])"]
+    where = [f"status = ANY({arg([s.value for s in query.statuses])}::text[])"]
     distance = "NULL::float8"
     if query.starts_after is not None:
         where.append(f"ends_at > {arg(query.starts_after)}")
@@ -343,8 +378,12 @@ async def register(
     person_email: str | None,
     comment: str | None,
     created_by: str,
-) -> tuple[str, asyncpg.Record | None, int | None]:
-    """(outcome, registration, waiting-list position) from `register_participant` (one round trip, see 0001)."""
+) -> tuple[RegistrationStatus | Refusal, asyncpg.Record | None, int | None]:
+    """(outcome, registration, waiting-list position) from `register_participant` (one round trip, see 0001).
+
+    The function locks the event's row, counts its seats and inserts in one call (`rules.admission` is the
+    rule it applies): the lock held until the caller's commit is what prevents overbooking.
+    """
     result = await conn.fetchrow(
         "SELECT outcome, registration, place_in_line FROM register_participant($1, $2, $3, $4, $5, $6, $7)",
         event_id,
@@ -359,12 +398,9 @@ async def register(
     registration = result["registration"]
     if registration is not None and registration["id"] is None:  # a NULL row of a composite type
         registration = None
-    return result["outcome"], registration, result["place_in_line"]
-
-
-async def seat_for(conn: asyncpg.Connection, event_id: uuid.UUID) -> RegistrationStatus:
-    """Where an admitted registration goes now (the same SQL rule as registering)."""
-    return RegistrationStatus(await conn.fetchval("SELECT seat_for(e) FROM events e WHERE id = $1", event_id))
+    outcome: str = result["outcome"]
+    decided = Refusal(outcome) if outcome in Refusal.__members__ else RegistrationStatus(outcome)
+    return decided, registration, result["place_in_line"]
 
 
 async def move(
@@ -407,13 +443,13 @@ async def get_registration(
 
 
 async def list_registrations(
-    conn: asyncpg.Connection | asyncpg.Pool, event_id: uuid.UUID, statuses: list[str] | None = None
+    conn: asyncpg.Connection | asyncpg.Pool, event_id: uuid.UUID, statuses: Sequence[RegistrationStatus] | None = None
 ) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {REGISTRATION_COLUMNS} FROM registrations
             WHERE event_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) ORDER BY seq""",
         event_id,
-        statuses,
+        [s.value for s in statuses] if statuses else None,
     )
     return rows
 
@@ -469,6 +505,30 @@ async def waitlist_position(conn: asyncpg.Connection | asyncpg.Pool, row: asyncp
         row["seq"],
     )
     return position
+
+
+def registration_state(row: asyncpg.Record) -> RegistrationState:
+    """The registration as the workflow rules see it."""
+    return RegistrationState(
+        id=row["id"],
+        event_id=row["event_id"],
+        status=RegistrationStatus(row["status"]),
+        participant_kind=ParticipantKind(row["participant_kind"]),
+        actor_id=str(row["actor_id"]) if row["actor_id"] is not None else None,
+        created_by=row["created_by"],
+    )
+
+
+def registration_reads(rows: list[asyncpg.Record]) -> list[RegistrationRead]:
+    """Registrations in arrival order, the waiting ones with their place in line (persons shown)."""
+    reads, waiting = [], 0
+    for row in rows:
+        position = None
+        if row["status"] == RegistrationStatus.waitlisted:
+            waiting += 1
+            position = waiting
+        reads.append(registration_read(row, with_person=True, position=position))
+    return reads
 
 
 def registration_read(row: asyncpg.Record, *, with_person: bool, position: int | None = None) -> RegistrationRead:

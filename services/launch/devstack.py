@@ -149,6 +149,8 @@ class DevStack:
             self.say(f"starting the Tansu broker on port {self.settings.kafka_port} (memory storage)")
             self.broker.start()
             updates["kafka_bootstrap"] = self.broker.bootstrap
+            if "kafka_idempotent_producer" not in self.settings.model_fields_set:
+                updates["kafka_idempotent_producer"] = False  # Tansu refuses idempotent producers
         for service in SERVICES:
             updates[f"{service}_url"] = f"http://{self.settings.host}:{self.settings.port_for(service)}"
         self.settings = self.settings.model_copy(update=updates)
@@ -365,6 +367,7 @@ class DevStack:
         # On one machine, partners' test receivers are local and there is no mail server: webhooks may
         # reach loopback, and e-mails are recorded in the matching database unless SMTP is configured.
         env.setdefault("MAILLAGE_WEBHOOK_ALLOW_PRIVATE", "true")
+        env["MAILLAGE_KAFKA_IDEMPOTENT_PRODUCER"] = "true" if s.kafka_idempotent_producer else "false"
         env.setdefault("MAILLAGE_EMAIL_ENABLED", "true" if "MAILLAGE_SMTP_HOST" in env else "false")
         # The console is served over plain http://127.0.0.1 here: its cookies cannot require HTTPS.
         env.setdefault("MAILLAGE_CONSOLE_SECURE_COOKIES", "false")

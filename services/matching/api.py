@@ -15,7 +15,7 @@ from services.common.app import AppSettings, DbPool
 from services.common.auth import CurrentPrincipal
 from services.common.errors import MaillageError, ValidationFailed
 from services.common.idempotency import Idempotent
-from services.common.rules import storable_instant
+from services.common.rules import Instant, storable_instant
 from services.matching import service
 from services.matching.model import (
     AttemptRead,
@@ -23,8 +23,10 @@ from services.matching.model import (
     MatchRead,
     MatchResponse,
     MatchSelect,
+    MatchStatus,
     NeedClose,
     NeedCreate,
+    NeedPatch,
     NeedRead,
     NeedStatus,
     NeedUpdate,
@@ -105,6 +107,28 @@ async def update_need(
     return need
 
 
+@router.patch(
+    "/needs/{need_id}",
+    response_model=NeedRead,
+    summary="Change some of an open need's fields (If-Match: version, optional); it is matched again",
+    description="Only the fields given change; nested values (location, perimeter) are replaced whole. Each field "
+    "obeys the rules of PUT, and the need it makes is checked whole. With If-Match, the edit applies only to that "
+    "version (409 otherwise).",
+)
+async def patch_need(
+    need_id: str,
+    body: NeedPatch,
+    principal: CurrentPrincipal,
+    pool: DbPool,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> NeedRead:
+    expected = versions.parse_if_match(if_match, "need", "/v1/needs/{id}") if if_match is not None else None
+    need = await service.patch_need(pool, principal, need_id, body, expected)
+    response.headers["ETag"] = versions.etag(need.version)
+    return need
+
+
 @router.post("/needs/{need_id}/close", response_model=NeedRead, summary="Close, fulfil or cancel a need")
 async def close_need(need_id: str, body: NeedClose, principal: CurrentPrincipal, pool: DbPool) -> NeedRead:
     return await service.close_need(pool, principal, need_id, body)
@@ -123,9 +147,17 @@ async def actor_matches(actor_id: str, principal: CurrentPrincipal, pool: DbPool
 
 
 class MatchesOf(filters.BatchRequest):
-    """Needs (or actors) whose best matches are wanted, and how many each (the gateway's `first`)."""
+    """Needs (or actors) whose best matches are wanted, how many each (the gateway's `first`), and in which
+    statuses (all when absent)."""
 
     first: int = Field(20, ge=1, le=100)
+    statuses: list[MatchStatus] | None = Field(None, min_length=1)
+
+
+class CountsOf(filters.BatchRequest):
+    """Needs whose matches are counted, and since when answers count as new (none counted when absent)."""
+
+    answered_since: Instant | None = None
 
 
 def _matches_or_problems(items: list[list[MatchRead] | MaillageError]) -> dict[str, Any]:
@@ -144,14 +176,30 @@ def _matches_or_problems(items: list[list[MatchRead] | MaillageError]) -> dict[s
     "/needs/matches/batch", summary="The best matches of several needs, in one call (the single route's rules)"
 )
 async def needs_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
-    return _matches_or_problems(await service.needs_best_matches(pool, principal, body.ids, body.uuids(), body.first))
+    found = await service.needs_best_matches(pool, principal, body.ids, body.uuids(), body.first, body.statuses)
+    return _matches_or_problems(found)
 
 
 @router.post(
     "/actors/matches/batch", summary="The best matches of several actors, in one call (the single route's rules)"
 )
 async def actors_matches_batch(body: MatchesOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
-    return _matches_or_problems(await service.actors_best_matches(pool, principal, body.ids, body.uuids(), body.first))
+    found = await service.actors_best_matches(pool, principal, body.ids, body.uuids(), body.first, body.statuses)
+    return _matches_or_problems(found)
+
+
+@router.post(
+    "/needs/match-counts/batch",
+    summary="Several needs' matches counted by status, in one call (the rules of a need's matches)",
+)
+async def needs_match_counts_batch(body: CountsOf, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
+    counted = await service.needs_match_counts(pool, principal, body.ids, body.uuids(), body.answered_since)
+    return {
+        "items": [
+            {"problem": item.problem()} if isinstance(item, MaillageError) else {"counts": item.model_dump()}
+            for item in counted
+        ]
+    }
 
 
 # --- the match lifecycle -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from services.common.rules import Instant, cross_field_error
 from services.contracts import territories
@@ -153,6 +154,54 @@ class NeedUpdate(NeedFields):
     _commune_code = field_validator("commune_code")(_commune)
 
 
+class NeedPatch(BaseModel):
+    """A partial edit (PATCH): only the fields given change, each obeying the rules of `NeedUpdate`.
+
+    Which fields were given is `model_fields_set`; the need the patch makes is validated as a whole
+    (`rules.patched_need`), so that a rule across fields (the budget range) sees the stored values too. A
+    required field is changed, never removed: null is refused for them.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str | None = None
+    kind: NeedKind | None = None
+    description: str | None = None
+    themes: list[str] | None = None
+    service_types: list[str] | None = None
+    commune_code: str | None = None
+    location: GeoPoint | None = None
+    perimeter: Perimeter | None = None
+    eligible_kinds: list[str] | None = None
+    budget_min: float | None = None
+    budget_max: float | None = None
+    deadline: Instant | None = None
+    qpv_priority: bool | None = None
+
+    @field_validator(
+        "title", "kind", "themes", "commune_code", "location", "perimeter", "deadline", "qpv_priority", mode="before"
+    )
+    @classmethod
+    def _required(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("required", "a required field can be changed, not removed")
+        return value
+
+
+class MatchCounts(BaseModel):
+    """How many matches a need has in each status, and how many answers came after a given instant."""
+
+    total: int = 0
+    proposed: int = 0
+    notified: int = 0
+    viewed: int = 0
+    interested: int = 0
+    declined: int = 0
+    selected: int = 0
+    withdrawn: int = 0
+    answered_since: int | None = Field(None, description="Interested or declined after `answered_since` (if asked)")
+
+
 class NeedClose(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -230,6 +279,7 @@ class MatchRead(BaseModel):
             status=self.status.value,
             response_comment=self.response_comment,
             updated_at=self.updated_at.isoformat(),
+            created_at=self.created_at.isoformat(),
         )
 
 

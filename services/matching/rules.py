@@ -9,10 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from services.common import versions
 from services.common.auth import Principal, Role
 from services.common.errors import Conflict, Forbidden, ValidationFailed
-from services.matching.model import EndpointStatus, MatchStatus, NeedStatus, ReplicaStatus
+from services.matching.model import (
+    EndpointStatus,
+    MatchStatus,
+    NeedPatch,
+    NeedRead,
+    NeedStatus,
+    NeedUpdate,
+    ReplicaStatus,
+)
 from services.matching.scoring import ActorProfile, Result
 
 AUTHORITY_KIND = "local_authority"  # the only actor kind that publishes needs
@@ -114,6 +124,33 @@ def check_editable(status: NeedStatus, need_id: str, version: int, expected: int
         raise Conflict(f"the need is {status}: only an open need is edited", field="status", rule="open")
     if version != expected:
         raise versions.stale_version("need", need_id, expected, version)
+
+
+def patched_need(current: NeedRead, patch: NeedPatch) -> NeedUpdate:
+    """The full edit a patch makes of `current`: the fields given replace theirs, the others are kept (nested
+    values, perimeter and location, replaced whole). Raises `ValidationFailed` for an empty patch, and for the
+    first rule the result breaks, naming its field."""
+    if not patch.model_fields_set:
+        raise ValidationFailed("give at least one field to change", field="body", rule="not_empty")
+    values = current.model_dump(mode="json", include=set(NeedUpdate.model_fields))
+    values.update(patch.model_dump(mode="json", include=patch.model_fields_set))
+    try:
+        return NeedUpdate.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        parts = [str(part) for part in first["loc"]]
+        ctx = first.get("ctx")
+        if isinstance(ctx, dict) and isinstance(ctx.get("field"), str):
+            parts.append(ctx["field"])  # a rule across fields names its field (services.common.rules)
+        field = ".".join(parts) or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ValidationFailed(f"{field}: {message}", field=field, rule=first["type"]) from exc
+
+
+def check_version(need_id: str, expected: int | None, current: int) -> None:
+    """A patch names the version it edited, or none (then it applies to the current one)."""
+    if expected is not None and expected != current:
+        raise versions.stale_version("need", need_id, expected, current)
 
 
 def check_closable(status: NeedStatus) -> None:

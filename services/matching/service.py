@@ -36,12 +36,14 @@ from services.matching import planner, rules, store, webhooks
 from services.matching.model import (
     AttemptRead,
     DeliveryRead,
+    MatchCounts,
     MatchRead,
     MatchResponse,
     MatchSelect,
     MatchStatus,
     NeedClose,
     NeedCreate,
+    NeedPatch,
     NeedRead,
     NeedStatus,
     NeedUpdate,
@@ -139,6 +141,24 @@ async def update_need(
         rules.require_owner(principal, current.owner_id)
         rules.check_editable(current.status, need_id, current.version, expected_version)
         row = await store.update_need(uow.conn, uuid.UUID(current.id), body, expected_version)
+        assert row is not None  # locked and checked above
+        need = store.need_read(row, await store.owner_of(uow.conn, row["owner_id"]))
+        await uow.emit(NeedUpdated(need=need.to_contract()), key=need.id)
+    return need
+
+
+async def patch_need(
+    pool: asyncpg.Pool, principal: Principal, need_id: str, patch: NeedPatch, expected_version: int | None
+) -> NeedRead:
+    """Change only the fields given of an open need (at `expected_version` when given); matched again from its
+    event."""
+    async with unit_of_work(pool) as uow:
+        current = await _need_for_update(uow.conn, need_id)
+        rules.require_owner(principal, current.owner_id)
+        rules.check_version(need_id, expected_version, current.version)
+        rules.check_editable(current.status, need_id, current.version, current.version)
+        body = rules.patched_need(current, patch)
+        row = await store.update_need(uow.conn, uuid.UUID(current.id), body, current.version)
         assert row is not None  # locked and checked above
         need = store.need_read(row, await store.owner_of(uow.conn, row["owner_id"]))
         await uow.emit(NeedUpdated(need=need.to_contract()), key=need.id)
@@ -363,12 +383,18 @@ async def actor_matches(pool: asyncpg.Pool, principal: Principal, actor_id: str)
 
 
 async def needs_best_matches(
-    pool: asyncpg.Pool, principal: Principal, asked: list[str], wanted: list[uuid.UUID | None], first: int
+    pool: asyncpg.Pool,
+    principal: Principal,
+    asked: list[str],
+    wanted: list[uuid.UUID | None],
+    first: int,
+    statuses: list[MatchStatus] | None = None,
 ) -> list[list[MatchRead] | MaillageError]:
-    """Each asked need's `first` best matches, or the refusal `need_matches` would raise for it."""
+    """Each asked need's `first` best matches (in `statuses`, when given), or the refusal `need_matches` would
+    raise for it."""
     needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
     readable = [nid for nid, row in needs.items() if rules.can_read_need_matches(principal, str(row["owner_id"]))]
-    found = await store.best_matches_of(pool, by="need_id", ids=readable, first=first)
+    found = await store.best_matches_of(pool, by="need_id", ids=readable, first=first, statuses=statuses)
     items: list[list[MatchRead] | MaillageError] = []
     for name, nid in zip(asked, wanted, strict=True):
         if nid is None or nid not in needs:
@@ -381,11 +407,17 @@ async def needs_best_matches(
 
 
 async def actors_best_matches(
-    pool: asyncpg.Pool, principal: Principal, asked: list[str], wanted: list[uuid.UUID | None], first: int
+    pool: asyncpg.Pool,
+    principal: Principal,
+    asked: list[str],
+    wanted: list[uuid.UUID | None],
+    first: int,
+    statuses: list[MatchStatus] | None = None,
 ) -> list[list[MatchRead] | MaillageError]:
-    """Each asked actor's `first` best matches, or the refusal `actor_matches` would raise for it."""
+    """Each asked actor's `first` best matches (in `statuses`, when given), or the refusal `actor_matches`
+    would raise for it."""
     readable = [aid for aid in wanted if aid is not None and rules.can_read_actor_matches(principal, str(aid))]
-    found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=first)
+    found = await store.best_matches_of(pool, by="actor_id", ids=readable, first=first, statuses=statuses)
     items: list[list[MatchRead] | MaillageError] = []
     for name, aid in zip(asked, wanted, strict=True):
         if aid is None:
@@ -394,6 +426,36 @@ async def actors_best_matches(
             items.append(Forbidden(rules.ACTOR_MATCHES_ARE_PRIVATE))
         else:
             items.append([store.match_read(r) for r in found[aid]])
+    return items
+
+
+async def needs_match_counts(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    asked: list[str],
+    wanted: list[uuid.UUID | None],
+    answered_since: datetime | None,
+) -> list[MatchCounts | MaillageError]:
+    """Each asked need's matches counted by status (and its answers after `answered_since`), or the refusal
+    `need_matches` would raise for it: one statement for them all."""
+    needs = {row["id"]: row for row in await store.get_needs(pool, [w for w in wanted if w is not None])}
+    readable = [nid for nid, row in needs.items() if rules.can_read_need_matches(principal, str(row["owner_id"]))]
+    counted = await store.match_counts(pool, readable, answered_since, [s.value for s in rules.RESPONSES])
+    items: list[MatchCounts | MaillageError] = []
+    for name, nid in zip(asked, wanted, strict=True):
+        if nid is None or nid not in needs:
+            items.append(NotFound(f"no need {name}"))
+        elif nid not in counted:
+            items.append(Forbidden(rules.NEED_MATCHES_ARE_PRIVATE))
+        else:
+            by_status, answered = counted[nid]
+            items.append(
+                MatchCounts(
+                    total=sum(by_status.values()),
+                    **{status.value: by_status.get(status.value, 0) for status in MatchStatus},
+                    answered_since=answered if answered_since is not None else None,
+                )
+            )
     return items
 
 

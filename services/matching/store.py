@@ -437,26 +437,59 @@ async def list_matches(
 
 
 async def best_matches_of(
-    conn: asyncpg.Connection | asyncpg.Pool, *, by: Literal["need_id", "actor_id"], ids: Sequence[uuid.UUID], first: int
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    by: Literal["need_id", "actor_id"],
+    ids: Sequence[uuid.UUID],
+    first: int,
+    statuses: Sequence[str] | None = None,
 ) -> dict[uuid.UUID, list[asyncpg.Record]]:
-    """The `first` best matches of each need (`by="need_id"`) or each actor, in one statement, in `list_matches`'s
-    order: the batch behind the gateway's `Need.matches` and `Actor.matches`."""
+    """The `first` best matches of each need (`by="need_id"`) or each actor, in `statuses` when given, in one
+    statement, in `list_matches`'s order: the batch behind the gateway's `Need.matches` and `Actor.matches`."""
     column = {"need_id": "need_id", "actor_id": "actor_id"}[by]  # a column name, never the caller's text
     wanted = list(dict.fromkeys(ids))
     rows = await conn.fetch(
         f"""SELECT w.key, {MATCH_COLUMNS}, a.name AS actor_name
             FROM unnest($1::uuid[]) AS w (key)
             CROSS JOIN LATERAL (
-                SELECT * FROM matches WHERE matches.{column} = w.key ORDER BY score DESC, id LIMIT $2
+                SELECT * FROM matches
+                WHERE matches.{column} = w.key AND ($3::text[] IS NULL OR matches.status = ANY($3::text[]))
+                ORDER BY score DESC, id LIMIT $2
             ) m
             LEFT JOIN actors a ON a.id = m.actor_id
             ORDER BY w.key, m.score DESC, m.id""",
         wanted,
         first,
+        list(statuses) if statuses is not None else None,
     )
     found: dict[uuid.UUID, list[asyncpg.Record]] = {key: [] for key in wanted}
     for row in rows:
         found[row["key"]].append(row)
+    return found
+
+
+async def match_counts(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    need_ids: Sequence[uuid.UUID],
+    answered_since: datetime | None,
+    answers: Sequence[str],
+) -> dict[uuid.UUID, tuple[dict[str, int], int]]:
+    """Each need's matches counted by status, and how many are answers (`answers`: their statuses) changed after
+    `answered_since` (0 without it): one statement for all the needs."""
+    wanted = list(dict.fromkeys(need_ids))
+    rows = await conn.fetch(
+        """SELECT need_id, status, count(*) AS n,
+                  count(*) FILTER (WHERE status = ANY($3::text[]) AND updated_at > $2) AS answered
+           FROM matches WHERE need_id = ANY($1::uuid[]) GROUP BY need_id, status""",
+        wanted,
+        answered_since,
+        list(answers),
+    )
+    found: dict[uuid.UUID, tuple[dict[str, int], int]] = {key: ({}, 0) for key in wanted}
+    for row in rows:
+        by_status, answered = found[row["need_id"]]
+        by_status[row["status"]] = int(row["n"])
+        found[row["need_id"]] = (by_status, answered + int(row["answered"]))
     return found
 
 

@@ -29,6 +29,7 @@ def serve_process(service: str, database_url: str, s: Settings) -> Iterator[str]
         {
             f"MAILLAGE_{service.upper()}_DATABASE_URL": database_url,
             "MAILLAGE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "MAILLAGE_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
             "MAILLAGE_JWT_KEYS": s.jwt_keys,
             "MAILLAGE_JWT_ACTIVE_KID": s.jwt_active_kid,
             "MAILLAGE_INTERNAL_KEY": s.internal_key,

@@ -84,7 +84,13 @@ async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook
     database_url = with_database(postgres_url, f"maillage_matching_kill_{uuid.uuid4().hex[:8]}")
     await ensure_database(database_url)
     await migrate(database_url, ["services.common", "services.matching"])
-    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "matching_database_url": database_url})
+    own = settings.model_copy(
+        update={
+            "kafka_bootstrap": own_broker.bootstrap,
+            "kafka_idempotent_producer": False,  # own_broker is a Tansu, which refuses idempotent producers
+            "matching_database_url": database_url,
+        }
+    )
     await ensure_topics(own)
     path = f"/kill-{uuid.uuid4().hex[:6]}"
     matching.receiver.scripts[path] = [500]  # every delivery is retried once
@@ -117,6 +123,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_match_once_and_one_webhook
             {
                 "MAILLAGE_MATCHING_DATABASE_URL": database_url,
                 "MAILLAGE_KAFKA_BOOTSTRAP": own_broker.bootstrap,
+                "MAILLAGE_KAFKA_IDEMPOTENT_PRODUCER": "false",
                 "MAILLAGE_JWT_KEYS": own.jwt_keys,
                 "MAILLAGE_JWT_ACTIVE_KID": own.jwt_active_kid,
                 "MAILLAGE_INTERNAL_KEY": own.internal_key,

@@ -23,7 +23,7 @@ EFFECT = "org.maillage.test.outage"
 async def test_a_consumer_survives_a_broker_down_longer_than_its_commit_timeout(
     settings: Settings, pool: asyncpg.Pool, own_broker: EmbeddedBroker
 ) -> None:
-    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "kafka_idempotent_producer": False})
     topic = f"test.outage.{uuid.uuid4().hex[:8]}"
     await ensure_topics(own, [(topic, 3), (topic + ".dlq", 1)])
     seen: list[str] = []
@@ -77,7 +77,13 @@ async def test_a_relay_that_sees_the_broker_lost_its_log_publishes_the_lost_rows
     database_url = with_database(postgres_url, f"maillage_refill_{uuid.uuid4().hex[:8]}")
     await ensure_database(database_url)
     await migrate(database_url, ["services.common"])
-    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "outbox_poll_interval_s": 0.2})
+    own = settings.model_copy(
+        update={
+            "kafka_bootstrap": own_broker.bootstrap,
+            "kafka_idempotent_producer": False,
+            "outbox_poll_interval_s": 0.2,
+        }
+    )
     topic = f"test.refill.{uuid.uuid4().hex[:8]}"
     await ensure_topics(own, [(topic, 1)])
     conn = await connect(database_url)  # with the JSON codecs

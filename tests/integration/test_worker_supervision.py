@@ -52,6 +52,7 @@ async def test_a_worker_whose_loop_keeps_ending_is_restarted_then_exits_non_zero
     env |= {
         "MAILLAGE_EVENTS_DATABASE_URL": database_url,
         "MAILLAGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "MAILLAGE_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
         "MAILLAGE_JWT_KEYS": settings.jwt_keys,
         "MAILLAGE_JWT_ACTIVE_KID": settings.jwt_active_kid,
         "MAILLAGE_INTERNAL_KEY": settings.internal_key,

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from services.common.apache_kafka import KAFKA_VERSION, POM, ApacheKafkaBroker, new_cluster_id
+from services.contracts.topics import min_insync_replicas
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +31,8 @@ def test_one_process_is_broker_and_controller_with_topics_from_the_plan(tmp_path
     assert config["listeners"].startswith("PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:")
     assert config["controller.quorum.voters"] == f"1@127.0.0.1:{broker.controller_port}"
     assert config["auto.create.topics.enable"] == "false"
+    assert config["default.replication.factor"] == "1"  # the plan's durability on one node
+    assert config["min.insync.replicas"] == str(min_insync_replicas(1))
     assert config["group.initial.rebalance.delay.ms"] == "0"
     assert Path(config["log.dirs"]).is_relative_to(tmp_path)
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from services.common.db import EXTENSIONS
 from services.common.settings import DATABASES, DEFAULT_PORTS, NOT_DEPLOYED, SERVICES, Settings
 from services.contracts.events import REGISTRY
-from services.contracts.topics import TOPICS
+from services.contracts.topics import TOPICS, min_insync_replicas, topic_config
 from services.launch.asyncapi import consumer_groups, render
 from services.launch.cli import app as cli_app
 
@@ -53,6 +53,12 @@ def _maillage_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for name, service in compose["services"].items()
         if service.get("build", {}).get("dockerfile") == "deploy/Dockerfile"
     }
+
+
+def _compose_env() -> dict[str, str]:
+    """The settings every Maillage process of compose gets (the `x-maillage-env` anchor)."""
+    env: dict[str, str] = _compose()["x-maillage-env"]
+    return env
 
 
 def _manifests() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -104,6 +110,18 @@ class TestCompose:
         assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
         assert "zookeeper" not in json.dumps(services).lower()
         assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # topics come from the plan
+
+    def test_the_broker_defaults_are_the_topic_plan_durability(self) -> None:
+        """A topic created by anything but the plan (an operator's tool) gets the plan's replicas and min ISR."""
+        kafka = _compose()["services"]["kafka"]["environment"]
+        # The replication the init job creates topics with: MAILLAGE_TOPIC_REPLICATION, as compose passes it.
+        passed = re.fullmatch(r"\$\{MAILLAGE_TOPIC_REPLICATION:-(\d*)\}", _compose_env()["MAILLAGE_TOPIC_REPLICATION"])
+        assert passed is not None
+        replication = int(passed.group(1) or Settings.model_fields["topic_replication"].default)
+        assert int(kafka["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == replication
+        assert int(kafka["KAFKA_MIN_INSYNC_REPLICAS"]) == min_insync_replicas(replication)
+        assert topic_config(replication) == {"min.insync.replicas": str(kafka["KAFKA_MIN_INSYNC_REPLICAS"])}
+        assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
     def test_every_process_has_its_service_and_role(self) -> None:
         services = _maillage_services(_compose())
@@ -208,6 +226,8 @@ class TestSettingsCoverage:
         assert set(values) <= set(Settings.model_fields)
         settings = Settings(_env_file=None, **values)  # raises when one is invalid
         assert settings.topic_replication == 3 and settings.host == "0.0.0.0"  # noqa: S104 (containers listen on their own interface)
+        assert topic_config(settings.topic_replication) == {"min.insync.replicas": "2"}  # one broker may be down
+        assert settings.kafka_idempotent_producer  # Kafka's: production's default
 
     def test_not_deployed_settings_exist(self) -> None:
         assert set(NOT_DEPLOYED) <= set(Settings.model_fields)

@@ -9,7 +9,7 @@ import pytest
 from services.common.auth import Principal, Role
 from services.common.errors import Conflict, Forbidden, ValidationFailed
 from services.matching import rules
-from services.matching.model import MatchStatus, NeedStatus
+from services.matching.model import MatchStatus, NeedPatch, NeedRead, NeedStatus
 from services.matching.scoring import ActorProfile, Reason, Result
 
 AUTHORITY, OTHER_AUTHORITY, ACTOR = "authority-1", "authority-2", "actor-1"
@@ -217,3 +217,54 @@ class TestWhichMatches:
         assert rules.ranks_in_top(0.71, [0.9, 0.8, 0.7, 0.6], 3)
         assert not rules.ranks_in_top(0.7, [0.9, 0.8, 0.7], 3)  # a tie with the k-th stays out
         assert not rules.ranks_in_top(0.5, [0.7, 0.9, 0.8], 3)  # unordered scores
+
+
+class TestPatchedNeed:
+    @staticmethod
+    def current() -> NeedRead:
+        now = datetime.now(UTC)
+        return NeedRead(
+            id="00000000-0000-0000-0000-000000000001",
+            version=3,
+            owner_id="00000000-0000-0000-0000-000000000002",
+            title="Une ressourcerie",
+            description="Collecte et revente",
+            kind="partnership",
+            themes=["reemploi"],
+            service_types=[],
+            commune_code="25056",
+            location={"lat": 47.2, "lon": 6.0},
+            perimeter={"territories": ["DEP-25"], "radius_km": None},
+            effective_perimeter=["DEP-25"],
+            eligible_kinds=[],
+            budget_min=1000,
+            budget_max=None,
+            deadline=now + timedelta(days=10),
+            qpv_priority=False,
+            status=NeedStatus.published,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def test_the_fields_given_replace_theirs_and_the_others_are_kept(self) -> None:
+        edited = rules.patched_need(self.current(), NeedPatch(title="Un atelier vélo", budget_max=5000))
+        assert (edited.title, edited.budget_min, edited.budget_max) == ("Un atelier vélo", 1000, 5000)
+        assert edited.perimeter.territories == ["DEP-25"] and edited.description == "Collecte et revente"
+
+    def test_a_rule_across_fields_sees_the_stored_values(self) -> None:
+        with pytest.raises(ValidationFailed) as refused:
+            rules.patched_need(self.current(), NeedPatch(budget_max=10))
+        assert refused.value.field == "budget_max"
+
+    def test_an_empty_patch_and_a_removed_required_field_are_refused(self) -> None:
+        with pytest.raises(ValidationFailed) as empty:
+            rules.patched_need(self.current(), NeedPatch())
+        assert empty.value.extra["rule"] == "not_empty"
+        with pytest.raises(ValueError, match="changed, not removed"):
+            NeedPatch.model_validate({"title": None})
+
+    def test_a_stale_version_is_a_conflict_and_none_means_the_current_one(self) -> None:
+        rules.check_version("n", None, 3)
+        rules.check_version("n", 3, 3)
+        with pytest.raises(Conflict):
+            rules.check_version("n", 2, 3)

@@ -18,6 +18,7 @@ from services.events import consumers as events_consumers
 from services.launch.registry import SERVICE_PARTS, parts_of
 from services.matching import api as matching_api
 from services.matching import consumers as matching_consumers
+from services.matching import service as matching_service
 
 
 def test_the_registry_lists_every_service_in_order() -> None:
@@ -39,9 +40,12 @@ def test_each_entry_holds_that_services_own_parts(service: str, api: ModuleType,
     if service == "directory":  # no replica, no other loops
         assert parts.apply_actor is None
         assert parts.build_loops is no_loops
-    else:
+        return
+    if service == "events":
         assert parts.apply_actor is consumers.apply_actor
-        assert parts.build_loops is consumers.build_tasks
+    else:  # matching's replica is applied by its use cases (an actor changed may enter a need's top K)
+        assert parts.apply_actor is matching_service.apply_actor
+    assert parts.build_loops is consumers.build_tasks
 
 
 def test_an_unknown_service_is_refused_with_the_registered_names() -> None:

@@ -92,3 +92,24 @@ class TestTerritoryCodes:
     def test_commune_search_ignores_accents(self) -> None:
         assert t.search_communes("besanc")[0].code == "25056"
         assert t.search_communes("SAINT-JEAN-DE-BR")[0].code == "45284"
+
+
+class TestSearchByName:
+    def test_a_prefix_finds_the_commune_then_the_territories_with_a_word_starting_so(self) -> None:
+        found = t.search_territories("besan", limit=5)
+        assert [(x.code, x.kind) for x in found[:2]] == [("COM-25056", "COM"), ("EPCI-242500361", "EPCI")]
+
+    def test_accents_case_hyphens_and_apostrophes_are_ignored(self) -> None:
+        assert t.search_territories("SAINT ETIENNE", ("COM",), 1)[0].code == "COM-42218"
+        assert t.search_territories("côtes d armor", ("DEP",), 1)[0].code == "DEP-22"
+
+    def test_kinds_and_limit_are_kept_and_the_most_populous_come_first(self) -> None:
+        found = t.search_territories("doubs", ("DEP", "EPCI"), 4)
+        assert found[0].code == "DEP-25" and len(found) == 4
+        assert {x.kind for x in found} <= {"DEP", "EPCI"}
+        epcis = [x.population for x in found[1:]]
+        assert epcis == sorted(epcis, reverse=True) and epcis[0] > 0
+
+    def test_nothing_matches_nothing(self) -> None:
+        assert t.search_territories("   ") == []
+        assert t.search_territories("zzqqx") == []
