@@ -108,3 +108,10 @@ class DirectoryClient(ServiceClient):
     async def invite_member(self, actor_id: str, body: Json, principal: Principal) -> Json:
         answer: Json = await self.call("POST", f"/v1/actors/{actor_id}/members", principal=principal, json=body)
         return answer
+
+    async def list_members(self, actor_id: str, principal: Principal) -> list[Json]:
+        answer: list[Json] = await self.call("GET", f"/v1/actors/{actor_id}/members", principal=principal)
+        return answer
+
+    async def remove_member(self, actor_id: str, person_id: str, principal: Principal) -> None:
+        await self.call("DELETE", f"/v1/actors/{actor_id}/members/{person_id}", principal=principal)

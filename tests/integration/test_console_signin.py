@@ -571,3 +571,73 @@ async def test_make_run_prints_the_console_and_the_demo_members_sign_in_links(
             home = (await browser.get("/")).text
             kinds.append("Mes besoins" in home)
     assert kinds == [True, False]  # an authority's member, then an actor's
+
+
+async def test_an_admin_member_invites_and_removes_members_from_the_console(
+    directory: Directory, signing: tuple[Gateway, SmtpSink], new_page: NewPage
+) -> None:
+    gateway, sink = signing
+    authority = await register(
+        gateway, f"Ville de Salins {uuid.uuid4().hex[:6]}", kind="local_authority", activities=[]
+    )
+    admin_address, invited_address = email(), email()
+    await member_of(directory, authority["id"], admin_address, "Irène Admin", "admin")
+    async with Browser(gateway) as admin:
+        await sign_in(admin, sink, admin_address)
+        listing = await admin.get("/membres")
+        assert listing.status_code == 200 and "Irène Admin" in listing.text and admin_address in listing.text
+        forged = await admin.http.post("/membres", data={"csrf": "x", "email": invited_address, "name": "Jules"})
+        assert forged.status_code == 403 and "Formulaire refusé" in forged.text
+        bad = await admin.submit(listing, "/membres", email="pas-une-adresse", name="Jules Invité")
+        assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text and "Jules Invité" in bad.text
+        await asyncio.sleep(0.2)
+        assert mails_to(sink, invited_address) == []  # nothing sent, nobody invited
+        sent = await admin.submit(listing, "/membres", email=invited_address, name="Jules Invité", role="MEMBER")
+        assert sent.status_code == 303 and sent.headers["location"] == "/membres?invite=envoyee"
+        after = await admin.get(sent.headers["location"])
+        assert "Invitation envoyée" in after.text and "Jules Invité" in after.text
+        letter = mails_to(sink, invited_address)[0]
+        assert authority["name"] in str(letter["Subject"])
+
+        async with Browser(gateway) as invited:
+            path = await link_for(sink, invited_address)
+            confirm = await invited.get(path)
+            jeton = parse_qs(urlsplit(path).query)["jeton"][0]
+            assert (await invited.submit(confirm, "/connexion/lien", jeton=jeton)).status_code == 303
+            assert authority["name"] in (await invited.get("/")).text
+            refused = await invited.get("/membres")  # a plain member does not manage members
+            assert refused.status_code == 403 and "Accès refusé" in refused.text
+
+        person_id = re.search(r'name="personne" value="([^"]+)"', after.text)
+        assert person_id is not None
+        removed = await admin.submit(after, "/membres/retirer", personne=person_id.group(1))
+        assert removed.status_code == 303
+        assert "Jules Invité" not in (await admin.get("/membres")).text
+
+        # In a browser: axe, 375 px, screenshots.
+        for width, viewport in (("bureau", DESKTOP), ("telephone", PHONE)):
+            page = await new_page(viewport=viewport)
+            await page.context.add_cookies([{"name": SESSION_COOKIE, "value": admin.session or "", "url": gateway.url}])
+            await page.goto(gateway.url + "/membres")
+            assert await page.locator("h1").count() == 1
+            assert await accessibility_violations(page) == []
+            assert await horizontal_overflow(page) == 0
+            await screenshot(page, f"console-membres-{width}")
+
+
+async def test_members_in_the_graphql_contract_are_for_admins_and_the_actors_admin_members(
+    directory: Directory, gateway: Gateway
+) -> None:
+    actor = await register(gateway, f"Garage solidaire {uuid.uuid4().hex[:6]}")
+    address = email()
+    person = (await member_of(directory, actor["id"], address, "Karim Garage", "admin"))["person"]
+    query = "query($id: ID!) { members(actorId: $id) { person { id name email } role } }"
+    listed = await gateway.ok(query, {"id": actor["id"]}, gateway.admin)
+    assert listed["members"] == [
+        {"person": {"id": person["id"], "name": "Karim Garage", "email": address}, "role": "ADMIN"}
+    ]
+    own = gateway.bearer(Role.ACTOR, actor["id"], f"person:{person['id']}")
+    assert (await gateway.ok(query, {"id": actor["id"]}, own))["members"] == listed["members"]
+    for refused in (gateway.bearer(Role.PARTNER), gateway.bearer(Role.ACTOR, actor["id"])):
+        answer = await gateway.gql(query, {"id": actor["id"]}, refused)
+        assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", answer
