@@ -297,6 +297,18 @@ async def end_session(pool: asyncpg.Pool, credential_id: uuid.UUID, why: str) ->
     await revoke_credential(pool, credential_id, revoked_by=why)
 
 
+async def end_sessions_of(pool: asyncpg.Pool, person_id: str, actor_id: str, why: str) -> list[uuid.UUID]:
+    """Revoke a person's open sessions for an actor (it is no longer a member): the ids revoked."""
+    rows = await pool.fetch(
+        """UPDATE credentials SET revoked_at = now(), revoked_by = $3
+           WHERE subject = $1 AND actor_id = $2 AND revoked_at IS NULL RETURNING id""",
+        f"{PERSON_SUBJECT}{person_id}",
+        actor_id,
+        why,
+    )
+    return [row["id"] for row in rows]
+
+
 class IdleSessions:
     """Sessions' idle lifetime: the last use is written at most once a minute per session and replica, and a
     session unused for `console_session_idle_s` is revoked when it comes back."""

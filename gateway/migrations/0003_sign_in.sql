@@ -35,3 +35,5 @@ CREATE TABLE console_sessions (
     last_seen_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX console_sessions_person_idx ON console_sessions (person_id);
+-- A person's open sessions, revoked when it leaves an actor.
+CREATE INDEX credentials_open_subject_idx ON credentials (subject, actor_id) WHERE revoked_at IS NULL;

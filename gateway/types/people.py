@@ -87,7 +87,10 @@ async def invite_member(info: GInfo, actor_id: strawberry.ID, input: InviteMembe
 
 
 async def remove_member(info: GInfo, actor_id: strawberry.ID, person_id: strawberry.ID) -> bool:
-    """Remove a person from an actor (its sessions for the actor end within their idle lifetime)."""
+    """Remove a person from an actor: its open sessions for the actor are revoked at once."""
     principal = require_principal(info)
-    await info.context.gateway.clients.directory.remove_member(str(actor_id), str(person_id), principal)
+    gateway = info.context.gateway
+    await gateway.clients.directory.remove_member(str(actor_id), str(person_id), principal)
+    for credential_id in await sessions.end_sessions_of(gateway.pool, str(person_id), str(actor_id), "member-removed"):
+        gateway.credentials.forget(credential_id)  # this replica at once; the others when PostgreSQL tells
     return True

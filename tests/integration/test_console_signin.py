@@ -607,12 +607,15 @@ async def test_an_admin_member_invites_and_removes_members_from_the_console(
             assert authority["name"] in (await invited.get("/")).text
             refused = await invited.get("/membres")  # a plain member does not manage members
             assert refused.status_code == 403 and "Accès refusé" in refused.text
+            invited_session = invited.session
 
         person_id = re.search(r'name="personne" value="([^"]+)"', after.text)
         assert person_id is not None
         removed = await admin.submit(after, "/membres/retirer", personne=person_id.group(1))
         assert removed.status_code == 303
         assert "Jules Invité" not in (await admin.get("/membres")).text
+        async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: invited_session or ""}) as http:
+            assert "Se connecter" in (await http.get("/")).text  # removed: its session ended at once
 
         # In a browser: axe, 375 px, screenshots.
         for width, viewport in (("bureau", DESKTOP), ("telephone", PHONE)):
