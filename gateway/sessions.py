@@ -165,9 +165,8 @@ async def send_link(
     nothing to any other (whether it was sent is for the logs and tests: the person is told the same)."""
     found = await clients.directory.lookup_person(email)
     person = found.get("person")
-    claims: list[dict[str, Any]] = []
-    if person is None or not found.get("memberships"):
-        claims = await clients.directory.claim_actors(email)
+    # The address may also be the contact of actors it is no member of yet: those it may claim are claimed.
+    claims = await clients.directory.claim_actors(email)
     if not found.get("memberships") and not claims:
         return False
     url = await create_link(

@@ -455,6 +455,13 @@ async def test_an_actors_contact_address_claims_it_until_the_address_changes(
     async with directory.client() as http:
         found = (await http.post("/v1/persons/lookup", json={"email": contact}, headers=as_gateway)).json()
         assert [(m["actor"]["id"], m["role"]) for m in found["memberships"]] == [(actor["id"], "admin")]
+    # A member already, and the contact of another actor staff registered: that one is claimed too.
+    second = await register(gateway, f"Atelier couture {uuid.uuid4().hex[:6]}", contact={"email": contact.upper()})
+    async with Browser(gateway) as browser:
+        assert (await sign_in(browser, sink, contact)).headers["location"] == "/espace"
+    async with directory.client() as http:
+        found = (await http.post("/v1/persons/lookup", json={"email": contact}, headers=as_gateway)).json()
+        assert {m["actor"]["id"] for m in found["memberships"]} == {actor["id"], second["id"]}
 
         # A second actor, claimed (pending) by its contact, whose address then changes: the claim is void.
         other = await register(gateway, f"Ressourcerie {uuid.uuid4().hex[:6]}", contact={"email": later})
