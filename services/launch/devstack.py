@@ -457,7 +457,10 @@ class DevStack:
             f"Console      {self.console_url}/",
         ]
         if self.demo_links:
-            lines.append("One-time sign-in links of the demo members (15 min, once; more from /connexion):")
+            lines.append(
+                "One-time sign-in links of the demo members (15 min, once; more from /connexion, which with e-mail "
+                f"off writes them to {self.home / 'logs' / 'gateway.log'}):"
+            )
             lines += [f"  {who}\n    {url}" for who, url in self.demo_links]
         lines += [
             "",
