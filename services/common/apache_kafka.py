@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from services.common.embedded import PortInUse, die_with_parent, free_port, port_is_free, stop_process, wait_for_port
@@ -101,6 +102,7 @@ class ApacheKafkaBroker:
         heap: str = "512m",
         lib_dir: Path | None = None,
         auto_create_topics: bool = False,
+        reserved_ports: Iterable[int] = (),
     ) -> None:
         self.home = home.resolve()
         self.port = port
@@ -109,6 +111,8 @@ class ApacheKafkaBroker:
         self.lib_dir = lib_dir or ROOT / ".maillage" / "kafka" / "lib"
         self.auto_create_topics = auto_create_topics
         self.controller_port: int | None = None
+        # Ports the caller will bind after the broker started (a stack's services): the controller takes none of them.
+        self.reserved_ports = frozenset(reserved_ports)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,8 +123,19 @@ class ApacheKafkaBroker:
     def log_path(self) -> Path:
         return self.home / "broker.log"
 
+    def _controller_port(self) -> int:
+        """A free port for the controller listener, neither the broker's nor a reserved one.
+
+        free_port() only says the port is free now: a port the caller chose the same way for a process it starts
+        later is free too until that process binds it, so the two could get the same port.
+        """
+        while True:
+            port = free_port(self.host)
+            if port != self.port and port not in self.reserved_ports:
+                return port
+
     def _write_config(self) -> Path:
-        controller_port = self.controller_port or free_port(self.host)
+        controller_port = self.controller_port or self._controller_port()
         self.controller_port = controller_port
         config = {
             "process.roles": "broker,controller",

@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.kafka import new_consumer, new_producer, stop_consumer
+from services.common.kafka import connection_options, new_consumer, new_producer, stop_consumer
 from services.common.settings import Settings
 from services.contracts.topics import TOPICS, dead_letter_topic
 
@@ -19,6 +20,29 @@ def _dlq_topics(topic: str | None) -> list[str]:
     if topic is None:
         return [spec.dlq for spec in TOPICS]
     return [topic if topic.endswith(".dlq") else dead_letter_topic(topic)]
+
+
+async def _partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:
+    """The partitions of those of `names` that exist, from a metadata request for all topics.
+
+    Kafka answers a metadata request for no topic with no topic, and aiokafka's consumer starts with such a
+    request, so a consumer that subscribed to nothing knows no partition; a request naming the topics would make
+    a broker that creates topics on demand (Tansu) create a missing DLQ. A request for all topics (null, in
+    Kafka's protocol) reads what exists on every broker and creates nothing.
+    """
+    admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        topics = await admin.describe_topics(None)
+    finally:
+        await admin.close()
+    wanted = set(names)
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in topics
+        if topic["topic"] in wanted and topic["error_code"] == 0
+        for partition in topic["partitions"]
+    ]
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -32,16 +56,13 @@ async def list_dead_letters(
     settings: Settings, *, topic: str | None = None, limit: int = 100, idle_ms: int = 1500
 ) -> list[dict[str, Any]]:
     """Read the dead-letter topics from the start (no consumer group: reading changes nothing)."""
+    partitions = sorted(await _partitions(settings, _dlq_topics(topic)))
+    if not partitions:
+        return []
     consumer = new_consumer(settings, group_id=None)
     await consumer.start()
     letters: list[dict[str, Any]] = []
     try:
-        partitions = []
-        for name in _dlq_topics(topic):
-            for partition in consumer.partitions_for_topic(name) or ():
-                partitions.append(TopicPartition(name, partition))
-        if not partitions:
-            return []
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         while len(letters) < limit:

@@ -10,11 +10,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from services.common import filters, versions
-from services.common.app import AppSettings, DbPool
+from services.common.app import DbPool
 from services.common.auth import CurrentPrincipal, OptionalPrincipal, Principal, ServiceIdentity, principal_or_service
 from services.common.idempotency import Idempotent
 from services.common.rules import Instant
-from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES, Term
+from services.contracts.vocabularies import (
+    ACTOR_KINDS,
+    ACTOR_KINDS_BY_CODE,
+    SERVICE_TYPES,
+    SERVICE_TYPES_BY_CODE,
+    THEMES,
+    THEMES_BY_CODE,
+    Term,
+)
 from services.directory import imports, rules, service, store
 from services.directory.model import (
     ActorCreate,
@@ -159,8 +167,6 @@ async def search_actors(
     after: str | None = None,
     with_total: bool = False,
 ) -> dict[str, Any]:
-    from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, SERVICE_TYPES_BY_CODE, THEMES_BY_CODE
-
     for name, values, vocabulary in (
         ("kinds", kinds, ACTOR_KINDS_BY_CODE),
         ("themes", themes, THEMES_BY_CODE),
@@ -181,9 +187,7 @@ async def search_actors(
         sort=sort,
     )
     page = await service.search_actors(pool, principal, query, first=first, after=after, with_total=with_total)
-    edges = []
-    for cursor, actor in page.edges:
-        edges.append({"cursor": cursor, "node": actor.model_dump(mode="json")})
+    edges = [{"cursor": cursor, "node": actor.model_dump(mode="json")} for cursor, actor in page.edges]
     return {
         "edges": edges,
         "page_info": {"has_next_page": page.has_next, "end_cursor": edges[-1]["cursor"] if edges else None},
@@ -192,9 +196,7 @@ async def search_actors(
 
 
 @router.post("/actors/import", summary="Bulk import a CSV file (idempotent on identifiers or source_id)")
-async def import_actors(
-    request: Request, principal: CurrentPrincipal, pool: DbPool, settings: AppSettings
-) -> dict[str, Any]:
+async def import_actors(request: Request, principal: CurrentPrincipal, pool: DbPool) -> dict[str, Any]:
     rules.require_creator(principal)  # before the body is read
 
     async def lines() -> Any:

@@ -1,4 +1,4 @@
-"""The directory's use cases: one function per thing a caller can do; a write is one unit of work, births its events.
+"""The directory's use cases: one function per thing a caller can do, each write in one unit of work.
 
 HTTP routes (`api.py`) and the CSV import (`imports.py`, used by the CLI and the dev stack) call these functions;
 they decide with `rules` and read and write with `store`. A write opens one `UnitOfWork`: its transaction holds
@@ -114,7 +114,8 @@ async def update_actor(
     uid = parse_id(actor_id)
     async with UnitOfWork(pool, service=SERVICE) as uow:
         current = await _locked(uow.conn, uid, actor_id)
-        return await _replace(uow, principal, current, fields, expected)
+        rules.check_version(actor_id, expected, current.version)
+        return await _replace(uow, principal, current, fields)
 
 
 async def patch_actor(
@@ -127,18 +128,16 @@ async def patch_actor(
     async with UnitOfWork(pool, service=SERVICE) as uow:
         current = await _locked(uow.conn, uid, actor_id)
         rules.check_version(actor_id, expected, current.version)
-        return await _replace(uow, principal, current, rules.patched(current, patch), current.version)
+        return await _replace(uow, principal, current, rules.patched(current, patch))
 
 
-async def _replace(
-    uow: UnitOfWork, principal: Principal, current: ActorRead, fields: ActorUpdate, expected: int | None
-) -> ActorRead:
-    rules.check_version(current.id, expected, current.version)
+async def _replace(uow: UnitOfWork, principal: Principal, current: ActorRead, fields: ActorUpdate) -> ActorRead:
+    """Write `fields` over the locked `current` (its version checked by the caller) and say ActorUpdated."""
     rules.require_kind_kept(principal, current.kind, fields.kind)
     uid = uuid.UUID(current.id)
     await _ensure_identifiers_free(uow.conn, fields, exclude=uid)
     try:
-        row = await store.update_actor(uow.conn, uid, fields, expected)
+        row = await store.update_actor(uow.conn, uid, fields, current.version)
     except asyncpg.UniqueViolationError as exc:
         raise rules.identifier_raced(exc.constraint_name) from exc
     assert row is not None  # the row is locked and at the expected version

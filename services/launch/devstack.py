@@ -135,7 +135,9 @@ class DevStack:
             self.postgres.start()
             updates["database_url"] = self.postgres.url
         if embedded_kafka and self.settings.dev_broker == "kafka":
-            self.broker = ApacheKafkaBroker(self.home / "kafka", self.settings.kafka_port, host=self.settings.host)
+            s = self.settings
+            later = [s.port_for(p) for p in PROCESSES] + [s.gateway_metrics_port, s.postgres_port]
+            self.broker = ApacheKafkaBroker(self.home / "kafka", s.kafka_port, host=s.host, reserved_ports=later)
             self.say(
                 f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on port {self.settings.kafka_port}"
                 f" (data in {self.broker.home}, log in {self.broker.log_path})"

@@ -14,9 +14,19 @@ from tests.integration.browser_fixtures import browser, new_page
 from tests.integration.directory_fixtures import directory
 from tests.integration.events_fixtures import events, gateway_port
 from tests.integration.gateway_fixtures import gateway, gateway_settings
-from tests.integration.matching_fixtures import matching
+from tests.integration.matching_fixtures import matching, own_matching
 
-__all__ = ["browser", "directory", "events", "gateway", "gateway_port", "gateway_settings", "matching", "new_page"]
+__all__ = [
+    "browser",
+    "directory",
+    "events",
+    "gateway",
+    "gateway_port",
+    "gateway_settings",
+    "matching",
+    "new_page",
+    "own_matching",
+]
 
 
 @pytest.fixture

@@ -57,8 +57,8 @@ async def serve(app: Any, port: int | None = None) -> tuple[uvicorn.Server, asyn
     return server, task, port
 
 
-@pytest.fixture(scope="session")
-async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
+@contextlib.asynccontextmanager
+async def running_directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
     """The directory API over real HTTP, on its own fresh database, with its outbox relay running."""
     database_url = with_database(postgres_url, f"maillage_directory_test_{uuid.uuid4().hex[:8]}")
     await ensure_database(database_url)
@@ -78,3 +78,10 @@ async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Dire
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(serving, relaying), 20)
+
+
+@pytest.fixture(scope="session")
+async def directory(settings: Settings, postgres_url: str) -> AsyncIterator[Directory]:
+    """The directory every test shares (one per session)."""
+    async with running_directory(settings, postgres_url) as running:
+        yield running

@@ -18,10 +18,10 @@ from aiosmtpd.controller import Controller
 
 from services.common.auth import Role
 from services.common.db import ensure_database, migrate
-from services.common.embedded import free_port
+from services.common.embedded import EmbeddedBroker, free_port
 from services.common.settings import Settings, with_database
 from services.launch.registry import service_app
-from tests.integration.directory_fixtures import Directory, serve
+from tests.integration.directory_fixtures import Directory, running_directory, serve
 from tests.integration.identities import forwarded
 
 
@@ -105,8 +105,8 @@ def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
         controller.stop()
 
 
-@pytest.fixture(scope="session")
-async def matching(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Matching]:
+@contextlib.asynccontextmanager
+async def running_matching(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Matching]:
     """Matching with role `all` on a fresh database, reading the directory's actors from the broker."""
     database_url = await fresh_database(postgres_url, "matching")
     receiver = Receiver("")
@@ -133,3 +133,25 @@ async def matching(settings: Settings, postgres_url: str, directory: Directory) 
             receiver_server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(serving, receiver_task), 30)
+
+
+@pytest.fixture(scope="session")
+async def matching(settings: Settings, postgres_url: str, directory: Directory) -> AsyncIterator[Matching]:
+    """The matching service every test shares (one per session), with its SMTP sink and webhook receiver."""
+    async with running_matching(settings, postgres_url, directory) as running:
+        yield running
+
+
+@pytest.fixture
+async def own_matching(
+    settings: Settings, postgres_url: str, own_broker: EmbeddedBroker
+) -> AsyncIterator[tuple[Directory, Matching]]:
+    """A directory and a matching service of the test's own, on its own broker: an e-mail queue no other test fills.
+
+    The shared matching service sends every test's e-mails, oldest first: after tests that published many needs
+    near many actors, hundreds of e-mails (40 per need) wait ahead of a new one, and a test waiting for its own
+    e-mails waits for all of them. A test that awaits e-mails uses this stack, so that it waits for its own only.
+    """
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
+    async with running_directory(own, postgres_url) as directory, running_matching(own, postgres_url, directory) as m:
+        yield directory, m

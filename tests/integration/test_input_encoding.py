@@ -95,12 +95,14 @@ async def test_feeds_exports_and_emails_of_an_event_named_with_line_breaks(
     assert_one_header_each(later, f"Atelier {tag}")
 
 
-async def test_match_emails_of_a_need_titled_with_line_breaks(directory: Directory, matching: Matching) -> None:
+async def test_match_emails_of_a_need_titled_with_line_breaks(own_matching: tuple[Directory, Matching]) -> None:
+    # A stack of its own: on the shared one, this test's e-mails wait behind every other test's (see own_matching).
+    directory, matching = own_matching
     actors = await setting(directory, matching)
     tag = actors["near"]["name"].split()[-1]
     need = await publish(matching, actors["authority"]["id"], title=f"Ressourcerie {tag}{INJECTED}")
 
-    async def mails(address: str) -> list[Any]:  # the actor may also hear of other tests' open needs nearby
+    async def mails(address: str) -> list[Any]:
         return [m for m in matching.smtp.messages if m["To"] == address and tag in str(m["Subject"])]
 
     for address in (f"proche-{tag}@example.org", f"mairie-{tag}@example.org"):

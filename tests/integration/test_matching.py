@@ -120,8 +120,10 @@ async def matches_of(matching: Matching, need_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_published_need_reaches_the_right_actors_with_webhooks_and_emails(
-    directory: Directory, matching: Matching
+    own_matching: tuple[Directory, Matching],
 ) -> None:
+    # A stack of its own: the shared one's webhook deliveries and e-mails queue behind every other test's.
+    directory, matching = own_matching
     actors = await setting(directory, matching)
     path = f"/hook-{uuid.uuid4().hex[:6]}"
     matching.receiver.scripts[path] = [500, 500]
@@ -281,7 +283,10 @@ async def register_hook(http: Any, matching: Matching, path: str, partner: dict[
     return hook
 
 
-async def test_webhook_rules_no_retry_on_400_and_private_targets_refused(matching: Matching) -> None:
+async def test_webhook_rules_no_retry_on_400_and_private_targets_refused(
+    own_matching: tuple[Directory, Matching],
+) -> None:
+    _, matching = own_matching  # its deliveries queue behind no other test's
     path = f"/bad-{uuid.uuid4().hex[:6]}"
     matching.receiver.scripts[path] = [400]
     partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
@@ -318,7 +323,10 @@ async def test_webhook_rules_no_retry_on_400_and_private_targets_refused(matchin
     await check_target("http://localhost:9/hook", allow_private=True)
 
 
-async def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_a_day(matching: Matching) -> None:
+async def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_a_day(
+    own_matching: tuple[Directory, Matching],
+) -> None:
+    _, matching = own_matching  # its deliveries queue behind no other test's
     path = f"/rotated-{uuid.uuid4().hex[:6]}"
     partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
     async with matching.client() as http:

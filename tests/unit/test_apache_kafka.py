@@ -7,6 +7,9 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
+from services.common import apache_kafka
 from services.common.apache_kafka import KAFKA_VERSION, POM, ApacheKafkaBroker, new_cluster_id
 from services.contracts.topics import min_insync_replicas
 
@@ -35,6 +38,16 @@ def test_one_process_is_broker_and_controller_with_topics_from_the_plan(tmp_path
     assert config["min.insync.replicas"] == str(min_insync_replicas(1))
     assert config["group.initial.rebalance.delay.ms"] == "0"
     assert Path(config["log.dirs"]).is_relative_to(tmp_path)
+
+
+def test_the_controller_takes_neither_the_brokers_port_nor_one_the_stack_binds_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offered = iter([19999, 20001, 20003, 20002])  # what free_port() answers, one call after the other
+    monkeypatch.setattr(apache_kafka, "free_port", lambda host="127.0.0.1": next(offered))
+    broker = ApacheKafkaBroker(tmp_path, 19999, reserved_ports=[20001, 20003])
+    broker._write_config()
+    assert broker.controller_port == 20002
 
 
 def test_cluster_ids_are_kafka_uuids() -> None:
