@@ -27,6 +27,7 @@ from gateway.types import actors as actor_types
 from gateway.types import credentials as credential_types
 from gateway.types import events as event_types
 from gateway.types import matching as matching_types
+from gateway.types import people as people_types
 from gateway.types import references as reference_types
 from gateway.types import webhooks as webhook_types
 from gateway.types.common import PrincipalType, Theme
@@ -62,6 +63,7 @@ class Query:
     )
     webhooks = strawberry.field(resolver=webhook_types.webhooks, description="Your endpoints")
     credentials = strawberry.field(resolver=credential_types.credentials, description="Issued credentials (admins)")
+    members = strawberry.field(resolver=people_types.members, description="An actor's members (its admins)")
 
     @strawberry.field(description="The themes of the controlled vocabulary")
     def themes(self) -> list[Theme]:
@@ -110,6 +112,8 @@ class Mutation:
     retry_webhook_delivery = strawberry.mutation(resolver=webhook_types.retry_webhook_delivery)
     issue_credential = strawberry.mutation(resolver=credential_types.issue_credential)
     revoke_credential = strawberry.mutation(resolver=credential_types.revoke_credential)
+    invite_member = strawberry.mutation(resolver=people_types.invite_member)
+    remove_member = strawberry.mutation(resolver=people_types.remove_member)
 
 
 @strawberry.type

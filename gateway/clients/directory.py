@@ -1,4 +1,5 @@
-"""The directory service's operations as the gateway calls them: actors read, searched, registered, changed."""
+"""The directory service's operations as the gateway calls them: actors read, searched, registered, changed; and,
+with the gateway's own identity, the persons it signs in (looked up at send time: no address is kept here)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.clients.upstream import Json, ServiceClient, creation_headers
-from services.common.auth import Principal
+from services.common.auth import Principal, service_headers
 from services.common.versions import etag
 
 
@@ -74,3 +75,43 @@ class DirectoryClient(ServiceClient):
     async def archive_actor(self, actor_id: str, principal: Principal) -> Json:
         answer: Json = await self.call("POST", f"/v1/actors/{actor_id}/archive", principal=principal)
         return answer
+
+    # --- persons: the gateway's own calls (its service identity), for signing people in ---------------
+
+    def _as_gateway(self) -> dict[str, str]:
+        return service_headers(self.upstream.settings, "gateway")
+
+    async def lookup_person(self, email: str) -> Json:
+        """{person: {id, email, name} | None, memberships: [{actor: {id, name, kind}, role}]} of an address."""
+        answer: Json = await self.call(
+            "POST", "/v1/persons/lookup", principal=None, json={"email": email}, headers=self._as_gateway()
+        )
+        return answer
+
+    async def get_person(self, person_id: str) -> Json:
+        answer: Json = await self.call("GET", f"/v1/persons/{person_id}", principal=None, headers=self._as_gateway())
+        return answer
+
+    async def claim_actors(self, email: str) -> list[Json]:
+        """Pending claims of the actors staff registered or imported whose contact is this address."""
+        answer: list[Json] = await self.call(
+            "POST", "/v1/claims", principal=None, json={"email": email}, headers=self._as_gateway()
+        )
+        return answer
+
+    async def confirm_claim(self, claim_id: str) -> Json:
+        answer: Json = await self.call(
+            "POST", f"/v1/claims/{claim_id}/confirm", principal=None, headers=self._as_gateway()
+        )
+        return answer
+
+    async def invite_member(self, actor_id: str, body: Json, principal: Principal) -> Json:
+        answer: Json = await self.call("POST", f"/v1/actors/{actor_id}/members", principal=principal, json=body)
+        return answer
+
+    async def list_members(self, actor_id: str, principal: Principal) -> list[Json]:
+        answer: list[Json] = await self.call("GET", f"/v1/actors/{actor_id}/members", principal=principal)
+        return answer
+
+    async def remove_member(self, actor_id: str, person_id: str, principal: Principal) -> None:
+        await self.call("DELETE", f"/v1/actors/{actor_id}/members/{person_id}", principal=principal)

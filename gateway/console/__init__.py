@@ -3,7 +3,8 @@
 Every page is a client of the public GraphQL contract, run through the same entry as `/graphql`
 (`gateway.entry`: authentication and revocation, rate, time, cost), so the console has no private path into the
 services. Pages work without JavaScript; htmx (vendored, `static/vendor/`) only makes some of them live. One module
-per domain, as the GraphQL types are: `home`, and the sign-in, needs and matches modules that build on `web`.
+per domain, as the GraphQL types are: `home`, `signin`, `members` (an actor's), and the needs and matches modules
+that build on `web`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from strawberry.schema import BaseSchema
 
-from gateway.console import home, inbox, profile, signin, web
+from gateway.console import home, inbox, members, profile, signin, web
 
 
 def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
@@ -24,3 +25,4 @@ def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
     signin.install(app, console)
     inbox.install(app, console)
     profile.install(app, console)
+    members.install(app, console)

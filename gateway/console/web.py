@@ -8,6 +8,7 @@ key), else to a random cookie of the browser's (the sign-in forms, before any se
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -29,6 +30,7 @@ from gateway.auth import Caller
 from gateway.context import Gateway
 from gateway.entry import admit, execute
 from gateway.guard import Refused
+from gateway.sessions import IdleSessions, person_of_subject
 from services.common.auth import Role
 from services.contracts.errors import ErrorCode
 
@@ -86,6 +88,11 @@ class Session:
     def actor_id(self) -> str | None:
         return self.caller.principal.actor_id
 
+    @property
+    def person_id(self) -> str | None:
+        """The person signed in (None: a credential that is no person's, such as an admin's token)."""
+        return person_of_subject(self.caller.principal.subject)
+
 
 class ConsolePage(Exception):
     """A page that cannot be shown, told to the person in French (status, title, message)."""
@@ -121,6 +128,8 @@ class Console:
     def __init__(self, shared: dict[str, Any], schema: BaseSchema) -> None:
         self.shared = shared
         self.schema = schema
+        self.idle = IdleSessions()
+        self.background: set[asyncio.Task[None]] = set()  # sign-in e-mails sent after the answer
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -148,7 +157,14 @@ class Console:
             if refused.refusal.code == ErrorCode.UNAUTHENTICATED:
                 return None  # revoked, expired or unknown: the person signs in again
             raise self.refusal_page(refused.refusal.code, refused.refusal.headers) from None
-        return None if caller is None else Session(caller, token)
+        if caller is None:
+            return None
+        session = Session(caller, token)
+        if session.person_id is not None and not await self.idle.still_active(
+            self.gateway.settings, self.gateway.pool, uuid.UUID(session.credential_id)
+        ):
+            return None  # unused too long: ended (revoked), the person signs in again
+        return session
 
     async def require_session(self, request: Request) -> Session:
         session = await self.session(request)

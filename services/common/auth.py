@@ -16,7 +16,7 @@ import jwt
 from fastapi import Depends, Request
 
 from services.common.errors import Forbidden, Unauthenticated
-from services.common.settings import SERVICES, Settings
+from services.common.settings import PROCESSES, Settings
 
 ALGORITHM = "HS256"
 LEEWAY_S = 10
@@ -28,7 +28,8 @@ INTERNAL_ISSUER = "maillage-gateway"
 INTERNAL_AUDIENCE = "maillage-internal"
 INTERNAL_KID = "internal"
 
-# A service calling another for itself (the matching notifier reading a contact, a replica rebuild) sends its own
+# A process calling a service for itself (the matching notifier reading a contact, a replica rebuild, the gateway
+# looking up the person signing in) sends its own
 # identity: another header, issuer and audience, so that it can never pass for a caller's forwarded identity.
 SERVICE_HEADER = "X-Maillage-Service"
 SERVICE_ISSUER = "maillage-service"
@@ -200,8 +201,8 @@ class ServiceIdentity:
 
 def mint_service(settings: Settings, service: str) -> str:
     """A short-lived service identity for `service`'s own calls to another service."""
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; expected one of {list(SERVICES)}")
+    if service not in PROCESSES:
+        raise ValueError(f"unknown service {service!r}; expected one of {list(PROCESSES)}")
     if not settings.internal_key:
         raise ValueError("no internal key configured: set MAILLAGE_INTERNAL_KEY")
     now = datetime.now(UTC)
@@ -229,7 +230,7 @@ def verify_service(settings: Settings, token: str) -> ServiceIdentity:
         what="service identity",
     )
     service = claims.get("svc")
-    if service not in SERVICES or claims.get("sub") != f"service:{service}":
+    if service not in PROCESSES or claims.get("sub") != f"service:{service}":
         raise Unauthenticated(f"service identity names no known service (svc {service!r})")
     return ServiceIdentity(str(service))
 
@@ -285,9 +286,9 @@ async def get_principal(request: Request) -> Principal:
 
 def principal_or_service(*services: str) -> Callable[[Request], Awaitable[Principal | ServiceIdentity | None]]:
     """The dependency of a route that also answers the named services' own calls (their service identity)."""
-    unknown = set(services) - set(SERVICES)
+    unknown = set(services) - set(PROCESSES)
     if not services or unknown:
-        raise ValueError(f"name the services this route answers, among {list(SERVICES)} (got {sorted(unknown)})")
+        raise ValueError(f"name the services this route answers, among {list(PROCESSES)} (got {sorted(unknown)})")
 
     async def caller(request: Request) -> Principal | ServiceIdentity | None:
         token = request.headers.get(SERVICE_HEADER)

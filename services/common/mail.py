@@ -48,6 +48,21 @@ def message(settings: Settings, to: str, subject: str, body: str, message_id: st
     return mail
 
 
+async def deliver(settings: Settings, mail: EmailMessage, address: str) -> None:
+    """Hand one message alone to the SMTP server, on a connection of its own (the batch sender keeps one session
+    for many); aiosmtplib's errors, and OSError, when it does not take it."""
+    await aiosmtplib.send(
+        mail,
+        recipients=[address],  # not whatever the headers would name
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password or None,
+        start_tls=settings.smtp_starttls,
+        timeout=10,
+    )
+
+
 class _Session:
     """One SMTP session for a batch, opened on first use and again after a failure.
 

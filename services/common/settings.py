@@ -212,6 +212,18 @@ class Settings(BaseSettings):
         description="Session and form cookies only over HTTPS (the embedded stack, on plain http://127.0.0.1, turns "
         "it off)",
     )
+    console_session_idle_s: int = Field(
+        7200, ge=60, description="A console session unused for this long ends (seconds)"
+    )
+    console_session_absolute_s: int = Field(
+        43_200, ge=300, le=30 * 86_400, description="A console session ends this long after sign-in (seconds)"
+    )
+    console_sign_in_per_address_per_hour: int = Field(
+        5, ge=1, description="Sign-in links one e-mail address may ask for in an hour (known or not)"
+    )
+    console_sign_in_per_ip_per_hour: int = Field(
+        30, ge=1, description="Sign-in links one client address may ask for in an hour"
+    )
     gateway_credential_timeout_s: float = Field(
         2.0, gt=0, description="Longest the gateway waits for its database to check a credential (then 503)"
     )

@@ -24,7 +24,17 @@ from services.contracts.vocabularies import (
     Term,
 )
 from services.directory import imports, rules, service, store
-from services.directory.model import ActorCreate, ActorPatch, ActorRead, ActorUpdate
+from services.directory.model import (
+    ActorCreate,
+    ActorPatch,
+    ActorRead,
+    ActorUpdate,
+    ClaimRead,
+    EmailBody,
+    MemberInvite,
+    MemberRead,
+    PersonMemberships,
+)
 
 MAX_PAGE = 100
 
@@ -34,6 +44,8 @@ router = APIRouter(prefix="/v1", tags=["directory"])
 # writes to (addresses never travel in events), and the events and matching replicas refill from the snapshot.
 ContactReader = Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("matching"))]
 SnapshotReader = Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("events", "matching"))]
+# The gateway, signing people in, looks persons up and opens claims with its own identity (nobody else may).
+GatewayCaller = Annotated[Principal | ServiceIdentity | None, Depends(principal_or_service("gateway"))]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
@@ -193,6 +205,52 @@ async def import_actors(request: Request, principal: CurrentPrincipal, pool: DbP
 
     report = await imports.import_stream(pool, lines())
     return report.as_dict()
+
+
+# --- persons and memberships ----------------------------------------------------------------------
+
+
+@router.post("/persons/lookup", response_model=PersonMemberships, summary="A person by e-mail, and its actors")
+async def lookup_person(body: EmailBody, pool: DbPool, caller: GatewayCaller) -> PersonMemberships:
+    return await service.lookup_person(pool, caller, body.email)
+
+
+@router.get("/persons/{person_id}", response_model=PersonMemberships, summary="A person, and its actors")
+async def get_person(person_id: str, pool: DbPool, caller: GatewayCaller) -> PersonMemberships:
+    return await service.get_person(pool, caller, person_id)
+
+
+@router.post(
+    "/actors/{actor_id}/members", status_code=201, response_model=MemberRead, summary="Invite a member by e-mail"
+)
+async def invite_member(actor_id: str, body: MemberInvite, principal: CurrentPrincipal, pool: DbPool) -> MemberRead:
+    return await service.invite_member(pool, principal, actor_id, body)
+
+
+@router.get("/actors/{actor_id}/members", response_model=list[MemberRead], summary="An actor's members")
+async def list_members(actor_id: str, principal: CurrentPrincipal, pool: DbPool) -> list[MemberRead]:
+    return await service.list_members(pool, principal, actor_id)
+
+
+@router.delete("/actors/{actor_id}/members/{person_id}", status_code=204, summary="Remove a member")
+async def remove_member(actor_id: str, person_id: str, principal: CurrentPrincipal, pool: DbPool) -> Response:
+    await service.remove_member(pool, principal, actor_id, person_id)
+    return Response(status_code=204)
+
+
+@router.post("/claims", response_model=list[ClaimRead], summary="Claims of the actors whose contact is this address")
+async def claim_actors(body: EmailBody, pool: DbPool, caller: GatewayCaller) -> list[ClaimRead]:
+    return await service.claim_actors(pool, caller, body.email)
+
+
+@router.post("/claims/{claim_id}/confirm", response_model=PersonMemberships, summary="Confirm a pending claim")
+async def confirm_claim(claim_id: str, pool: DbPool, caller: GatewayCaller) -> PersonMemberships:
+    return await service.confirm_claim(pool, caller, claim_id, None)
+
+
+@router.post("/erasures", summary="Erase a person's data (GDPR art. 17): the person, its memberships and claims")
+async def erase_person(body: EmailBody, principal: CurrentPrincipal, pool: DbPool) -> dict[str, int]:
+    return await service.erase_person(pool, principal, body.email)
 
 
 # --- vocabularies --------------------------------------------------------------------------------

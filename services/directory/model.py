@@ -340,3 +340,86 @@ def to_contract(actor: ActorRead) -> ActorV1:
         status=actor.status.value,
         updated_at=actor.updated_at.isoformat(),
     )
+
+
+# --- persons and memberships ---------------------------------------------------------------------------
+
+Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+PersonName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class MemberRole(StrEnum):
+    """What a person is in an actor: a member acts for it; an admin also invites and removes its members."""
+
+    member = "member"
+    admin = "admin"
+
+
+class ActorOrigin(StrEnum):
+    """How an actor came into the directory: who may claim it depends on it (`rules.claimable`)."""
+
+    staff = "staff"  # registered by an admin of Maillage
+    partner = "partner"  # registered by a partner's application
+    imported = "import"  # imported from a source by staff (CSV)
+    self_registered = "self"  # registered by the actor itself (self-registration, a later issue)
+
+
+class EmailBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: Email
+
+
+class MemberInvite(BaseModel):
+    """An invitation: the person (found by e-mail, else created with this name) becomes a member of the actor."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: Email
+    name: PersonName
+    role: MemberRole = MemberRole.member
+
+
+class PersonRead(BaseModel):
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+
+
+class MemberActor(BaseModel):
+    """The actor of a membership, as the gateway needs it to open a session: id, name, kind."""
+
+    id: str
+    name: str
+    kind: str
+
+
+class MembershipRead(BaseModel):
+    actor: MemberActor
+    role: MemberRole
+    created_at: datetime
+
+
+class PersonMemberships(BaseModel):
+    """A person (None: no person has this address) and the actors it acts for (active ones only)."""
+
+    person: PersonRead | None
+    memberships: list[MembershipRead]
+
+
+class MemberRead(BaseModel):
+    """A member of an actor, as the actor's admins see it."""
+
+    person: PersonRead
+    role: MemberRole
+    created_at: datetime
+
+
+class ClaimRead(BaseModel):
+    """A pending claim: the address registered as an actor's contact asks to become its admin member."""
+
+    id: str
+    actor: MemberActor
+    status: str
+    created_at: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
 
 from pydantic import ValidationError
@@ -9,7 +10,16 @@ from pydantic import ValidationError
 from services.common.auth import Principal, Role, ServiceIdentity
 from services.common.errors import Conflict, Forbidden, Unauthenticated, ValidationFailed
 from services.common.versions import stale_version
-from services.directory.model import ActorCreate, ActorPatch, ActorRead, ActorStatus, ActorUpdate
+from services.directory.model import (
+    ActorCreate,
+    ActorOrigin,
+    ActorPatch,
+    ActorRead,
+    ActorStatus,
+    ActorUpdate,
+    Contact,
+    MemberRole,
+)
 
 WRITE_SCOPE = "directory:write"
 # The fields a comparison of two versions of an actor ignores: they change with every write, not with the actor.
@@ -149,3 +159,64 @@ IDENTIFIERS = ("source_id", "siret", "rna", "local_register")
 def identity(actor: ActorCreate) -> list[tuple[str, str]]:
     """The (identifier, value) pairs an import row designates its actor by, in the order they are trusted."""
     return [(column, getattr(actor, column)) for column in IDENTIFIERS if getattr(actor, column)]
+
+
+# --- persons, memberships and claims ------------------------------------------------------------------
+
+PERSON_SUBJECT = "person:"  # the subject of a console session: the person signed in (gateway/console/signin.py)
+# Staff vouched for these actors (registered or imported them), so their registered contact address may claim
+# them; a self-registered actor's contact is only what its registrant typed. Partners' registrations are not
+# staff's either.
+CLAIMABLE_ORIGINS = (ActorOrigin.staff, ActorOrigin.imported)
+
+
+def origin_of(principal: Principal) -> ActorOrigin:
+    """Who registers an actor says where it comes from (`require_creator` let only these two through)."""
+    return ActorOrigin.staff if principal.is_admin else ActorOrigin.partner
+
+
+def require_gateway(caller: Caller) -> None:
+    """Persons are looked up, and claims made, by the gateway signing people in, with its service identity only."""
+    if caller is None:
+        raise Unauthenticated("missing credentials: this route answers the gateway's service identity only")
+    if not (isinstance(caller, ServiceIdentity) and caller.service == "gateway"):
+        raise Forbidden("this route answers the gateway's service identity only")
+
+
+def person_of(principal: Principal) -> uuid.UUID | None:
+    """The person a caller is, when it is a signed-in person (a console session's subject `person:<id>`)."""
+    if not principal.subject.startswith(PERSON_SUBJECT):
+        return None
+    try:
+        return uuid.UUID(principal.subject.removeprefix(PERSON_SUBJECT))
+    except ValueError:
+        return None
+
+
+def require_members_manager(principal: Principal, actor_id: str, own_role: str | None) -> None:
+    """An actor's members are managed by Maillage's admins and by the actor's own admin members (`own_role`: the
+    caller's role in that actor, when it is a person acting for it)."""
+    if principal.is_admin:
+        return
+    if principal.acts_for(actor_id) and own_role == MemberRole.admin:
+        return
+    raise Forbidden("only an admin of Maillage or an admin member of this actor manages its members")
+
+
+def contact_email(contact: Contact | None) -> str | None:
+    return contact.email.lower() if contact is not None and contact.email else None
+
+
+def contact_address_changed(before: Contact | None, after: Contact | None) -> bool:
+    """A claim was made from the address then registered: a new address voids the claims still pending."""
+    return contact_email(before) != contact_email(after)
+
+
+def claim_still_valid(status: str, actor_status: str, contact: str | None, claimed_from: str) -> bool:
+    """A claim is confirmed only while pending, its actor active and its contact still the address claimed from."""
+    return (
+        status == "pending"
+        and actor_status == ActorStatus.active
+        and contact is not None
+        and contact.lower() == claimed_from.lower()
+    )

@@ -18,14 +18,28 @@ from fastapi.responses import JSONResponse
 
 from services.common import errors, versions
 from services.common.auth import Principal
-from services.common.errors import NotFound, ValidationFailed
+from services.common.errors import Conflict, NotFound, ValidationFailed
 from services.common.idempotency import Idempotency
 from services.common.outbox import PreparedEvent
 from services.common.rules import storable_instant
 from services.common.uow import UnitOfWork
 from services.contracts.events import ActorArchived, ActorRegistered, ActorUpdated, ActorV1, EventPayload
 from services.directory import rules, store
-from services.directory.model import ActorCreate, ActorPatch, ActorRead, ActorStatus, ActorUpdate, to_contract
+from services.directory.model import (
+    ActorCreate,
+    ActorPatch,
+    ActorRead,
+    ActorStatus,
+    ActorUpdate,
+    ClaimRead,
+    MemberActor,
+    MemberInvite,
+    MemberRead,
+    MembershipRead,
+    PersonMemberships,
+    PersonRead,
+    to_contract,
+)
 from services.directory.rules import Caller, ImportOutcome
 
 SERVICE = "directory"
@@ -81,7 +95,7 @@ async def register_actor(
             return first
         await _ensure_identifiers_free(uow.conn, fields)
         try:
-            row = await store.insert_actor(uow.conn, fields)
+            row = await store.insert_actor(uow.conn, fields, rules.origin_of(principal))
         except asyncpg.UniqueViolationError as exc:
             raise rules.identifier_raced(exc.constraint_name) from exc
         actor = store.to_read(row)
@@ -128,6 +142,8 @@ async def _replace(uow: UnitOfWork, principal: Principal, current: ActorRead, fi
         raise rules.identifier_raced(exc.constraint_name) from exc
     assert row is not None  # the row is locked and at the expected version
     actor = store.to_read(row)
+    if rules.contact_address_changed(current.contact, actor.contact):
+        await store.void_pending_claims(uow.conn, uid)
     await _emit(uow, ActorUpdated(actor=to_contract(actor)), actor)
     return actor
 
@@ -300,6 +316,8 @@ async def _apply(uow: UnitOfWork, rows: list[tuple[int, ActorCreate]], *, strict
         if decision is ImportOutcome.reactivated:
             written = await store.set_status(conn, uuid.UUID(current.id), ActorStatus.active, None) or written
         read = store.to_read(written)
+        if rules.contact_address_changed(current.contact, read.contact):
+            await store.void_pending_claims(conn, uuid.UUID(current.id))
         events.append((read.id, ActorUpdated(actor=to_contract(read))))
         outcome.updated += 1
     if inserts:
@@ -307,3 +325,142 @@ async def _apply(uow: UnitOfWork, rows: list[tuple[int, ActorCreate]], *, strict
     # New actors' keys are fresh ids nobody else writes: no key lock needed for them.
     await uow.emit_many(events, fresh_keys=fresh)
     return outcome
+
+
+# --- persons and memberships (personal data: no event says any of it) ------------------------------------
+
+
+def _person(row: asyncpg.Record) -> PersonRead:
+    return PersonRead(id=str(row["id"]), email=row["email"], name=row["name"], created_at=row["created_at"])
+
+
+async def _with_memberships(
+    conn: asyncpg.Connection | asyncpg.Pool, person: asyncpg.Record | None
+) -> PersonMemberships:
+    if person is None:
+        return PersonMemberships(person=None, memberships=[])
+    rows = await store.memberships_of(conn, person["id"])
+    return PersonMemberships(
+        person=_person(person),
+        memberships=[
+            MembershipRead(
+                actor=MemberActor(id=str(r["actor_id"]), name=r["actor_name"], kind=r["actor_kind"]),
+                role=r["role"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def lookup_person(pool: asyncpg.Pool, caller: Caller, email: str) -> PersonMemberships:
+    """The person of an address and the active actors it acts for (for the gateway signing people in)."""
+    rules.require_gateway(caller)
+    return await _with_memberships(pool, await store.person_by_email(pool, email))
+
+
+async def get_person(pool: asyncpg.Pool, caller: Caller, person_id: str) -> PersonMemberships:
+    rules.require_gateway(caller)
+    row = await store.person_by_id(pool, errors.parse_id(person_id, "person"))
+    if row is None:
+        raise NotFound(f"no person {person_id}")
+    return await _with_memberships(pool, row)
+
+
+async def _manager_role(conn: asyncpg.Connection | asyncpg.Pool, principal: Principal, actor: uuid.UUID) -> str | None:
+    person = rules.person_of(principal)
+    return None if person is None else await store.membership_role(conn, person, actor)
+
+
+async def _actor_row(conn: asyncpg.Connection, uid: uuid.UUID, actor_id: str) -> asyncpg.Record:
+    row = await store.origin_and_contact(conn, uid)
+    if row is None:
+        raise NotFound(f"no actor {actor_id}")
+    return row
+
+
+async def invite_member(pool: asyncpg.Pool, principal: Principal, actor_id: str, invite: MemberInvite) -> MemberRead:
+    """Make the person of this address (created when new, with this name) a member of the actor, with its role."""
+    uid = parse_id(actor_id)
+    async with UnitOfWork(pool, service=SERVICE) as uow:
+        rules.require_members_manager(principal, actor_id, await _manager_role(uow.conn, principal, uid))
+        actor = await _actor_row(uow.conn, uid, actor_id)
+        if actor["status"] != ActorStatus.active:
+            raise Conflict(f"actor {actor_id} is archived: it has no new members", field="actor", rule="active")
+        person = await store.insert_person(uow.conn, invite.email, invite.name)
+        membership = await store.upsert_membership(uow.conn, person["id"], uid, invite.role.value)
+    return MemberRead(person=_person(person), role=membership["role"], created_at=membership["created_at"])
+
+
+async def list_members(pool: asyncpg.Pool, principal: Principal, actor_id: str) -> list[MemberRead]:
+    uid = parse_id(actor_id)
+    rules.require_members_manager(principal, actor_id, await _manager_role(pool, principal, uid))
+    rows = await store.members_of(pool, uid)
+    return [MemberRead(person=_person(r), role=r["role"], created_at=r["member_since"]) for r in rows]
+
+
+async def remove_member(pool: asyncpg.Pool, principal: Principal, actor_id: str, person_id: str) -> None:
+    uid = parse_id(actor_id)
+    person = errors.parse_id(person_id, "person")
+    async with UnitOfWork(pool, service=SERVICE) as uow:
+        rules.require_members_manager(principal, actor_id, await _manager_role(uow.conn, principal, uid))
+        if not await store.delete_membership(uow.conn, person, uid):
+            raise NotFound(f"person {person_id} is no member of actor {actor_id}")
+
+
+async def claim_actors(pool: asyncpg.Pool, caller: Caller, email: str) -> list[ClaimRead]:
+    """Open a claim (pending) for each actor staff registered or imported whose contact is this address and that
+    it is no member of yet; a claim already pending is answered again. The gateway confirms them when the address
+    proves itself (its sign-in link)."""
+    rules.require_gateway(caller)
+    origins = [origin.value for origin in rules.CLAIMABLE_ORIGINS]
+    claims: list[ClaimRead] = []
+    async with UnitOfWork(pool, service=SERVICE) as uow:
+        person = await store.person_by_email(uow.conn, email)
+        for actor in await store.claimable_by(uow.conn, email, origins):
+            if person is not None and await store.membership_role(uow.conn, person["id"], actor["id"]) is not None:
+                continue
+            claim = await store.pending_claim(uow.conn, actor["id"], email)
+            claim = claim or await store.insert_claim(uow.conn, actor["id"], email)
+            claims.append(
+                ClaimRead(
+                    id=str(claim["id"]),
+                    actor=MemberActor(id=str(actor["id"]), name=actor["name"], kind=actor["kind"]),
+                    status=claim["status"],
+                    created_at=claim["created_at"],
+                )
+            )
+    return claims
+
+
+async def confirm_claim(pool: asyncpg.Pool, caller: Caller, claim_id: str, name: str | None) -> PersonMemberships:
+    """The claim's address proved itself: its person (created when new) becomes the actor's admin member.
+
+    Refused (CONFLICT) when the claim is no longer pending, or its actor's contact is no longer that address."""
+    rules.require_gateway(caller)
+    cid = errors.parse_id(claim_id, "claim")
+    async with UnitOfWork(pool, service=SERVICE) as uow:
+        claim = await store.lock_claim(uow.conn, cid)
+        if claim is None:
+            raise NotFound(f"no claim {claim_id}")
+        actor = await _actor_row(uow.conn, claim["actor_id"], str(claim["actor_id"]))
+        if not rules.claim_still_valid(claim["status"], actor["status"], actor["contact_email"], claim["email"]):
+            if claim["status"] == "pending":
+                await store.decide_claim(uow.conn, cid, "void")
+            raise Conflict(
+                f"claim {claim_id} is no longer valid (voided, confirmed, or the actor's contact changed)",
+                field="claim",
+                rule="pending",
+            )
+        person = await store.insert_person(uow.conn, claim["email"], name or claim["email"].split("@")[0])
+        await store.upsert_membership(uow.conn, person["id"], claim["actor_id"], "admin")
+        await store.decide_claim(uow.conn, cid, "confirmed")
+        return await _with_memberships(uow.conn, person)
+
+
+async def erase_person(pool: asyncpg.Pool, principal: Principal, email: str) -> dict[str, int]:
+    """Erase a person (GDPR art. 17): the person, its memberships and the claims made from its address."""
+    principal.require_role("admin")
+    async with UnitOfWork(pool, service=SERVICE) as uow:
+        persons, claims = await store.erase_person(uow.conn, email)
+    return {"persons_deleted": persons, "claims_deleted": claims}

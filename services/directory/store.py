@@ -15,6 +15,7 @@ import asyncpg
 from services.common.rules import storable_instant
 from services.directory.model import (
     ActorCreate,
+    ActorOrigin,
     ActorRead,
     ActorStatus,
     all_service_types,
@@ -142,10 +143,11 @@ async def find_holder(
 
 
 async def insert_actor(
-    conn: asyncpg.Connection, fields: ActorCreate, actor_id: uuid.UUID | None = None
+    conn: asyncpg.Connection, fields: ActorCreate, origin: ActorOrigin, actor_id: uuid.UUID | None = None
 ) -> asyncpg.Record:
     values = row_values(fields)
     values["id"] = actor_id or uuid.uuid4()
+    values["origin"] = origin.value
     names = list(values)
     placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     return await conn.fetchrow(
@@ -236,8 +238,9 @@ async def copy_new_actors(conn: asyncpg.Connection, sample: ActorCreate, records
 
     `sample` is any of them, for the column names (`row_values` always has the same keys).
     """
-    columns = ["id", "created_at", "updated_at", *row_values(sample).keys()]
-    await conn.copy_records_to_table("actors", records=records, columns=columns)
+    columns = ["id", "created_at", "updated_at", *row_values(sample).keys(), "origin"]
+    imported = ActorOrigin.imported.value
+    await conn.copy_records_to_table("actors", records=[(*r, imported) for r in records], columns=columns)
 
 
 # --- search --------------------------------------------------------------------------------
@@ -447,3 +450,158 @@ async def snapshot(
     )
     watermark = await conn.fetchval("SELECT now() - interval '5 seconds'")
     return list(rows), watermark
+
+
+# --- persons, memberships and claims -------------------------------------------------------------------
+
+PERSON_COLUMNS = "id, email, name, created_at"
+
+
+async def origin_and_contact(conn: asyncpg.Connection | asyncpg.Pool, actor_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, kind, origin, status, contact->>'email' AS contact_email FROM actors WHERE id = $1",
+        actor_id,
+    )
+
+
+async def person_by_email(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {PERSON_COLUMNS} FROM persons WHERE lower(email) = lower($1)", email)
+
+
+async def person_by_id(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {PERSON_COLUMNS} FROM persons WHERE id = $1", person_id)
+
+
+async def insert_person(conn: asyncpg.Connection, email: str, name: str) -> asyncpg.Record:
+    """The person of this address: created with this name, or the one already there (its name kept)."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO persons (id, email, name) VALUES ($1, $2, $3)
+            ON CONFLICT (lower(email)) DO NOTHING RETURNING {PERSON_COLUMNS}""",
+        uuid.uuid4(),
+        email,
+        name,
+    )
+    if row is None:
+        row = await conn.fetchrow(
+            f"SELECT {PERSON_COLUMNS} FROM persons WHERE lower(email) = lower($1) FOR UPDATE", email
+        )
+    assert row is not None  # inserted, or there already
+    return row
+
+
+async def memberships_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> list[asyncpg.Record]:
+    """A person's memberships of active actors, with each actor's id, name and kind, by actor name."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT m.role, m.created_at, a.id AS actor_id, a.name AS actor_name, a.kind AS actor_kind
+           FROM memberships m JOIN actors a ON a.id = m.actor_id
+           WHERE m.person_id = $1 AND a.status = 'active'
+           ORDER BY lower(a.name), a.id""",
+        person_id,
+    )
+    return rows
+
+
+async def membership_role(
+    conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID, actor_id: uuid.UUID
+) -> str | None:
+    role: str | None = await conn.fetchval(
+        "SELECT role FROM memberships WHERE person_id = $1 AND actor_id = $2", person_id, actor_id
+    )
+    return role
+
+
+async def upsert_membership(
+    conn: asyncpg.Connection, person_id: uuid.UUID, actor_id: uuid.UUID, role: str
+) -> asyncpg.Record:
+    """Make the person a member with this role (an existing membership takes the new role)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """INSERT INTO memberships (person_id, actor_id, role) VALUES ($1, $2, $3)
+           ON CONFLICT (person_id, actor_id) DO UPDATE SET role = excluded.role
+           RETURNING role, created_at""",
+        person_id,
+        actor_id,
+        role,
+    )
+    return row
+
+
+async def members_of(conn: asyncpg.Connection | asyncpg.Pool, actor_id: uuid.UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT p.id, p.email, p.name, p.created_at, m.role, m.created_at AS member_since
+           FROM memberships m JOIN persons p ON p.id = m.person_id
+           WHERE m.actor_id = $1 ORDER BY lower(p.name), p.id""",
+        actor_id,
+    )
+    return rows
+
+
+async def delete_membership(conn: asyncpg.Connection, person_id: uuid.UUID, actor_id: uuid.UUID) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM memberships WHERE person_id = $1 AND actor_id = $2 RETURNING 1", person_id, actor_id
+    )
+    return deleted is not None
+
+
+async def admins_of(conn: asyncpg.Connection, actor_id: uuid.UUID) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM memberships WHERE actor_id = $1 AND role = 'admin'", actor_id
+    )
+    return count
+
+
+async def claimable_by(conn: asyncpg.Connection, email: str, origins: list[str]) -> list[asyncpg.Record]:
+    """Active actors of these origins whose registered contact is this address, locked while claimed."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, name, kind FROM actors
+           WHERE lower(contact->>'email') = lower($1) AND status = 'active' AND origin = ANY($2::text[])
+           ORDER BY lower(name), id FOR UPDATE""",
+        email,
+        origins,
+    )
+    return rows
+
+
+async def pending_claim(conn: asyncpg.Connection, actor_id: uuid.UUID, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT id, actor_id, email, status, created_at FROM claims
+           WHERE actor_id = $1 AND lower(email) = lower($2) AND status = 'pending'""",
+        actor_id,
+        email,
+    )
+
+
+async def insert_claim(conn: asyncpg.Connection, actor_id: uuid.UUID, email: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        """INSERT INTO claims (id, actor_id, email) VALUES ($1, $2, $3)
+           RETURNING id, actor_id, email, status, created_at""",
+        uuid.uuid4(),
+        actor_id,
+        email,
+    )
+    return row
+
+
+async def lock_claim(conn: asyncpg.Connection, claim_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, actor_id, email, status, created_at FROM claims WHERE id = $1 FOR UPDATE", claim_id
+    )
+
+
+async def decide_claim(conn: asyncpg.Connection, claim_id: uuid.UUID, status: str) -> None:
+    await conn.execute("UPDATE claims SET status = $2, decided_at = now() WHERE id = $1", claim_id, status)
+
+
+async def void_pending_claims(conn: asyncpg.Connection, actor_id: uuid.UUID) -> int:
+    voided = await conn.fetch(
+        """UPDATE claims SET status = 'void', decided_at = now() WHERE actor_id = $1 AND status = 'pending'
+           RETURNING id""",
+        actor_id,
+    )
+    return len(voided)
+
+
+async def erase_person(conn: asyncpg.Connection, email: str) -> tuple[int, int]:
+    """Delete the person of this address (its memberships with it) and every claim made from it."""
+    persons = await conn.fetch("DELETE FROM persons WHERE lower(email) = lower($1) RETURNING id", email)
+    claims = await conn.fetch("DELETE FROM claims WHERE lower(email) = lower($1) RETURNING id", email)
+    return len(persons), len(claims)

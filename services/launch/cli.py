@@ -386,6 +386,52 @@ async def _with_gateway_db(work: Callable[[asyncpg.Connection], Awaitable[T]]) -
         await conn.close()
 
 
+class MemberRoleOption(StrEnum):
+    member = "member"
+    admin = "admin"
+
+
+@app.command()
+def invite(
+    actor: Annotated[str, typer.Option(help="The actor's id")],
+    email: Annotated[str, typer.Option(help="The person's e-mail address")],
+    name: Annotated[str, typer.Option(help="The person's name (kept when the address is already a person's)")],
+    role: Annotated[MemberRoleOption, typer.Option(help="member, or admin (invites and removes members)")] = (
+        MemberRoleOption.member
+    ),
+) -> None:
+    """Make a person a member of an actor (the directory's), and e-mail the first sign-in link (the gateway's)."""
+    import aiosmtplib
+    import httpx
+
+    from gateway import sessions
+    from services.common.auth import Principal, Role, forwarded_headers
+
+    settings = get_settings()
+    headers = forwarded_headers(settings, Principal(subject="admin:cli", role=Role.ADMIN))
+    directory = settings.url_for("directory")
+    try:
+        with httpx.Client(base_url=directory, headers=headers, timeout=10) as http:
+            answer = http.post(f"/v1/actors/{actor}/members", json={"email": email, "name": name, "role": role.value})
+            if answer.status_code != 201:
+                raise _fail(f"the directory refused the invitation ({answer.status_code}): {answer.text[:500]}")
+            actor_name = http.get(f"/v1/actors/{actor}").json()["name"]
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the directory at {directory}: {exc}") from exc
+    member = answer.json()
+
+    async def send(conn: asyncpg.Connection) -> str:
+        return await sessions.invite(settings, conn, email=email, person=member["person"], actor_name=actor_name)
+
+    try:
+        url = asyncio.run(_with_gateway_db(send))
+    except (OSError, asyncpg.PostgresError, aiosmtplib.SMTPException, ValueError) as exc:
+        raise _fail(f"{email} is a member now, but the sign-in link was not sent: {exc}") from exc
+    typer.echo(f"{member['person']['name']} <{email}> is {role.value} of {actor_name}; sign-in link sent", err=True)
+    if not settings.email_enabled:
+        typer.echo(url)
+
+
 @credentials_app.command("issue")
 def credentials_issue(
     name: Annotated[str, typer.Option(help="Who holds it: the partner app, the authority…")],

@@ -35,6 +35,11 @@ from services.launch.runtime import prepare_databases, prepare_topics
 READY_LINE = "Maillage is ready"
 ADMIN_TOKEN_TTL = timedelta(hours=12)
 DEV_ADMIN = Principal(subject="admin:dev", role=Role.ADMIN)
+# The demo members `make run` signs in: one of a local authority, one of an actor (addresses of no one).
+DEMO_MEMBERS = (
+    ("camille.martin@collectivite.example", "Camille Martin"),
+    ("sami.benali@acteur.example", "Sami Benali"),
+)
 
 
 class ForwardedIdentity(httpx.Auth):
@@ -90,6 +95,7 @@ class DevStack:
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     admin_credential: tuple[str, str] | None = None  # (its id, its token): recorded by the gateway, revocable
+    demo_links: list[tuple[str, str]] = field(default_factory=list)  # the demo members' sign-in links
 
     @property
     def home(self) -> Path:
@@ -170,6 +176,56 @@ class DevStack:
             self.say(f"created {len(created)} topics from the topic plan")
         await self._load_demo_data()
         self.admin_credential = await self.issue_admin_credential()
+        try:
+            self.demo_links = await self.demo_sign_in_links()
+        except (OSError, asyncpg.PostgresError, ValueError) as exc:  # demo data must not stop the hub
+            self.say(f"demo members not made: {exc!r}")
+
+    @property
+    def console_url(self) -> str:
+        s = self.settings
+        return s.public_url if "public_url" in s.model_fields_set else f"http://{s.host}:{s.gateway_port}"
+
+    async def demo_sign_in_links(self) -> list[tuple[str, str]]:
+        """The demo members (a person of a demo authority, one of a demo actor nearby) and a one-time sign-in link
+        for each (made here, not e-mailed: the stack has no mail server), as (who, link)."""
+        from gateway.sessions import create_link  # the stack runs the gateway; the services never import it
+        from services.common.db import create_pool
+        from services.directory import service
+        from services.directory.model import MemberInvite, MemberRole
+
+        pool = await create_pool(self.settings.database_url_for("directory"), min_size=1, max_size=2)
+        try:
+            authority = await pool.fetchrow(
+                """SELECT id, name, commune_code FROM actors WHERE kind = 'local_authority' AND status = 'active'
+                   ORDER BY lower(name), id LIMIT 1"""
+            )
+            if authority is None:
+                return []
+            actor = await pool.fetchrow(
+                """SELECT id, name FROM actors WHERE kind <> 'local_authority' AND status = 'active'
+                   ORDER BY commune_code = $1 DESC, lower(name), id LIMIT 1""",
+                authority["commune_code"],
+            )
+            members = [(authority, DEMO_MEMBERS[0])] + ([(actor, DEMO_MEMBERS[1])] if actor else [])
+            made = []
+            for where, (email, name) in members:
+                member = await service.invite_member(
+                    pool, DEV_ADMIN, str(where["id"]), MemberInvite(email=email, name=name, role=MemberRole.admin)
+                )
+                made.append((f"{name} <{email}>, {where['name']}", member.person.id, email))
+        finally:
+            await pool.close()
+        links = []
+        linking = self.settings.model_copy(update={"public_url": self.console_url})
+        conn = await asyncpg.connect(self.settings.database_url_for("gateway"))
+        try:
+            for who, person_id, email in made:
+                url = await create_link(linking, conn, email, person_id=person_id, claim_ids=[], requested_from=None)
+                links.append((who, url))
+        finally:
+            await conn.close()
+        return links
 
     async def issue_admin_credential(self) -> tuple[str, str]:
         """The admin token the banner prints, recorded as a gateway credential so that it can be revoked."""
@@ -399,6 +455,16 @@ class DevStack:
             f"Admin token (12 h, credential {admin_id}: `maillage credentials revoke {admin_id}` revokes it; "
             "`maillage token --role admin` mints more):",
             self.admin_token(),
+            "",
+            f"Console      {self.console_url}/",
+        ]
+        if self.demo_links:
+            lines.append(
+                "One-time sign-in links of the demo members (15 min, once; more from /connexion, which with e-mail "
+                f"off writes them to {self.home / 'logs' / 'gateway.log'}):"
+            )
+            lines += [f"  {who}\n    {url}" for who, url in self.demo_links]
+        lines += [
             "",
             "Ctrl-C stops everything.",
         ]

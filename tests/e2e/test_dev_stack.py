@@ -137,6 +137,27 @@ class TestTheRunningStack:
         assert f"{dev.url('gateway')}/graphql" in text
         assert dev.token.count(".") == 2
 
+    def test_it_prints_the_console_and_demo_members_sign_in_links_that_sign_in(self, dev: Dev) -> None:
+        text = "\n".join(dev.output)
+        assert f"Console      {dev.url('gateway')}/" in text
+        links = re.findall(r"http://\S+/connexion/lien\?jeton=\S+", text)
+        assert len(links) == 2, text
+        navigations = []
+        for link in links:
+            with httpx.Client(timeout=10) as browser:
+                confirm = browser.get(link)
+                assert confirm.status_code == 200 and "Me connecter" in confirm.text
+                csrf = re.search(r'name="csrf" value="([^"]+)"', confirm.text)
+                jeton = re.search(r'name="jeton" value="([^"]+)"', confirm.text)
+                assert csrf and jeton
+                signed_in = browser.post(
+                    dev.url("gateway") + "/connexion/lien", data={"csrf": csrf.group(1), "jeton": jeton.group(1)}
+                )
+                assert signed_in.status_code == 303, signed_in.text[:500]
+                home = browser.get(dev.url("gateway") + "/").text
+                navigations.append(("Mes besoins" in home, "Besoins proposés" in home))
+        assert navigations == [(True, False), (False, True)]  # an authority's member, then an actor's
+
     def test_the_demo_events_are_published_with_their_feeds(self, dev: Dev) -> None:
         from services.events.demo import DEMO_EVENTS
 

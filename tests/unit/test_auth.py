@@ -399,7 +399,7 @@ def test_service_identity_and_forwarded_identity_are_not_interchangeable(setting
 
 def test_service_identity_names_a_known_service(settings: Settings) -> None:
     with pytest.raises(ValueError, match="unknown service"):
-        mint_service(settings, "gateway")
+        mint_service(settings, "notifier")
     now = datetime.now(UTC)
     forged = jwt.encode(
         {
@@ -429,8 +429,8 @@ def test_service_identity_needs_the_internal_key(settings: Settings) -> None:
 def test_a_route_names_the_services_it_answers() -> None:
     with pytest.raises(ValueError, match="name the services"):
         principal_or_service()
-    with pytest.raises(ValueError, match="gateway"):
-        principal_or_service("gateway")
+    with pytest.raises(ValueError, match="notifier"):
+        principal_or_service("notifier")
 
 
 # --- FastAPI dependency ------------------------------------------------------------
