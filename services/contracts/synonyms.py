@@ -522,6 +522,7 @@ class TermMatch:
     weight: float
     in_body: bool
     in_name: bool = False
+    label: str = ""  # the term's label, for a reason ("ressourcerie", "voitures")
 
 
 def word_evidence(matches: Iterable[TermMatch]) -> float:
@@ -550,7 +551,7 @@ def match_terms(query: NeedQuery, name: str, body: str) -> list[TermMatch]:
 
     in_name, in_body = keys(name), keys(body)
     return [
-        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name)
+        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name, label=term.label)
         for term in query.terms
         if term.key in in_body or term.key in in_name
     ]
