@@ -284,7 +284,7 @@ FUNCTION_WORDS = _word_set(
 GENERIC_WORDS = _word_set(
     "besoin cherchon cherche recherche trouver souhaite souhaiton structure association acteur projet quartier"
     " habitant public personne territoire ville commune service activite proposer propose mettre place"
-    " solidaire tarif ess ete faire plus tres tout tou"
+    " solidaire tarif ess ete faire plus tres tout tou mise"
 )
 CONCEPT_WEIGHT = 1.0  # a named concept of the field, in the actor's description or activities: strong evidence
 WORD_WEIGHT = 0.25  # one distinctive word in common

@@ -24,8 +24,10 @@ from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, THEMES_BY_CODE
 EARTH_RADIUS_KM = 6378.168  # the sphere of PostgreSQL's earthdistance, so both sides agree
 DEFAULT_EXCLUDED_KINDS = frozenset({"local_authority"})
 # Word evidence that confirms a candidate on its own: one distinctive word of the need in its description or
-# activities (a concept is four times that). On the quality set, requiring two words lost five acceptable actors
-# for one more name trap kept out (bench.quality with MAILLAGE_MATCH_MIN_SCORE_UNCONFIRMED 0.6-0.7).
+# activities (a concept is four times that). An unconfirmed candidate must reach MAILLAGE_MATCH_MIN_SCORE_UNCONFIRMED,
+# by default the plain minimum: on the quality set 0.7 keeps one more name trap out of the top 5 but loses seven
+# acceptable actors, and on the demo data (thin descriptions) real answers such as a repair café for a bike-repair
+# need; requiring two words was worse still.
 CONFIRMING_EVIDENCE = 0.25
 
 

@@ -450,7 +450,8 @@ async def list_matches(
         await conn.fetch(
             f"""SELECT {MATCH_COLUMNS}, a.name AS actor_name FROM matches m LEFT JOIN actors a ON a.id = m.actor_id
                 WHERE ($1::uuid IS NULL OR m.need_id = $1) AND ($2::uuid IS NULL OR m.actor_id = $2)
-                ORDER BY m.score DESC, m.id LIMIT 500""",
+                ORDER BY m.score DESC, m.actor_id LIMIT 500  -- ties as rules.top breaks them
+            """,
             need_id,
             actor_id,
         )

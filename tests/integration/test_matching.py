@@ -98,6 +98,8 @@ async def setting(directory: Directory, matching: Matching) -> dict[str, dict[st
         service_types=["prestation_service"],
         activities=[],
         location={"lat": 47.2380, "lon": 6.0250},
+        # Its own words: with the directory fixture's default (a ressourcerie's) the text door would let it in.
+        description="Atelier participatif d'autoréparation de vélos et vélo-école.",
     )
     await in_replica(matching, authority["id"], near["id"], far["id"], bike["id"])
     return {"authority": authority, "near": near, "far": far, "bike": bike}
