@@ -216,6 +216,7 @@ class Evidence:
 
     value: float = 0.0
     labels: tuple[str, ...] = ()  # terms found in its description or activities, concepts first
+    body: float = 0.0  # the same without its name: what confirms a weak relation or a candidate
 
 
 def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
@@ -223,7 +224,8 @@ def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
     if need.query is None or not need.query.terms:
         return Evidence()
     matches = synonyms.match_terms(need.query, actor.name, actor.body)
-    return Evidence(synonyms.word_evidence(matches), tuple(m.label for m in matches if m.in_body))
+    in_body = [m for m in matches if m.in_body]
+    return Evidence(synonyms.word_evidence(matches), tuple(m.label for m in in_body), synonyms.word_evidence(in_body))
 
 
 def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights()) -> Result:
@@ -239,9 +241,9 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
     if not need.themes or shared_themes:
         opened.append(Door.shared_theme)
     related = relations.best_relation(need.themes, actor.themes) if weights.related_theme > 0 else None
-    if related is not None and relations.related_door_opens(related[0], evidence.value):
+    if related is not None and relations.related_door_opens(related[0], evidence.body):
         opened.append(Door.related_theme)
-    if weights.text_door > 0 and synonyms.qualifies(evidence.value) and evidence.labels:
+    if weights.text_door > 0 and synonyms.qualifies(evidence.body):
         opened.append(Door.text)
     door_services = doors.service_type_door(need.service_types, actor.service_types)
     if weights.service_type_door > 0 and door_services:
@@ -272,8 +274,8 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
         texts["related_theme"] = doors.related_theme_reason(related[1], related[2])
         if credit > theme_value:  # a shared theme keeps naming the part; the related one adds to it
             theme_value, theme_code = credit, theme_code if shared_themes else "related_theme"
-    if Door.text in opened and weights.text_door * evidence.value > theme_value:
-        theme_value, theme_code = weights.text_door * evidence.value, "text"
+    if Door.text in opened and weights.text_door * evidence.body > theme_value:
+        theme_value, theme_code = weights.text_door * evidence.body, "text"
     if Door.service_type in opened and weights.service_type_door > theme_value:
         theme_value, theme_code = weights.service_type_door, "service_types"
 
@@ -315,5 +317,5 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
     for code, share in sorted(shares.items(), key=lambda item: -item[1]):
         if code in texts:
             reasons.append(Reason(code, texts[code], share))
-    confirmed = (bool(need.themes) and shared_themes == need.themes) or evidence.value >= CONFIRMING_EVIDENCE
+    confirmed = (bool(need.themes) and shared_themes == need.themes) or evidence.body >= CONFIRMING_EVIDENCE
     return Result(round(max(value, 1e-6), 4), reasons, tuple(opened), confirmed or need.query is None)
