@@ -150,7 +150,11 @@ class Settings(BaseSettings):
     match_weight_themes: float = Field(0.35, ge=0, description="Weight of the theme overlap")
     match_weight_service_types: float = Field(0.15, ge=0, description="Weight of the service-type overlap")
     match_weight_distance: float = Field(0.25, ge=0, description="Weight of closeness to the need's place")
-    match_weight_text: float = Field(0.15, ge=0, description="Weight of the text relevance (French full text)")
+    match_weight_text: float = Field(
+        0.15,
+        ge=0,
+        description="Weight of the text evidence (the actor's words against the need's, with the field's synonyms)",
+    )
     match_weight_qpv: float = Field(0.10, ge=0, description="Weight of being in a QPV when the need asks for it")
     # The doors of issue 23 (services/contracts/doors.py): each weight in [0, 1] is the fraction of a shared theme
     # that an actor coming only through that door is credited in the theme part; 0 closes the door.
