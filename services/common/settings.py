@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Credit of an actor offering the service type that is the need's point (premises)"
     )
     match_door_budget: int = Field(
-        40, ge=1, le=500, description="Candidates each extra door (related theme, text, service type) may add per need"
+        10, ge=1, le=500, description="Candidates each extra door (related theme, text, service type) may add per need"
     )
     match_distance_scale_km: float = Field(
         15.0, gt=0, description="Distance at which the closeness term has fallen to 1/e"
