@@ -11,8 +11,9 @@ by `service.match_need` in a transaction that is rolled back, and its stored mat
 are its ranking. Metrics: `bench/quality_metrics.py`.
 
 `--json PATH` also writes each run's per-need rankings and scores (to compare two branches).
-`--off SETTING` runs the set again with that matching setting at 0 (a door's weight, for the doors
-issue 23 adds; today e.g. `--off match_weight_text`), one table per run.
+`--off SETTING` runs the set again with that matching setting at 0 (a door's weight closes the door:
+`match_weight_related_theme`, `match_weight_text_door`, `match_weight_service_type_door`), one table per
+run; `--doors` does it for each door. With more than one run, a last table compares them overall.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from services.matching import service, store
 from services.matching.model import NeedCreate
 
 QUALITY_DIR = Path(__file__).parent / "quality"
+# The settings that switch off the doors of issue 23 (services/contracts/doors.py) when at 0.
+DOOR_SETTINGS = ("match_weight_related_theme", "match_weight_text_door", "match_weight_service_type_door")
 CASES = ("shared_theme", "adjacent_theme", "activity_area", "premises", "name_trap", "reserved_market", "no_answer")
 NEED_FIELDS = ("title", "description", "kind", "themes", "service_types", "eligible_kinds", "qpv_priority")
 
@@ -244,6 +247,21 @@ def table(title: str, rows: Sequence[tuple[str, Summary]]) -> str:
     return "\n".join(lines)
 
 
+def comparison(rows: Sequence[tuple[str, Summary]]) -> str:
+    """The runs side by side, over every need."""
+    width = max(len(title) for title, _ in rows)
+    lines = [
+        "all needs, each run",
+        f"{'run':<{width}} {'P@5':>6} {'R@10':>6} {'nDCG@10':>8} {'top-1':>6} {'must-not@5':>11}",
+    ]
+    for title, s in rows:
+        lines.append(
+            f"{title:<{width}} {s.precision5:>6.3f} {s.recall10:>6.3f} {s.ndcg10:>8.3f} {s.top1_count:>3}/{s.needs:<2}"
+            f" {s.must_not5:>4} ({s.needs_with_must_not5} needs)"
+        )
+    return "\n".join(lines)
+
+
 def details(quality: QualitySet, rankings: dict[str, list[str]], scores: dict[str, NeedScores]) -> str:
     """Each need's top 5 with its labels: ++ ideal, + acceptable, !! must-not, . unlabelled; then missed ones."""
     lines = []
@@ -267,7 +285,7 @@ async def run(args: argparse.Namespace) -> None:
     quality = load_set(args.set)
     base = Settings(_env_file=None, jwt_keys=json.dumps({"b": "b" * 64}), jwt_active_kid="b", internal_key="i" * 64)
     variants: list[tuple[str, Settings]] = [("current settings", base)]
-    for name in args.off:
+    for name in dict.fromkeys([*args.off, *(DOOR_SETTINGS if args.doors else ())]):
         if not name.startswith("match_") or name not in Settings.model_fields:
             raise SystemExit(f"--off {name}: not a matching setting (one of Settings' match_* fields)")
         variants.append((f"{name} = 0", base.model_copy(update={name: 0.0})))
@@ -284,6 +302,7 @@ async def run(args: argparse.Namespace) -> None:
             f" {len(quality.pool)} actors ({len(quality.archived)} archived)"
         )
         report: dict[str, Any] = {}
+        overall: list[tuple[str, Summary]] = []
         for title, settings in variants:
             rankings = await rank_needs(url, quality, settings)
             scores = {n.id: score_need(rankings[n.id], n.gains, n.must_not) for n in quality.needs}
@@ -291,6 +310,7 @@ async def run(args: argparse.Namespace) -> None:
                 "summary": {case: asdict(s) for case, s in by_case(quality, scores)},
                 "needs": {n: {"ranked": rankings[n], **asdict(scores[n])} for n in rankings},
             }
+            overall.append((title, by_case(quality, scores)[0][1]))
             print()
             print(
                 table(
@@ -301,6 +321,9 @@ async def run(args: argparse.Namespace) -> None:
             if args.details:
                 print()
                 print(details(quality, rankings, scores))
+        if len(overall) > 1:
+            print()
+            print(comparison(overall))
         if args.json:
             args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
         print(
@@ -317,4 +340,5 @@ if __name__ == "__main__":
     parser.add_argument("--details", action="store_true", help="print each need's top 5 and missed actors")
     parser.add_argument("--json", type=Path, help="write per-need rankings and scores there")
     parser.add_argument("--off", action="append", default=[], metavar="SETTING", help="also run with it at 0")
+    parser.add_argument("--doors", action="store_true", help="also run with each door switched off")
     asyncio.run(run(parser.parse_args()))

@@ -152,11 +152,36 @@ class Settings(BaseSettings):
     # --- matching: the score and its weights (one place; see services/matching/scoring.py) -----
     match_k: int = Field(20, ge=1, le=200, description="Matches kept per need (top K)")
     match_min_score: float = Field(0.35, ge=0, le=1, description="Score under which an actor is not matched")
+    match_min_score_unconfirmed: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="Score under which an actor is not matched when it lacks some of the need's themes and its own"
+        " words do not answer it",
+    )
     match_weight_themes: float = Field(0.35, ge=0, description="Weight of the theme overlap")
     match_weight_service_types: float = Field(0.15, ge=0, description="Weight of the service-type overlap")
     match_weight_distance: float = Field(0.25, ge=0, description="Weight of closeness to the need's place")
-    match_weight_text: float = Field(0.15, ge=0, description="Weight of the text relevance (French full text)")
+    match_weight_text: float = Field(
+        0.15,
+        ge=0,
+        description="Weight of the text evidence (the actor's words against the need's, with the field's synonyms)",
+    )
     match_weight_qpv: float = Field(0.10, ge=0, description="Weight of being in a QPV when the need asks for it")
+    # The doors of issue 23 (services/contracts/doors.py): each weight in [0, 1] is the fraction of a shared theme
+    # that an actor coming only through that door is credited in the theme part; 0 closes the door.
+    match_weight_related_theme: float = Field(
+        0.6, ge=0, le=1, description="Credit of a related theme (times the relation's weight) against a shared one"
+    )
+    match_weight_text_door: float = Field(
+        0.6, ge=0, le=1, description="Credit of an actor whose own words name the need's concepts, without its themes"
+    )
+    match_weight_service_type_door: float = Field(
+        0.6, ge=0, le=1, description="Credit of an actor offering the service type that is the need's point (premises)"
+    )
+    match_door_budget: int = Field(
+        10, ge=1, le=500, description="Candidates each extra door (related theme, text, service type) may add per need"
+    )
     match_distance_scale_km: float = Field(
         15.0, gt=0, description="Distance at which the closeness term has fallen to 1/e"
     )

@@ -284,7 +284,7 @@ FUNCTION_WORDS = _word_set(
 GENERIC_WORDS = _word_set(
     "besoin cherchon cherche recherche trouver souhaite souhaiton structure association acteur projet quartier"
     " habitant public personne territoire ville commune service activite proposer propose mettre place"
-    " solidaire tarif ess ete faire plus tres tout tou"
+    " solidaire tarif ess ete faire plus tres tout tou mise"
 )
 CONCEPT_WEIGHT = 1.0  # a named concept of the field, in the actor's description or activities: strong evidence
 WORD_WEIGHT = 0.25  # one distinctive word in common
@@ -522,6 +522,7 @@ class TermMatch:
     weight: float
     in_body: bool
     in_name: bool = False
+    label: str = ""  # the term's label, for a reason ("ressourcerie", "voitures")
 
 
 def word_evidence(matches: Iterable[TermMatch]) -> float:
@@ -550,7 +551,7 @@ def match_terms(query: NeedQuery, name: str, body: str) -> list[TermMatch]:
 
     in_name, in_body = keys(name), keys(body)
     return [
-        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name)
+        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name, label=term.label)
         for term in query.terms
         if term.key in in_body or term.key in in_name
     ]

@@ -53,7 +53,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["reemploi", "economie_circulaire"],
         ["fourniture_biens"],
         qpv_priority=True,
-        expected_top5=["demo-25056-00", "demo-67447-07", "demo-45234-13", "demo-25056-01"],
+        expected_top5=["demo-25056-00", "demo-67447-07", "demo-45234-13", "demo-25056-01", "demo-69123-12"],
     ),
     DemoNeed(
         "25056",
@@ -62,7 +62,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["mobilite", "reparation"],
         ["prestation_service"],
-        expected_top5=["demo-25056-11", "demo-25056-01", "demo-69123-12"],
+        expected_top5=["demo-25056-11", "demo-25056-01", "demo-25056-00", "demo-25056-04", "demo-69123-12"],
     ),
     DemoNeed(
         "25056",
@@ -72,7 +72,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["mediation_numerique", "acces_aux_droits"],
         ["formation", "conseil_accompagnement"],
         perimeter=["EPCI"],
-        expected_top5=["demo-25056-03", "demo-25056-13", "demo-25056-09"],
+        expected_top5=["demo-25056-03", "demo-25056-13", "demo-25056-09", "demo-25056-08"],
     ),
     DemoNeed(
         "25388",
@@ -82,7 +82,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["solidarite_alimentaire"],
         ["fourniture_biens"],
         perimeter=["DEP"],
-        expected_top5=["demo-25388-05", "demo-25056-02", "demo-25462-08"],
+        expected_top5=["demo-25388-05", "demo-25056-02", "demo-25462-08", "demo-25388-06", "demo-25388-12"],
     ),
     DemoNeed(
         "64102",
@@ -92,7 +92,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["iae", "environnement"],
         ["prestation_service"],
         perimeter=["EPCI"],
-        expected_top5=["demo-64122-13", "demo-64102-07", "demo-64024-10", "demo-64024-01", "demo-64122-03"],
+        expected_top5=["demo-64122-13", "demo-64102-07", "demo-64024-10", "demo-64122-03", "demo-64024-00"],
     ),
     DemoNeed(
         "64102",
@@ -120,7 +120,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "quote",
         ["habitat"],
         ["prestation_service"],
-        expected_top5=["demo-79191-11"],
+        expected_top5=["demo-79191-11", "demo-79191-08"],
     ),
     DemoNeed(
         "63113",
@@ -139,7 +139,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "partnership",
         ["energie"],
         ["partenariat"],
-        expected_top5=["demo-63113-11"],
+        expected_top5=["demo-63113-11", "demo-63113-00"],
     ),
     DemoNeed(
         "69266",
@@ -158,7 +158,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["culture"],
         ["prestation_service"],
-        expected_top5=["demo-69266-01"],
+        expected_top5=["demo-69266-01", "demo-69266-00"],
     ),
     DemoNeed(
         "67482",
@@ -168,7 +168,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["cooperation_territoriale", "numerique"],
         ["mise_a_disposition_locaux"],
         perimeter=["EPCI"],
-        expected_top5=["demo-67482-12", "demo-67218-08", "demo-67482-07", "demo-67482-11", "demo-67218-03"],
+        expected_top5=["demo-67482-12", "demo-67218-08", "demo-67482-07", "demo-67218-03", "demo-67482-11"],
     ),
     DemoNeed(
         "67482",
@@ -177,7 +177,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["handicap", "emploi_formation"],
         ["sous_traitance"],
-        expected_top5=["demo-67482-01", "demo-67447-04", "demo-69123-08", "demo-67482-08", "demo-67482-11"],
+        expected_top5=["demo-67482-01", "demo-67447-04", "demo-69123-08", "demo-67482-09", "demo-67482-08"],
     ),
     DemoNeed(
         "68224",
@@ -187,7 +187,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["aide_domicile", "vieillissement"],
         ["mise_a_disposition_personnel", "conseil_accompagnement"],
         perimeter=["DEP"],
-        expected_top5=["demo-68224-12"],
+        expected_top5=["demo-68224-12", "demo-68066-01", "demo-68224-11", "demo-64102-11"],
     ),
     DemoNeed(
         "68224",
@@ -196,7 +196,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "call_for_projects",
         ["mobilite"],
         ["prestation_service"],
-        expected_top5=["demo-68224-13", "demo-68224-04"],
+        expected_top5=["demo-68224-13", "demo-68224-04", "demo-68224-11", "demo-68224-00"],
     ),
     DemoNeed(
         "45234",
@@ -206,7 +206,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["solidarite_alimentaire"],
         ["benevolat"],
         qpv_priority=True,
-        expected_top5=["demo-45284-12"],
+        expected_top5=["demo-45284-12", "demo-45234-09"],
     ),
     DemoNeed(
         "45284",
@@ -216,7 +216,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["reemploi", "economie_circulaire"],
         ["fourniture_biens"],
         radius_km=15,
-        expected_top5=["demo-45284-10", "demo-45234-13", "demo-67447-07", "demo-45284-05", "demo-45284-11"],
+        expected_top5=["demo-45284-10", "demo-45234-13", "demo-67447-07", "demo-45284-11", "demo-45284-05"],
     ),
     DemoNeed(
         "45234",
@@ -225,7 +225,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "call_for_projects",
         ["acces_aux_droits"],
         ["conseil_accompagnement"],
-        expected_top5=["demo-45234-05", "demo-45234-01"],
+        expected_top5=["demo-45284-13", "demo-45234-05", "demo-45234-01"],
     ),
     DemoNeed(
         "25056",

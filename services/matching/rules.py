@@ -186,9 +186,11 @@ def check_selection(status: MatchStatus) -> MatchStatus:
 # --- which matches are made, and which are announced -------------------------------------------------------
 
 
-def kept(result: Result, min_score: float) -> bool:
-    """A scored actor becomes a match when eligible and at least `match_min_score`."""
-    return result.eligible and result.score >= min_score
+def kept(result: Result, min_score: float, min_unconfirmed: float = 0.0) -> bool:
+    """A scored actor becomes a match when eligible and at least `match_min_score`; one that neither shares all
+    the need's themes nor says it in its own words (`Result.confirmed`) at least `match_min_score_unconfirmed`
+    too, so that a need with no real answer gets no match rather than weak ones."""
+    return result.eligible and result.score >= min_score and (result.confirmed or result.score >= min_unconfirmed)
 
 
 def top(scored: Sequence[Scored], k: int) -> list[Scored]:

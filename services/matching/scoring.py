@@ -1,10 +1,13 @@
 """The matching score: how well one actor answers one need, and why, as a pure function (no I/O).
 
-Eligibility first (kind; a shared theme; the actor is inside the need's perimeter or one of its
-activities covers the need's place — the activity-level logic of Le marché de l'inclusion), then a
-weighted mean of theme overlap, service-type overlap, closeness, text relevance and, when the need
-asks for it, the QPV bonus. The weights are settings (`MAILLAGE_MATCH_WEIGHT_*`); the SQL that
-fetches candidates ranks them with the same formula (see `planner.candidates`).
+Eligibility first (kind; at least one door open — services/contracts/doors.py: a shared theme, a related
+theme, the actor's own words, the service type that is the need's point; the actor is inside the need's
+perimeter or one of its activities covers the need's place — the activity-level logic of Le marché de
+l'inclusion), then a weighted mean of the theme part, service-type overlap, closeness, text relevance and,
+when the need asks for it, the QPV bonus. The theme part is 1 per shared theme; an actor without one is
+credited a fraction of it by the door it came through (each fraction a setting, 0 closing the door). The
+weights are settings (`MAILLAGE_MATCH_WEIGHT_*`); the SQL that fetches candidates ranks them with the same
+formula, without the doors' credit and the text part (see `planner.candidates`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.settings import Settings
-from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, SERVICE_TYPES_BY_CODE, THEMES_BY_CODE
+from services.contracts import doors, relations, synonyms
+from services.contracts.doors import Door
+from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, THEMES_BY_CODE
 
 EARTH_RADIUS_KM = 6378.168  # the sphere of PostgreSQL's earthdistance, so both sides agree
 DEFAULT_EXCLUDED_KINDS = frozenset({"local_authority"})
+# Word evidence that confirms a candidate on its own: one distinctive word of the need in its description or
+# activities (a concept is four times that). An unconfirmed candidate must reach MAILLAGE_MATCH_MIN_SCORE_UNCONFIRMED,
+# by default the plain minimum: on the quality set 0.7 keeps one more name trap out of the top 5 but loses seven
+# acceptable actors, and on the demo data (thin descriptions) real answers such as a repair café for a bike-repair
+# need; requiring two words was worse still.
+CONFIRMING_EVIDENCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,10 @@ class Weights:
     text: float = 0.15
     qpv: float = 0.10
     distance_scale_km: float = 15.0
+    # The doors' credit in the theme part, as a fraction of a shared theme's (0 closes the door).
+    related_theme: float = 0.6  # times the relation's weight
+    text_door: float = 0.6
+    service_type_door: float = 0.6
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Weights:
@@ -38,6 +53,9 @@ class Weights:
             text=settings.match_weight_text,
             qpv=settings.match_weight_qpv,
             distance_scale_km=settings.match_distance_scale_km,
+            related_theme=settings.match_weight_related_theme,
+            text_door=settings.match_weight_text_door,
+            service_type_door=settings.match_weight_service_type_door,
         )
 
 
@@ -75,6 +93,7 @@ class NeedProfile:
     eligible_kinds: frozenset[str] = frozenset()
     qpv_priority: bool = False
     qpv_prefix: str = "QN"  # QPV codes of the need's département (QN + 3 digits): a QPV elsewhere is no bonus
+    query: synonyms.NeedQuery | None = None  # its concepts and words; None: no word evidence (ts_rank alone)
 
 
 def qpv_prefix(departement: str) -> str:
@@ -95,6 +114,7 @@ class ActorProfile:
     qpv_code: str | None = None
     activities: tuple[Activity, ...] = ()
     text_relevance: float = 0.0  # 0..1, from PostgreSQL full text (see planner.candidates)
+    body: str = ""  # its own words: description and activities' labels (store.actor_body), not its name
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,10 @@ class Reason:
 class Result:
     score: float
     reasons: list[Reason] = field(default_factory=list)
+    doors: tuple[Door, ...] = ()  # the doors the actor came through (empty when not eligible)
+    # It shares every theme of the need, or its own words answer the need (CONFIRMING_EVIDENCE); an
+    # unconfirmed candidate must reach a stricter minimum (rules.kept).
+    confirmed: bool = True
 
     @property
     def eligible(self) -> bool:
@@ -138,15 +162,31 @@ def eligible_kinds(need: NeedProfile) -> frozenset[str] | None:
     return need.eligible_kinds or None
 
 
-def coverage(need: NeedProfile, actor: ActorProfile, distance: float | None) -> Reason | None:
-    """Why the actor may answer this need geographically, or None when it may not."""
+# The reason code that names each door in a match's reasons (the shared theme keeps the code it always had).
+DOOR_REASON_CODES: dict[Door, str] = {
+    Door.shared_theme: "themes",
+    Door.related_theme: "related_theme",
+    Door.text: "text",
+    Door.service_type: "service_types",
+}
+
+
+def coverage(
+    need: NeedProfile, actor: ActorProfile, distance: float | None, themes: frozenset[str] | None = None
+) -> Reason | None:
+    """Why the actor may answer this need geographically, or None when it may not.
+
+    An activity covers a place only for one of `themes` (default: the need's own; the related-theme door adds
+    the actor's related themes).
+    """
+    themes = need.themes if themes is None else themes
     if actor.territories & need.perimeter:
         where = sorted(actor.territories & need.perimeter)[0]
         return Reason("perimeter", f"dans le périmètre du besoin ({where})")
     if need.perimeter_radius_km is not None and distance is not None and distance <= need.perimeter_radius_km:
         return Reason("perimeter", f"dans le rayon de {_km(need.perimeter_radius_km)} autour du lieu du besoin")
     for activity in actor.activities:
-        if need.themes and activity.theme not in need.themes:
+        if need.themes and activity.theme not in themes:
             continue  # an activity covers a place only for its own theme
         label = THEMES_BY_CODE[activity.theme].label if activity.theme in THEMES_BY_CODE else activity.theme
         if activity.area_kind == "national":
@@ -170,6 +210,24 @@ def score(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights()) 
     return result.score, result.reasons
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the actor's own words say about the need: word evidence in [0, 1] and the matched terms' labels."""
+
+    value: float = 0.0
+    labels: tuple[str, ...] = ()  # terms found in its description or activities, concepts first
+    body: float = 0.0  # the same without its name: what confirms a weak relation or a candidate
+
+
+def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
+    """The actor's word evidence for the need (services.contracts.synonyms), none when the need has no query."""
+    if need.query is None or not need.query.terms:
+        return Evidence()
+    matches = synonyms.match_terms(need.query, actor.name, actor.body)
+    in_body = [m for m in matches if m.in_body]
+    return Evidence(synonyms.word_evidence(matches), tuple(m.label for m in in_body), synonyms.word_evidence(in_body))
+
+
 def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights()) -> Result:
     if actor.id == need.owner_id:
         return Result(0.0, [Reason("excluded", "c'est l'auteur du besoin")])
@@ -178,36 +236,86 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
         label = ACTOR_KINDS_BY_CODE[actor.kind].label if actor.kind in ACTOR_KINDS_BY_CODE else actor.kind
         return Result(0.0, [Reason("excluded", f"type d'acteur non retenu ({label})")])
     shared_themes = need.themes & actor.themes
-    if need.themes and not shared_themes:
-        return Result(0.0, [Reason("excluded", "aucun thème en commun")])
+    evidence = text_evidence(need, actor)
+    opened: list[Door] = []
+    if not need.themes or shared_themes:
+        opened.append(Door.shared_theme)
+    related = relations.best_relation(need.themes, actor.themes) if weights.related_theme > 0 else None
+    if related is not None and relations.related_door_opens(related[0], evidence.body):
+        opened.append(Door.related_theme)
+    if weights.text_door > 0 and synonyms.qualifies(evidence.body):
+        opened.append(Door.text)
+    door_services = doors.service_type_door(need.service_types, actor.service_types)
+    if weights.service_type_door > 0 and door_services:
+        opened.append(Door.service_type)
+    if not opened:
+        return Result(0.0, [Reason("excluded", "aucun thème en commun ni autre porte d'entrée")])
     distance = None
     if actor.lat is not None and actor.lon is not None:
         distance = distance_km(need.lat, need.lon, actor.lat, actor.lon)
-    where = coverage(need, actor, distance)
+    covering = need.themes
+    if Door.related_theme in opened:  # its activities of a related theme cover places for it
+        covering = need.themes | {t for t in actor.themes if any(relations.relation(n, t) for n in need.themes)}
+    where = coverage(need, actor, distance, covering)
     if where is None:
         return Result(0.0, [Reason("excluded", "hors du périmètre et d'aucune zone d'intervention")])
 
-    parts: list[tuple[str, float, float, str | None]] = []  # code, weight, value in [0, 1], text
-    theme_value = len(shared_themes) / len(need.themes) if need.themes else 1.0
-    parts.append(
-        ("themes", weights.themes, theme_value, _labels(shared_themes, THEMES_BY_CODE) if shared_themes else None)
+    # The theme part: shared themes count 1 each; without one, the best credit of the doors the actor came
+    # through, given to that door's reason.
+    theme_value, theme_code = (
+        relations.theme_credit(need.themes, actor.themes, 0.0),
+        DOOR_REASON_CODES[Door.shared_theme],
     )
+    texts: dict[str, str] = {}
+    if shared_themes:
+        texts["themes"] = doors.shared_theme_reason(shared_themes)
+    if Door.related_theme in opened and related is not None:
+        credit = relations.theme_credit(need.themes, actor.themes, weights.related_theme)
+        texts["related_theme"] = doors.related_theme_reason(related[1], related[2])
+        if credit > theme_value:  # a shared theme keeps naming the part; the related one adds to it
+            theme_value, theme_code = credit, theme_code if shared_themes else "related_theme"
+    if Door.text in opened and weights.text_door * evidence.body > theme_value:
+        theme_value, theme_code = weights.text_door * evidence.body, "text"
+    if Door.service_type in opened and weights.service_type_door > theme_value:
+        theme_value, theme_code = weights.service_type_door, "service_types"
+
+    parts: list[tuple[str, float, float, str | None]] = []  # code, weight, value in [0, 1], text
+    parts.append((theme_code, weights.themes, theme_value, texts.get(theme_code)))
     shared_services = need.service_types & actor.service_types
     service_value = len(shared_services) / len(need.service_types) if need.service_types else 1.0
-    service_text = f"propose : {_labels(shared_services, SERVICE_TYPES_BY_CODE).lower()}" if shared_services else None
+    service_text = doors.service_type_reason(shared_services) if shared_services else None
     parts.append(("service_types", weights.service_types, service_value, service_text))
     closeness = math.exp(-distance / weights.distance_scale_km) if distance is not None else 0.0
     parts.append(("distance", weights.distance, closeness, f"à {_km(distance)}" if distance is not None else None))
-    relevance = max(0.0, min(1.0, actor.text_relevance))
-    parts.append(("text", weights.text, relevance, "description proche du besoin" if relevance >= 0.1 else None))
+    # With the need's terms, the text part is the actor's word evidence, where a name alone counts little; the
+    # full-text rank (name weighted A) is only the fallback of a profile without them.
+    relevance = evidence.value if need.query is not None else max(0.0, min(1.0, actor.text_relevance))
+    text = (
+        doors.text_reason(evidence.labels)
+        if evidence.labels
+        else "description proche du besoin"
+        if relevance >= 0.1
+        else None
+    )
+    parts.append(("text", weights.text, relevance, text))
     if need.qpv_priority:
         in_qpv = actor.qpv_code is not None and actor.qpv_code.startswith(need.qpv_prefix)
         parts.append(("qpv", weights.qpv, 1.0 if in_qpv else 0.0, f"en QPV {actor.qpv_code}" if in_qpv else None))
 
     total_weight = sum(weight for _, weight, _, _ in parts) or 1.0
     value = sum(weight * v for _, weight, v, _ in parts) / total_weight
+    # One reason per code: the theme part credited through the text or service-type door adds to that reason.
+    shares: dict[str, float] = {}
+    for code, weight, v, text in parts:
+        if v > 0 and (text is not None or code in shares or code == theme_code):
+            shares[code] = shares.get(code, 0.0) + weight * v / total_weight
+        if text is not None:
+            texts[code] = text
+    if Door.related_theme in opened and not shared_themes and "related_theme" not in shares:
+        shares["related_theme"] = 0.0  # it came through this door too, though another gave more
     reasons = [where]
-    for code, weight, v, text in sorted(parts, key=lambda p: -p[1] * p[2]):
-        if text is not None and v > 0:
-            reasons.append(Reason(code, text, weight * v / total_weight))
-    return Result(round(max(value, 1e-6), 4), reasons)
+    for code, share in sorted(shares.items(), key=lambda item: -item[1]):
+        if code in texts:
+            reasons.append(Reason(code, texts[code], share))
+    confirmed = (bool(need.themes) and shared_themes == need.themes) or evidence.body >= CONFIRMING_EVIDENCE
+    return Result(round(max(value, 1e-6), 4), reasons, tuple(opened), confirmed or need.query is None)

@@ -267,11 +267,13 @@ async def match_need(db: Db, need_id: uuid.UUID, settings: Settings) -> int:
             return 0
         weights = Weights.from_settings(settings)
         profile = planner.need_profile(need)
-        found = await planner.candidates(uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR)
+        found = await planner.candidates(
+            uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR, settings.match_door_budget
+        )
         scored: list[Scored] = []
         for actor in found:
             result = evaluate(profile, actor, weights)
-            if rules.kept(result, settings.match_min_score):
+            if rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
                 scored.append((actor, result.score, [r.as_dict() for r in result.reasons]))
         return await _store_matches(uow, need, rules.top(scored, settings.match_k), settings)
 
@@ -298,7 +300,7 @@ async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings)
         need = store.need_read(need_row, await store.owner_of(uow.conn, need_row["owner_id"]))
         actor = store.actor_profile(row, text_rank)
         result = evaluate(planner.need_profile(need), actor, weights)
-        if not rules.kept(result, settings.match_min_score):
+        if not rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
             continue
         await store.lock_need(uow.conn, need_row["id"])
         scores = [score for score, _ in (await store.match_state(uow.conn, need_row["id"])).values()]

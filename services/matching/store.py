@@ -11,7 +11,9 @@ import asyncpg
 import orjson
 
 from services.contracts import territories
+from services.contracts.doors import activities_text
 from services.contracts.events import ActorV1
+from services.contracts.synonyms import concepts_of, need_query
 from services.matching.model import (
     DeliveryRead,
     EndpointStatus,
@@ -37,19 +39,21 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
     reach = sorted({code for a in actor.activities if a.area.kind == "territories" for code in a.area.territories})
     radii = [a.area.radius_km or 0.0 for a in actor.activities if a.area.kind == "radius"]
     national = any(a.area.kind == "national" for a in actor.activities)
+    activities = [a.model_dump(mode="json") for a in actor.activities]
     applied = await conn.fetchval(
         """
         INSERT INTO actors (id, version, name, kind, themes, service_types, commune_code, territories, reach,
-                            reach_radius_km, national, lat, lon, qpv_code, legal_form, status, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                            reach_radius_km, national, lat, lon, qpv_code, legal_form, status, updated_at, concepts)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
         ON CONFLICT (id) DO UPDATE SET
             version = EXCLUDED.version, name = EXCLUDED.name, kind = EXCLUDED.kind, themes = EXCLUDED.themes,
             service_types = EXCLUDED.service_types, commune_code = EXCLUDED.commune_code,
             territories = EXCLUDED.territories, reach = EXCLUDED.reach,
             reach_radius_km = EXCLUDED.reach_radius_km, national = EXCLUDED.national, lat = EXCLUDED.lat,
             lon = EXCLUDED.lon, qpv_code = EXCLUDED.qpv_code, legal_form = EXCLUDED.legal_form,
-            status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
-        WHERE actors.version < EXCLUDED.version
+            status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, concepts = EXCLUDED.concepts
+        -- NULL concepts: a row from before migration 0007, refreshed by any application of its state (a rebuild)
+        WHERE actors.version < EXCLUDED.version OR actors.concepts IS NULL
         RETURNING true
         """,
         uuid.UUID(actor.id),
@@ -69,6 +73,7 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
         actor.legal_form,
         actor.status,
         datetime.fromisoformat(actor.updated_at),
+        actor_concepts(actor.description, activities),
     )
     if not applied:
         return False
@@ -81,12 +86,25 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
         uuid.UUID(actor.id),
         actor.name,
         actor.description,
-        [a.model_dump(mode="json") for a in actor.activities],
+        activities,
     )
     return True
 
 
+def actor_body(description: str, activities: Iterable[dict[str, Any]]) -> str:
+    """An actor's own words for the text door: its description and its activities' labels, never its name (a
+    name alone is weak evidence: "Les Jardins de la Culture" is a theatre company)."""
+    return f"{description} ; {activities_text(activities)}"
+
+
+def actor_concepts(description: str, activities: Iterable[dict[str, Any]]) -> list[str]:
+    """The synonym groups an actor's own words name, sorted (the replica's `concepts`)."""
+    return sorted(concepts_of(actor_body(description, activities)))
+
+
 def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProfile:
+    """The scoring view of a replica row joined with its texts (`description` optional: no text evidence)."""
+    activities = row["activities"]
     return ActorProfile(
         id=str(row["id"]),
         name=row["name"],
@@ -97,15 +115,17 @@ def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProf
         lat=row["lat"],
         lon=row["lon"],
         qpv_code=row["qpv_code"],
-        activities=tuple(Activity.from_json(a) for a in row["activities"]),
+        activities=tuple(Activity.from_json(a) for a in activities),
         text_relevance=text_relevance,
+        body=actor_body(description, activities) if (description := row.get("description")) is not None else "",
     )
 
 
 async def active_actor(conn: asyncpg.Connection, actor_id: uuid.UUID) -> asyncpg.Record | None:
     """The replica's row of an active actor with its activities (what scoring reads), or None."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT a.*, t.activities FROM actors a JOIN actor_texts t USING (id) WHERE a.id = $1 AND a.status = 'active'",
+        """SELECT a.*, t.activities, t.description FROM actors a JOIN actor_texts t USING (id)
+           WHERE a.id = $1 AND a.status = 'active'""",
         actor_id,
     )
     return row
@@ -198,6 +218,7 @@ def _need_values(body: NeedCreate | NeedUpdate) -> list[Any]:
         body.budget_max,
         body.deadline,
         body.qpv_priority,
+        sorted(need_query(body.title, body.description, body.service_types).concepts),
     ]
 
 
@@ -206,8 +227,8 @@ async def insert_need(conn: asyncpg.Connection, owner_id: uuid.UUID, body: NeedC
         f"""
         INSERT INTO needs (id, owner_id, title, description, kind, themes, service_types, commune_code,
                            lat, lon, perimeter, perimeter_radius_km, eligible_kinds, budget_min, budget_max,
-                           deadline, qpv_priority)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                           deadline, qpv_priority, concepts)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
         RETURNING {NEED_COLUMNS}
         """,
         uuid.uuid4(),
@@ -225,7 +246,7 @@ async def update_need(
         UPDATE needs SET title = $3, description = $4, kind = $5, themes = $6, service_types = $7,
             commune_code = $8, lat = $9, lon = $10, perimeter = $11, perimeter_radius_km = $12,
             eligible_kinds = $13, budget_min = $14, budget_max = $15, deadline = $16, qpv_priority = $17,
-            version = version + 1, updated_at = now()
+            concepts = $18, version = version + 1, updated_at = now()
         WHERE id = $1 AND version = $2 AND status = 'published'
         RETURNING {NEED_COLUMNS}
         """,
@@ -429,7 +450,8 @@ async def list_matches(
         await conn.fetch(
             f"""SELECT {MATCH_COLUMNS}, a.name AS actor_name FROM matches m LEFT JOIN actors a ON a.id = m.actor_id
                 WHERE ($1::uuid IS NULL OR m.need_id = $1) AND ($2::uuid IS NULL OR m.actor_id = $2)
-                ORDER BY m.score DESC, m.id LIMIT 500""",
+                ORDER BY m.score DESC, m.actor_id LIMIT 500  -- ties as rules.top breaks them
+            """,
             need_id,
             actor_id,
         )

@@ -98,6 +98,8 @@ async def setting(directory: Directory, matching: Matching) -> dict[str, dict[st
         service_types=["prestation_service"],
         activities=[],
         location={"lat": 47.2380, "lon": 6.0250},
+        # Its own words: with the directory fixture's default (a ressourcerie's) the text door would let it in.
+        description="Atelier participatif d'autoréparation de vélos et vélo-école.",
     )
     await in_replica(matching, authority["id"], near["id"], far["id"], bike["id"])
     return {"authority": authority, "near": near, "far": far, "bike": bike}
@@ -200,6 +202,38 @@ async def test_an_actor_registered_after_the_need_is_matched_and_notified_once(
             """SELECT ce_id FROM outbox WHERE ce_type LIKE '%match.found'
                AND data->'match'->>'actor_id' = $1 AND data->'match'->>'need_id' = $2""",
             newcomer["id"],
+            need["id"],
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == 1
+
+
+async def test_an_actor_registered_after_the_need_reaches_it_through_a_related_theme_once(
+    directory: Directory, matching: Matching
+) -> None:
+    actors = await setting(directory, matching)
+    need = await publish(matching, actors["authority"]["id"])
+    await eventually(lambda: matches_of(matching, need["id"]))
+    circular = await create(  # declared "économie circulaire" only, as many recycleries do
+        directory,
+        name="Recyclerie circulaire",
+        themes=["economie_circulaire"],
+        activities=[],
+        location={"lat": 47.246, "lon": 6.031},
+    )
+
+    async def matched() -> dict[str, Any] | None:
+        return next((m for m in await matches_of(matching, need["id"]) if m["actor_id"] == circular["id"]), None)
+
+    match = await eventually(matched)
+    assert any(r["code"] == "related_theme" and r["text"].startswith("thème voisin") for r in match["reasons"])
+    conn = await asyncpg.connect(matching.database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT ce_id FROM outbox WHERE ce_type LIKE '%match.found'
+               AND data->'match'->>'actor_id' = $1 AND data->'match'->>'need_id' = $2""",
+            circular["id"],
             need["id"],
         )
     finally:

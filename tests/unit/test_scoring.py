@@ -6,8 +6,10 @@ import math
 
 import pytest
 
+from services.contracts.doors import Door
+from services.contracts.synonyms import need_query
 from services.contracts.territories import territories_of_commune
-from services.matching import planner
+from services.matching import planner, rules
 from services.matching.scoring import (
     Activity,
     ActorProfile,
@@ -150,3 +152,72 @@ def test_reach_km_bounds_the_closeness_a_group_needs() -> None:
     assert planner.reach_km(0.5, 0.5 + closeness + 0.01, closeness, scale) < 0  # not even at distance 0
     # Closeness halves every ln 2 scales: half of it is still reached up to there, not beyond.
     assert planner.reach_km(0.5, 0.5 + closeness / 2, closeness, scale) == pytest.approx(scale * math.log(2), rel=1e-6)
+
+
+# --- the doors of issue 23 ----------------------------------------------------------------------------------
+
+
+def worded(title: str, description: str = "", **overrides: object) -> NeedProfile:
+    """A need with its words (the profile the planner builds), for the text evidence."""
+    service_types = overrides.get("service_types", frozenset({"fourniture_biens"}))
+    assert isinstance(service_types, frozenset)
+    return need(query=need_query(title, description, service_types), **overrides)
+
+
+def test_a_related_theme_opens_a_door_named_in_the_reasons_at_a_fraction_of_a_shared_one() -> None:
+    asked = worded("Une ressourcerie pour le quartier")
+    circular = actor(themes=frozenset({"economie_circulaire"}))
+    result = evaluate(asked, circular)
+    assert result.eligible and result.doors == (Door.related_theme,)
+    assert any(r.code == "related_theme" and r.text.startswith("thème voisin : ") for r in result.reasons)
+    assert 0 < result.score < evaluate(asked, actor()).score <= 1
+    closed = Weights(related_theme=0.0)
+    assert evaluate(asked, circular, closed).score == 0  # its weight at 0 closes the door
+
+
+def test_a_weak_relation_needs_the_actors_own_words() -> None:
+    asked = worded("Une ressourcerie", "Collecte et revente d'objets")
+    insertion = actor(themes=frozenset({"iae"}), body="Chantier d'insertion : menuiserie")  # iae ↔ réemploi: 0.5
+    assert evaluate(asked, insertion).score == 0
+    confirmed = actor(themes=frozenset({"iae"}), body="Atelier d'insertion : collecte et revente d'objets")
+    assert evaluate(asked, confirmed).doors == (Door.related_theme,)
+
+
+def test_the_actors_own_words_open_the_text_door_but_its_name_alone_does_not() -> None:
+    asked = worded("Une ressourcerie pour le quartier")
+    by_words = actor(themes=frozenset({"culture"}), body="Recyclerie associative : dons, tri et revente")
+    result = evaluate(asked, by_words)
+    assert result.doors == (Door.text,)
+    assert any(r.code == "text" and r.text.startswith("ses activités : ressourcerie") for r in result.reasons)
+    trap = actor(name="La Ressourcerie des Idées", themes=frozenset({"culture"}), body="Incubateur de projets")
+    assert evaluate(asked, trap).score == 0
+    assert evaluate(asked, by_words, Weights(text_door=0.0)).score == 0
+
+
+def test_premises_open_the_service_type_door_whatever_the_themes() -> None:
+    asked = worded("Des locaux pour une épicerie", service_types=frozenset({"mise_a_disposition_locaux"}))
+    tiers_lieu = actor(themes=frozenset({"culture"}), service_types=frozenset({"mise_a_disposition_locaux"}))
+    result = evaluate(asked, tiers_lieu)
+    assert Door.service_type in result.doors and 0 < result.score <= 1
+    assert any(r.code == "service_types" and "locaux" in r.text for r in result.reasons)
+    assert evaluate(asked, tiers_lieu, Weights(service_type_door=0.0)).score == 0
+    training = worded("Former des bénévoles", service_types=frozenset({"formation"}))  # not a door on its own
+    assert evaluate(training, actor(themes=frozenset({"culture"}), service_types=frozenset({"formation"}))).score == 0
+
+
+def test_doors_keep_the_hard_rules() -> None:
+    asked = worded("Une ressourcerie pour le quartier")
+    by_words = actor(themes=frozenset({"culture"}), body="Recyclerie associative")
+    assert evaluate(need(query=asked.query, eligible_kinds=frozenset({"siae"})), by_words).score == 0
+    far = actor(commune="39300", lat=46.67, lon=5.55, themes=frozenset({"culture"}), body="Recyclerie associative")
+    assert evaluate(asked, far).score == 0
+    assert evaluate(asked, actor(kind="local_authority", themes=frozenset({"economie_circulaire"}))).score == 0
+
+
+def test_an_unconfirmed_candidate_meets_the_stricter_minimum() -> None:
+    asked = worded("Un centre de santé dentaire", themes=frozenset({"sante", "vieillissement"}))
+    partial = evaluate(asked, actor(themes=frozenset({"sante"}), body="Activité physique adaptée"))
+    assert partial.eligible and not partial.confirmed
+    assert rules.kept(partial, 0.35) and not rules.kept(partial, 0.35, 0.99)
+    worded_actor = evaluate(asked, actor(themes=frozenset({"sante"}), body="Centre dentaire mutualiste"))
+    assert worded_actor.confirmed and rules.kept(worded_actor, 0.35, 0.99)
