@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from strawberry.schema import BaseSchema
 
-from gateway.console import home, signin, web
+from gateway.console import home, needs, signin, web
 
 
 def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
@@ -21,4 +21,5 @@ def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
     console = web.Console(shared, schema)
     web.install(app, console)
     home.install(app, console)
+    needs.install(app, console)
     signin.install(app, console)
