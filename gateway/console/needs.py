@@ -52,7 +52,7 @@ MATCH_STATUSES = {
     "withdrawn": ("Retiré", "retire"),
 }
 CLOSURES = {"FULFILLED": "Satisfait", "CLOSED": "Clos sans suite", "CANCELLED": "Annulé"}
-SELECTABLE = {"proposed", "notified", "viewed", "interested"}
+SELECTABLE = {"interested"}  # the matching service selects an interested actor only
 
 MATCH_FIELDS = """
 fragment M on Match {

@@ -167,6 +167,11 @@ async def test_selecting_a_match_and_closing_the_need_change_their_state(gateway
     actor = await register(gateway, f"Ressourcerie de Redon {uuid.uuid4().hex[:6]}")
     need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]))
     match = await first_match(gateway, need["id"], actor["id"])
+    await gateway.ok(
+        'mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED) { id } }',
+        {"id": match["id"]},
+        await credential(gateway, "actor", actor["id"]),
+    )
     async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: token}) as http:
         page = await http.get(f"/besoins/{need['id']}")
         assert page.status_code == 200 and actor["name"] in page.text and "Score" in page.text
