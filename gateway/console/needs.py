@@ -91,10 +91,16 @@ NEED_EDIT = "query($id: ID!) { need(id: $id) {" + NEED_FIELDS + " matches(first:
 VOCABULARY = "{ themes { code label } serviceTypes { code label } actorKinds { code label } }"
 COMMUNES = "query($s: String!) { communes(search: $s, first: 8) { code name departement postalCodes } }"
 TERRITORIES = "query($s: String!) { territories(search: $s, first: 8) { code kind name } }"
-PUBLISH = "mutation($input: PublishNeedInput!, $key: IdempotencyKey) { publishNeed(input: $input, idempotencyKey: $key) { id } }"
+PUBLISH = """
+mutation($input: PublishNeedInput!, $key: IdempotencyKey) { publishNeed(input: $input, idempotencyKey: $key) { id } }
+"""
 UPDATE = "mutation($id: ID!, $input: UpdateNeedInput!) { updateNeed(id: $id, input: $input) { id } }"
 SELECT = "mutation($id: ID!, $comment: String) { selectMatch(id: $id, comment: $comment) { id status } }"
-CLOSE = "mutation($id: ID!, $status: NeedClosure!, $comment: String) { closeNeed(id: $id, status: $status, comment: $comment) { id status } }"
+CLOSE = """
+mutation($id: ID!, $status: NeedClosure!, $comment: String) {
+  closeNeed(id: $id, status: $status, comment: $comment) { id status }
+}
+"""
 FOUND = "subscription($n: ID) { matchFound(needId: $n) { ...M } }" + MATCH_FIELDS
 UPDATED = "subscription($n: ID!) { matchUpdated(needId: $n) { ...M } }" + MATCH_FIELDS
 TERRITORY_KINDS = {"COM": "commune", "EPCI": "intercommunalité", "DEP": "département", "REG": "région"}
@@ -263,10 +269,10 @@ class NeedForm:
             try:
                 value = number(raw)
             except ValueError:
-                errors[name] = f"{LABELS[name]} : un nombre en degrés décimaux, par exemple 48,1113."
+                errors[name] = "Écrivez un nombre en degrés décimaux, par exemple 48,1113."
                 continue
             if not low <= value <= high:
-                errors[name] = f"{LABELS[name]} : entre {low} et {high} degrés."
+                errors[name] = f"Écrivez un nombre entre {low} et {high} degrés."
             point[name.split(".")[1]] = value
         if len(point) == 2:
             result["location"] = point
@@ -280,7 +286,7 @@ class NeedForm:
             try:
                 value = number(raw)
             except ValueError:
-                errors[name] = f"{LABELS[name]} : un nombre, par exemple 15."
+                errors[name] = "Écrivez un nombre, par exemple 15."
                 continue
             if name == "perimeter.radiusKm":
                 perimeter["radiusKm"] = value
@@ -293,7 +299,7 @@ class NeedForm:
             try:
                 day = date.fromisoformat(v["deadline"])
             except ValueError:
-                errors["deadline"] = "Date limite : une date au format AAAA-MM-JJ."
+                errors["deadline"] = "Écrivez une date, au format AAAA-MM-JJ."
             else:  # the end of that day in France: the date the person chose is still open
                 result["deadline"] = datetime.combine(day, time(23, 59, 59), PARIS).isoformat()
         if errors:
@@ -529,6 +535,8 @@ def install(app: FastAPI, console: Console) -> None:
         need = data.get("need")
         if need is None:
             raise console.refusal_page("NOT_FOUND")
+        words = await vocabulary(request, session)
+        label = {t["code"]: t["label"] for key in words for t in words[key]}
         return console.render(
             request,
             "needs_detail.html",
@@ -544,6 +552,7 @@ def install(app: FastAPI, console: Console) -> None:
             closures=CLOSURES,
             selectable=SELECTABLE,
             day=day_of,
+            labelled=lambda codes: ", ".join(label.get(code, code) for code in codes),
             errors=errors.fields if errors else {},
             general=(errors.general + list(errors.fields.values())) if errors else [],
         )
@@ -572,7 +581,9 @@ def install(app: FastAPI, console: Console) -> None:
         if not isinstance(match_id, str) or not match_id:
             raise ConsolePage(400, "Formulaire incomplet", "Choisissez l'acteur à retenir.")
         comment_text = comment.strip() if isinstance(comment, str) else ""
-        return await need_action(request, session, name, need_id, SELECT, {"id": match_id, "comment": comment_text or None})
+        return await need_action(
+            request, session, name, need_id, SELECT, {"id": match_id, "comment": comment_text or None}
+        )
 
     @app.post("/besoins/{need_id}/cloture", response_class=HTMLResponse, include_in_schema=False)
     async def _close(request: Request, need_id: str) -> Response:
@@ -586,7 +597,9 @@ def install(app: FastAPI, console: Console) -> None:
                 request, session, name, need_id, errors=FormErrors(fields={"issue": "Choisissez l'issue du besoin."})
             )
         comment_text = comment.strip() if isinstance(comment, str) else ""
-        return await need_action(request, session, name, need_id, CLOSE, {"id": need_id, "status": outcome, "comment": comment_text or None})
+        return await need_action(
+            request, session, name, need_id, CLOSE, {"id": need_id, "status": outcome, "comment": comment_text or None}
+        )
 
     # --- edit -----------------------------------------------------------------------------------------------
 

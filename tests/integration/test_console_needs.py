@@ -4,15 +4,19 @@ browser matches that appear and change live, the form completed with the keyboar
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 from playwright.async_api import Page, expect
 
-from gateway.console.web import SESSION_COOKIE
+from gateway.console.needs import SESSION_CHECK_S, STREAMS_PER_SESSION
+from gateway.console.web import SESSION_COOKIE, Console
 from services.common.auth import Role
 from tests.integration.browser_fixtures import (
     DESKTOP,
@@ -28,7 +32,7 @@ from tests.integration.test_gateway import credential, publish_need, register
 from tests.integration.test_matching import eventually
 
 DEADLINE = (date.today() + timedelta(days=30)).isoformat()
-FORM = {
+FORM: dict[str, Any] = {
     "title": "Un lieu de réemploi à Maurepas",
     "description": "Collecte et revente d'objets de seconde main, réemploi",
     "kind": "PARTNERSHIP",
@@ -105,8 +109,13 @@ async def test_a_need_published_from_the_form_exists_and_bad_input_is_shown_besi
         # The commune search works without JavaScript: a button of the form, the values kept.
         searched = await http.post(
             "/besoins/nouveau",
-            data={**FORM, "communeCode": "", "commune_recherche": "Rennes", "action": "chercher-commune",
-                  "csrf": csrf_of(page.text)},
+            data={
+                **FORM,
+                "communeCode": "",
+                "commune_recherche": "Rennes",
+                "action": "chercher-commune",
+                "csrf": csrf_of(page.text),
+            },
         )
         assert searched.status_code == 200 and 'value="35238|' in searched.text
         assert "Collecte et revente" in searched.text and await needs_of(gateway, owner["id"]) == []
@@ -116,7 +125,7 @@ async def test_a_need_published_from_the_form_exists_and_bad_input_is_shown_besi
         [need] = await needs_of(gateway, owner["id"])
         assert need == {"id": need_id, "title": FORM["title"], "status": "published"}
         listed = await http.get("/besoins")
-        assert FORM["title"] in listed.text and f"/besoins/{need_id}" in listed.text and "Ouvert" in listed.text
+        assert str(FORM["title"]) in listed.text and f"/besoins/{need_id}" in listed.text and "Ouvert" in listed.text
         # Edit: only what changed is sent.
         edit = await http.get(f"/besoins/{need_id}/modifier")
         assert edit.status_code == 200 and 'value="48.1113"' in edit.text
@@ -154,7 +163,8 @@ async def test_another_authoritys_need_page_is_refused_with_a_clear_page(gateway
 async def first_match(gateway: Gateway, need_id: str, actor_id: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         data = await gateway.ok(
-            "query($n: ID!) { need(id: $n) { matches(first: 50) { id actorId status } } }", {"n": need_id},
+            "query($n: ID!) { need(id: $n) { matches(first: 50) { id actorId status } } }",
+            {"n": need_id},
             gateway.admin,
         )
         return next((m for m in data["need"]["matches"] or [] if m["actorId"] == actor_id), None)
@@ -168,7 +178,7 @@ async def test_selecting_a_match_and_closing_the_need_change_their_state(gateway
     need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]))
     match = await first_match(gateway, need["id"], actor["id"])
     await gateway.ok(
-        'mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED) { id } }',
+        "mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED) { id } }",
         {"id": match["id"]},
         await credential(gateway, "actor", actor["id"]),
     )
@@ -192,8 +202,10 @@ async def test_selecting_a_match_and_closing_the_need_change_their_state(gateway
         {"n": need["id"], "m": match["id"]},
         gateway.admin,
     )
-    assert data == {"need": {"status": "fulfilled", "closingComment": "Convention signée"},
-                    "match": {"status": "selected"}}
+    assert data == {
+        "need": {"status": "fulfilled", "closingComment": "Convention signée"},
+        "match": {"status": "selected"},
+    }
 
 
 async def signed_in_page(new_page: NewPage, gateway: Gateway, token: str, **options: Any) -> Page:
@@ -306,10 +318,51 @@ def test_dates_are_days_in_france() -> None:
 
     assert day_of("2026-12-31T23:00:00+00:00") == "01/01/2027"
     form = NeedForm(
-        {**NeedForm.empty().values, "title": "t", "kind": "QUOTE", "themes": ["x"], "commune": ("1", "1"),
-         "location.lat": "1", "location.lon": "2", "perimeter.radiusKm": "", "budgetMin": "1 500,5",
-         "budgetMax": "", "deadline": "2027-01-31", "description": "", "qpvPriority": False}
+        {
+            **NeedForm.empty().values,
+            "title": "t",
+            "kind": "QUOTE",
+            "themes": ["x"],
+            "commune": ("1", "1"),
+            "location.lat": "1",
+            "location.lon": "2",
+            "perimeter.radiusKm": "",
+            "budgetMin": "1 500,5",
+            "budgetMax": "",
+            "deadline": "2027-01-31",
+            "description": "",
+            "qpvPriority": False,
+        }
     )
     built = form.graphql_input()
     assert built["budgetMin"] == 1500.5 and built["deadline"].startswith("2027-01-31T23:59:59")
     assert datetime.fromisoformat(built["deadline"]).astimezone(UTC).hour == 22
+
+
+async def test_a_revoked_session_ends_its_open_streams_and_a_session_opens_a_few_only(gateway: Gateway) -> None:
+    owner, token = await authority(gateway, "Ville de Dinan")
+    need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]))
+    path = f"/besoins/{need['id']}/flux"
+    async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: token}, timeout=15) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            opened = [await stack.enter_async_context(http.stream("GET", path)) for _ in range(STREAMS_PER_SESSION)]
+            assert all(s.status_code == 200 for s in opened)
+            assert opened[0].headers["content-type"].startswith("text/event-stream")
+            refused = await http.get(path)
+            assert refused.status_code == 429  # one session, a few tabs: not hundreds of streams
+            lines = opened[0].aiter_lines()
+            assert await anext(lines) == "event: liste"
+            conn = await asyncpg.connect(gateway.settings.database_url_for("gateway"))
+            try:
+                await conn.execute(
+                    "UPDATE credentials SET revoked_at = now(), revoked_by = 'test' WHERE id = $1",
+                    Console.token_id(token),
+                )
+            finally:
+                await conn.close()
+            started = asyncio.get_running_loop().time()
+            rest = [line async for line in lines]  # the stream ends by itself
+            assert asyncio.get_running_loop().time() - started < SESSION_CHECK_S + 3
+            assert "event: fin" in rest
+        gone = await http.get(path)
+        assert gone.status_code == 204  # an EventSource stops reconnecting
