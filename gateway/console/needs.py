@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,10 @@ PARIS = ZoneInfo("Europe/Paris")
 STREAMS_PER_SESSION = 4  # a person with a few tabs open; more is a loop somewhere
 SESSION_CHECK_S = 3.0  # how late a revoked session's open stream may end, at worst
 LAST_VISIT_COOKIE = "maillage_besoins_vus"
+# Read through GraphQL like the rest, but kept a little: the vocabulary changes with a release, an authority's
+# name (the pages' header) seldom; each page is then one or two operations instead of three or four.
+VOCABULARY_TTL_S = 300.0
+NAME_TTL_S = 30.0
 
 NEED_KINDS = {
     "PARTNERSHIP": "Partenariat",
@@ -318,22 +321,49 @@ class NeedForm:
         return changed
 
 
+Feed = asyncio.Queue[tuple[str, dict[str, Any] | None]]
+
+
+class Kept:
+    """Values kept for a while, by key (a few: the vocabulary, the names of the authorities signed in)."""
+
+    def __init__(self, ttl_s: float, size: int = 1000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self.values: dict[str, tuple[float, Any]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        now = asyncio.get_running_loop().time()
+        kept = self.values.get(key)
+        if kept is not None and now - kept[0] < self.ttl_s:
+            return kept[1]
+        value = await load()
+        if len(self.values) >= self.size:
+            self.values.clear()
+        self.values[key] = (now, value)
+        return value
+
+
 class Streams:
-    """How many live streams each session has open (a tab each), so that one session cannot open hundreds."""
+    """The live streams each session has open (a tab each): a few at most, the newest kept, so that one session
+    cannot hold hundreds and a page just opened is live even while the one left is not yet known gone (a
+    closed connection is noticed at the next write, up to `SESSION_CHECK_S` later)."""
 
     def __init__(self) -> None:
-        self.open: Counter[str] = Counter()
+        self.open: dict[str, list[Feed]] = {}
 
-    def enter(self, session: Session) -> bool:
-        if self.open[session.credential_id] >= STREAMS_PER_SESSION:
-            return False
-        self.open[session.credential_id] += 1
-        return True
+    def enter(self, session: Session, feed: Feed) -> None:
+        mine = self.open.setdefault(session.credential_id, [])
+        while len(mine) >= STREAMS_PER_SESSION:
+            mine.pop(0).put_nowait(("fin", None))  # the oldest ends (its page keeps its "rafraîchir" link)
+        mine.append(feed)
 
-    def leave(self, session: Session) -> None:
-        self.open[session.credential_id] -= 1
-        if self.open[session.credential_id] <= 0:
-            del self.open[session.credential_id]
+    def leave(self, session: Session, feed: Feed) -> None:
+        mine = self.open.get(session.credential_id, [])
+        if feed in mine:
+            mine.remove(feed)
+        if not mine:
+            self.open.pop(session.credential_id, None)
 
 
 def sse(event: str, html: str) -> bytes:
@@ -343,6 +373,7 @@ def sse(event: str, html: str) -> bytes:
 
 def install(app: FastAPI, console: Console) -> None:
     streams = Streams()
+    words, names = Kept(VOCABULARY_TTL_S), Kept(NAME_TTL_S)
 
     async def authority(request: Request) -> tuple[Session, str | None]:
         session = await console.require_session(request)
@@ -350,10 +381,11 @@ def install(app: FastAPI, console: Console) -> None:
             raise ConsolePage(
                 403, "Accès refusé", "Ces pages sont celles des membres d'une collectivité qui publie des besoins."
             )
-        return session, await actor_name(console, request, session)
+        name = await names.get(session.actor_id, lambda: actor_name(console, request, session))
+        return session, name
 
     async def vocabulary(request: Request, session: Session) -> dict[str, Any]:
-        data = await console.graphql(request, session, VOCABULARY)
+        data = await words.get("vocabulary", lambda: console.graphql(request, session, VOCABULARY))
         return {
             "themes": data["themes"],
             "service_types": data["serviceTypes"],
@@ -658,15 +690,8 @@ def install(app: FastAPI, console: Console) -> None:
         session = await console.session(request)
         if session is None:
             return Response(status_code=204)  # an EventSource stops reconnecting on 204
-        if not streams.enter(session):
-            return Response("trop de pages en direct ouvertes", status_code=429, headers={"Retry-After": "30"})
-        try:
-            first = await console.graphql(request, session, NEED_MATCHES, {"id": need_id})  # refused: not theirs
-        except BaseException:
-            streams.leave(session)
-            raise
+        first = await console.graphql(request, session, NEED_MATCHES, {"id": need_id})  # refused: not theirs
         if first.get("need") is None:
-            streams.leave(session)
             return Response(status_code=204)
         return StreamingResponse(
             live(request, session, need_id, str(first["need"]["status"])),
@@ -675,7 +700,8 @@ def install(app: FastAPI, console: Console) -> None:
         )
 
     async def live(request: Request, session: Session, need_id: str, need_status: str) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[tuple[str, dict[str, Any] | None]] = asyncio.Queue()
+        queue: Feed = asyncio.Queue()
+        streams.enter(session, queue)
 
         async def follow(query: str, field: str) -> None:
             try:
@@ -744,7 +770,7 @@ def install(app: FastAPI, console: Console) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            streams.leave(session)
+            streams.leave(session, queue)
 
 
 async def still_signed_in(console: Console, request: Request) -> bool:
