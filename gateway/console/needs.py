@@ -20,6 +20,7 @@ from gateway.console.home import actor_name
 from gateway.console.web import CSRF_FIELD, PAGE_HEADERS, Console, ConsolePage, FormErrors, Session
 from gateway.entry import subscribe
 from services.common.auth import Role
+from services.contracts.errors import ErrorCode
 
 PARIS = ZoneInfo("Europe/Paris")
 STREAMS_PER_SESSION = 4  # a person with a few tabs open; more is a loop somewhere
@@ -566,7 +567,7 @@ def install(app: FastAPI, console: Console) -> None:
         data = await console.graphql(request, session, NEED_PAGE, {"id": need_id})
         need = data.get("need")
         if need is None:
-            raise console.refusal_page("NOT_FOUND")
+            raise console.refusal_page(ErrorCode.NOT_FOUND)
         words = await vocabulary(request, session)
         label = {t["code"]: t["label"] for key in words for t in words[key]}
         return console.render(
@@ -639,7 +640,7 @@ def install(app: FastAPI, console: Console) -> None:
         data = await console.graphql(request, session, NEED_EDIT, {"id": need_id})  # matches: the owner's only
         need = data.get("need")
         if need is None:
-            raise console.refusal_page("NOT_FOUND")
+            raise console.refusal_page(ErrorCode.NOT_FOUND)
         return dict(need)
 
     @app.get("/besoins/{need_id}/modifier", response_class=HTMLResponse, include_in_schema=False)
