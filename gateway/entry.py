@@ -8,6 +8,7 @@ and token limits are the schema's own extensions and apply to every execution.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from strawberry.schema import BaseSchema
@@ -52,3 +53,28 @@ async def execute(
             return await schema.execute(query, variable_values=variables, context_value=context)
     except TimeoutError:
         raise Refused(timed_out(gateway.settings)) from None
+
+
+async def subscribe(
+    gateway: Gateway,
+    schema: BaseSchema,
+    caller: Caller | None,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    request: Any = None,
+) -> AsyncIterator[ExecutionResult]:
+    """One subscription of an admitted caller, result by result (a refusal before the first one is one result
+    with errors). Unlike `execute` it has no time limit: it lasts as long as whoever reads it (the console's live
+    pages) wants, and they re-check the caller's session themselves."""
+    context = GatewayContext(gateway, caller)
+    context.request = request
+    results = await schema.subscribe(query, variable_values=variables, context_value=context)
+    if isinstance(results, ExecutionResult):
+        yield results
+        return
+    try:
+        async for result in results:
+            yield result
+    finally:
+        await results.aclose()

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from strawberry.schema import BaseSchema
 
-from gateway.console import home, inbox, members, profile, signin, web
+from gateway.console import home, inbox, members, needs, profile, signin, web
 
 
 def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
@@ -22,6 +22,7 @@ def mount(app: FastAPI, shared: dict[str, Any], schema: BaseSchema) -> None:
     console = web.Console(shared, schema)
     web.install(app, console)
     home.install(app, console)
+    needs.install(app, console)
     signin.install(app, console)
     inbox.install(app, console)
     profile.install(app, console)
