@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -17,14 +12,14 @@ import httpx
 import pytest
 
 from services.common.auth import Role
-from services.common.db import ensure_database, migrate
-from services.common.embedded import free_port, stop_process
+from services.common.embedded import free_port
 from services.common.kafka import ensure_topics
-from services.common.settings import Settings, with_database
+from services.common.settings import Settings
 from services.contracts.topics import ACTOR
 from tests.conftest import ON_APACHE_KAFKA, _test_settings
 from tests.integration.conftest import PrivateBroker
 from tests.integration.identities import forwarded
+from tests.integration.kafka_processes import fresh_databases, process_env, service, wait_healthy
 from tests.integration.kafka_tools import eventually, header, read_topic
 from tests.integration.test_directory_api import actor, unique_siret
 
@@ -33,22 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ACTORS = 45  # registered one after the other; the broker is down for the middle third
-
-
-@contextlib.contextmanager
-def service(process: str, role: str, env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "services.launch.cli", "serve", process, "--role", role, "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        yield child
-    finally:
-        stop_process(child, timeout_s=30)
 
 
 async def register(http: httpx.AsyncClient, headers: dict[str, str], n: int) -> str:
@@ -72,26 +51,9 @@ async def test_kafka_restarted_on_its_data_mid_stream_loses_nothing_and_applies_
     postgres_url: str, private_broker: PrivateBroker, tmp_path: Path
 ) -> None:
     own: Settings = private_broker.settings(_test_settings(), outbox_poll_interval_s=0.2)
-    urls = {}
-    for name in ("directory", "events", "matching"):
-        urls[name] = with_database(postgres_url, f"maillage_{name}_restart_{uuid.uuid4().hex[:8]}")
-        await ensure_database(urls[name])
-        await migrate(urls[name], ["services.common", f"services.{name}"])
+    urls = await fresh_databases(postgres_url, ("directory", "events", "matching"), "restart")
     await ensure_topics(own)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
-    env |= {f"MAILLAGE_{name.upper()}_DATABASE_URL": url for name, url in urls.items()}
-    env |= {
-        "MAILLAGE_KAFKA_BOOTSTRAP": own.kafka_bootstrap,
-        "MAILLAGE_KAFKA_IDEMPOTENT_PRODUCER": str(own.kafka_idempotent_producer).lower(),
-        "MAILLAGE_JWT_KEYS": own.jwt_keys,
-        "MAILLAGE_JWT_ACTIVE_KID": own.jwt_active_kid,
-        "MAILLAGE_INTERNAL_KEY": own.internal_key,
-        "MAILLAGE_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-        "MAILLAGE_OUTBOX_POLL_INTERVAL_S": "0.2",
-        "MAILLAGE_EMAIL_ENABLED": "false",
-        "MAILLAGE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "MAILLAGE_LOG_FORMAT": "text",
-    }
+    env = process_env(own, urls)
     port = free_port()
     with (
         service("directory", "all", env, port, tmp_path / "directory.log"),
@@ -100,12 +62,7 @@ async def test_kafka_restarted_on_its_data_mid_stream_loses_nothing_and_applies_
     ):
         headers = forwarded(own, Role.ADMIN)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)
+            await wait_healthy(port)
             registered = [await register(http, headers, n) for n in range(ACTORS // 3)]
             private_broker.stop()  # controlled shutdown; its log directory stays
             stopped = time.monotonic()
