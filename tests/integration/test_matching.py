@@ -210,8 +210,11 @@ async def test_an_actor_registered_after_the_need_is_matched_and_notified_once(
 
 
 async def test_an_actor_registered_after_the_need_reaches_it_through_a_related_theme_once(
-    directory: Directory, matching: Matching
+    own_matching: tuple[Directory, Matching],
 ) -> None:
+    # Its own stack: in the shared one, other tests' actors near Besançon fill the need's top K with shared themes,
+    # and a related-theme actor (ranked below them, as it should be) never enters it.
+    directory, matching = own_matching
     actors = await setting(directory, matching)
     need = await publish(matching, actors["authority"]["id"])
     await eventually(lambda: matches_of(matching, need["id"]))
