@@ -152,6 +152,7 @@ async def own_matching(
     near many actors, hundreds of e-mails (40 per need) wait ahead of a new one, and a test waiting for its own
     e-mails waits for all of them. A test that awaits e-mails uses this stack, so that it waits for its own only.
     """
-    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
+    # `own_broker` is a Tansu whatever the run's broker, and Tansu refuses the idempotent producer.
+    own = settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "kafka_idempotent_producer": False})
     async with running_directory(own, postgres_url) as directory, running_matching(own, postgres_url, directory) as m:
         yield directory, m

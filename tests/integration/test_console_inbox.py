@@ -115,9 +115,18 @@ async def test_the_inbox_lists_the_actors_matches_with_their_authority_and_reaso
         match_id = world.matches[(need["id"], world.first["id"])]
         assert f'href="/propositions/{match_id}"' in inbox.text
         assert need["title"] in pending.text and need["title"] not in declined.text
-    # Newest first: the needs were published in this order.
-    positions = [inbox.text.index(need["title"]) for need in world.needs]
-    assert positions == sorted(positions, reverse=True)
+    # Newest proposal first: by when each match was made (on Kafka, needs on different partitions may be matched in
+    # another order than they were published).
+    made = {}
+    for need in world.needs:
+        data = await gateway.ok(
+            "query($id: ID!) { match(id: $id) { createdAt } }",
+            {"id": world.matches[(need["id"], world.first["id"])]},
+            gateway.admin,
+        )
+        made[need["title"]] = data["match"]["createdAt"]
+    newest_first = sorted(made, key=lambda title: made[title], reverse=True)
+    assert sorted(made, key=inbox.text.index) == newest_first
     assert world.authority["name"] in inbox.text and "Pourquoi vous" in inbox.text
     assert "Correspondance" in inbox.text and "Rennes" in inbox.text
     # The reasons are the API's, in French.
