@@ -24,15 +24,13 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 from playwright.async_api import async_playwright
 
 from bench.directory import percentile
+from bench.gateway import demo_authority_credential
 from bench.matching import on_dev_stack
-from gateway.auth import issue_credential
 from gateway.console.web import SESSION_COOKIE
-from services.common.auth import Role
 from services.launch.devstack import DevStack
 
 CONCURRENCY = 8
@@ -49,24 +47,7 @@ NEED = {
 
 
 async def session_of_demo_authority(stack: DevStack) -> tuple[str, str]:
-    settings = stack.settings
-    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
-        page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
-    authority = str(page["edges"][0]["node"]["id"])
-    conn = await asyncpg.connect(settings.database_url_for("gateway"))
-    try:
-        _, token = await issue_credential(
-            settings,
-            conn,
-            name="Ville de Besançon (bench console)",
-            role=Role.COLLECTIVITY,
-            actor_id=authority,
-            issued_by="bench",
-            rate_limit_per_minute=10**6,
-        )
-    finally:
-        await conn.close()
-    return authority, token
+    return await demo_authority_credential(stack, "Ville de Besançon (bench console)")
 
 
 async def measure(call: Callable[[], Awaitable[None]], requests: int) -> dict[str, float]:

@@ -234,17 +234,18 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
     return results
 
 
-async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
+async def demo_authority_credential(stack: DevStack, name: str) -> tuple[str, str]:
+    """The demo Ville de Besançon's id, and a fresh credential's token for it (no rate limit worth the name)."""
     settings = stack.settings
     async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
         page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
-    authority = page["edges"][0]["node"]["id"]
+    authority = str(page["edges"][0]["node"]["id"])
     conn = await asyncpg.connect(settings.database_url_for("gateway"))
     try:
         _, minted = await issue_credential(
             settings,
             conn,
-            name="Ville de Besançon (bench)",
+            name=name,
             role=Role.COLLECTIVITY,
             actor_id=authority,
             issued_by="bench",
@@ -252,6 +253,12 @@ async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
         )
     finally:
         await conn.close()
+    return authority, minted
+
+
+async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:
+    settings = stack.settings
+    _, minted = await demo_authority_credential(stack, "Ville de Besançon (bench)")
     token = "Bearer " + minted
     gateway = f"{settings.host}:{settings.gateway_port}"
     arrivals: dict[str, float] = {}

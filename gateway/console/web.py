@@ -137,6 +137,7 @@ class Console:
             lstrip_blocks=True,
         )
         self.templates.globals.update(static=STATIC_PATH, csrf_field=CSRF_FIELD, role_labels=ROLE_LABELS, Role=Role)
+        self.templates.filters["nombre"] = french_number
 
     @property
     def gateway(self) -> Gateway:
@@ -297,6 +298,14 @@ class SignInFirst(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
+
+
+def french_number(value: float | int | None) -> str:
+    """A number as French readers write it: a decimal comma, no trailing ",0" (48,1113 ; 30 ; 2,5)."""
+    if value is None:
+        return ""
+    text = f"{value:.6f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    return text.replace(".", ",")
 
 
 def client_address(request: Request) -> str | None:

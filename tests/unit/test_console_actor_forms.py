@@ -147,3 +147,16 @@ def test_dates_and_places_read_as_in_france() -> None:
     need = {"communeCode": "35238", "collectivity": {"communeCode": "35238", "communeName": "Rennes"}}
     assert place_of(need) == "Rennes"
     assert place_of({**need, "communeCode": "35047"}) == "Commune INSEE 35047"
+
+
+def test_numbers_on_pages_are_written_the_french_way() -> None:
+    from gateway.console.web import french_number
+
+    assert [french_number(v) for v in (48.1113, -1.68, 30.0, 2.5, 15, None)] == [
+        "48,1113",
+        "-1,68",
+        "30",
+        "2,5",
+        "15",
+        "",
+    ]
