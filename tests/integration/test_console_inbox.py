@@ -26,7 +26,7 @@ from tests.integration.browser_fixtures import (
 )
 from tests.integration.gateway_fixtures import Gateway
 from tests.integration.identities import credential_token
-from tests.integration.test_gateway import credential, publish_need, register
+from tests.integration.test_gateway import FOUGERES, credential, publish_need, register
 from tests.integration.test_matching import eventually
 
 NEED_MATCHES = """
@@ -63,11 +63,11 @@ async def world(gateway: Gateway) -> World:
         serviceTypes=[],
         activities=[],
     )
-    first = await register(gateway, f"Ressourcerie des Champs {tag}")
-    second = await register(gateway, f"Recyclerie du Thabor {tag}")
+    first = await register(gateway, f"Ressourcerie des Champs {tag}", **FOUGERES)
+    second = await register(gateway, f"Recyclerie du Thabor {tag}", **FOUGERES)
     as_authority = await credential(gateway, "collectivity", authority["id"])
     titles = [f"{title} {tag}" for title in ("Collecte de meubles", "Boutique solidaire", "Atelier réemploi")]
-    needs = [{**await publish_need(gateway, as_authority, title=title), "title": title} for title in titles]
+    needs = [{**await publish_need(gateway, as_authority, title=title, **FOUGERES), "title": title} for title in titles]
 
     async def all_matched() -> dict[tuple[str, str], str] | None:
         found: dict[tuple[str, str], str] = {}

@@ -28,7 +28,7 @@ from tests.integration.browser_fixtures import (
 )
 from tests.integration.gateway_fixtures import Gateway
 from tests.integration.test_console_frame import session_token
-from tests.integration.test_gateway import credential, publish_need, register
+from tests.integration.test_gateway import REDON, SAINT_MALO, credential, publish_need, register
 from tests.integration.test_matching import eventually
 
 DEADLINE = (date.today() + timedelta(days=30)).isoformat()
@@ -174,8 +174,8 @@ async def first_match(gateway: Gateway, need_id: str, actor_id: str) -> dict[str
 
 async def test_selecting_a_match_and_closing_the_need_change_their_state(gateway: Gateway) -> None:
     owner, token = await authority(gateway, "Ville de Redon")
-    actor = await register(gateway, f"Ressourcerie de Redon {uuid.uuid4().hex[:6]}")
-    need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]))
+    actor = await register(gateway, f"Ressourcerie de Redon {uuid.uuid4().hex[:6]}", **REDON)
+    need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]), **REDON)
     match = await first_match(gateway, need["id"], actor["id"])
     await gateway.ok(
         "mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED) { id } }",
@@ -217,14 +217,14 @@ async def signed_in_page(new_page: NewPage, gateway: Gateway, token: str, **opti
 async def test_matches_appear_and_change_on_the_open_page_without_reload(gateway: Gateway, new_page: NewPage) -> None:
     owner, token = await authority(gateway, "Ville de Saint-Malo")
     need = await publish_need(
-        gateway, await credential(gateway, "collectivity", owner["id"]), title="Réemploi pour Saint-Malo"
+        gateway, await credential(gateway, "collectivity", owner["id"]), title="Réemploi pour Saint-Malo", **SAINT_MALO
     )
     page = await signed_in_page(new_page, gateway, token)
     await page.goto(f"{gateway.url}/besoins/{need['id']}")
     await page.evaluate("() => { window.pasRecharge = true }")
     await expect(page.locator("#correspondances")).to_be_attached()
     await page.wait_for_timeout(500)  # the stream opens and listens
-    latecomer = await register(gateway, f"Recyclerie du Rosais {uuid.uuid4().hex[:6]}")
+    latecomer = await register(gateway, f"Recyclerie du Rosais {uuid.uuid4().hex[:6]}", **SAINT_MALO)
     row = page.locator(".correspondance", has_text=latecomer["name"])
     await expect(row).to_be_visible(timeout=20_000)  # found while the page was open
     await expect(row.locator(".raisons li").first).to_be_visible()

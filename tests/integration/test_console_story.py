@@ -16,7 +16,7 @@ from tests.integration.gateway_fixtures import Gateway
 from tests.integration.matching_fixtures import SmtpSink
 from tests.integration.test_console_needs import first_match
 from tests.integration.test_console_signin import email, link_for, mails_to, member_of, signing
-from tests.integration.test_gateway import credential, publish_need, register
+from tests.integration.test_gateway import FOUGERES, credential, publish_need, register
 
 __all__ = ["signing"]  # the module-scoped gateway that mails its links to a sink
 
@@ -44,7 +44,8 @@ async def test_an_authority_and_an_actor_close_the_cooperation_loop_in_a_browser
     authority = await register(
         gateway, f"Ville de Rennes {suffix}", kind="local_authority", legalForm="Commune", activities=[]
     )
-    actor = await register(gateway, f"Ressourcerie de Maurepas {suffix}")  # réemploi at Rennes: the need matches it
+    # Réemploi at Fougères, where few actors stand: the need typed in below matches it.
+    actor = await register(gateway, f"Ressourcerie de Bonabry {suffix}", **FOUGERES)
     # An earlier need, so that matching already knows the authority when the form is sent.
     await publish_need(gateway, await credential(gateway, "collectivity", authority["id"]), title="Un premier besoin")
     chargee, benevole = email(), email()
@@ -56,15 +57,15 @@ async def test_an_authority_and_an_actor_close_the_cooperation_loop_in_a_browser
     await sign_in(mairie, gateway, sink, chargee)
     await screenshot(mairie, "console-histoire-1-accueil-collectivite")
     await mairie.goto(gateway.url + "/besoins/nouveau")
-    title = f"Un lieu de réemploi à Maurepas {suffix}"
+    title = f"Un lieu de réemploi à Bonabry {suffix}"
     await mairie.locator("#champ-title").fill(title)
     await mairie.locator("#champ-description").fill("Collecte et revente d'objets de seconde main, réemploi")
     await mairie.locator("#champ-kind").select_option("PARTNERSHIP")
     await mairie.locator("input[name=themes][value=reemploi]").check()
-    await mairie.locator("#champ-commune-recherche").fill("Rennes")
-    await expect(mairie.locator("input[name=communeCode][value^='35238|']")).to_be_checked(timeout=WAIT_MS)
-    await mairie.locator("#champ-location-lat").fill("48,1113")
-    await mairie.locator("#champ-location-lon").fill("-1,68")
+    await mairie.locator("#champ-commune-recherche").fill("Fougères")
+    await expect(mairie.locator("input[name=communeCode][value^='35115|']")).to_be_checked(timeout=WAIT_MS)
+    await mairie.locator("#champ-location-lat").fill("48,3524")
+    await mairie.locator("#champ-location-lon").fill("-1,1989")
     await mairie.locator("#champ-perimeter-radiusKm").fill("30")
     await mairie.locator("#champ-deadline").fill((date.today() + timedelta(days=30)).isoformat())
     await screenshot(mairie, "console-histoire-2-formulaire")

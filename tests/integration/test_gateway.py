@@ -26,8 +26,15 @@ from tests.integration.gateway_fixtures import Gateway, running_gateway
 from tests.integration.matching_fixtures import Matching, fresh_database
 from tests.integration.test_matching import eventually, in_replica
 
-# Rennes: no other test module places actors or needs there, so top-K lists here hold only these tests' actors.
+# Rennes: where `register` and `publish_need` place actors and needs unless told otherwise. The actors that every
+# test registers there (réemploi, same score) fill a Rennes need's top K (20, ties broken by id): a test that waits
+# for its own actor's match places the actor and the need at one of the places below instead. They are in
+# Ille-et-Vilaine and more than 30 km (the actors' reach) from Rennes and from each other, and the whole suite
+# places fewer than K actors at each.
 RENNES = {"communeCode": "35238", "location": {"lat": 48.1113, "lon": -1.6800}}
+SAINT_MALO = {"communeCode": "35288", "location": {"lat": 48.6493, "lon": -2.0257}}
+FOUGERES = {"communeCode": "35115", "location": {"lat": 48.3524, "lon": -1.1989}}
+REDON = {"communeCode": "35236", "location": {"lat": 47.6514, "lon": -2.0843}}
 ONLINE = "https://visio.example.org/atelier"
 
 REGISTER_ACTOR = """
@@ -166,14 +173,14 @@ async def test_the_cooperation_story_through_graphql_only(gateway: Gateway) -> N
         activities=[],
     )
     assert authority["departement"] == "35"
-    ressourcerie = await register(gateway, f"Ressourcerie du Blosne {tag}")
+    ressourcerie = await register(gateway, f"Ressourcerie malouine {tag}", **SAINT_MALO)
     as_authority = await credential(gateway, "collectivity", authority["id"])
     as_ressourcerie = await credential(gateway, "actor", ressourcerie["id"])
     me = await gateway.ok("{ me { role actorId } }", None, as_authority)
     assert me["me"] == {"role": "collectivity", "actorId": authority["id"]}
 
     async with gateway.subscription(MATCH_FOUND, {"needId": None}, as_authority) as matches:
-        need = await publish_need(gateway, as_authority)
+        need = await publish_need(gateway, as_authority, **SAINT_MALO)
         assert need["status"] == "published" and need["ownerId"] == authority["id"]
         assert need["collectivity"]["name"] == authority["name"]
 
@@ -218,7 +225,7 @@ async def test_the_cooperation_story_through_graphql_only(gateway: Gateway) -> N
         assert selected["selectMatch"]["status"] == "selected"
 
         # An actor registered afterwards is matched to the open need too.
-        latecomer = await register(gateway, f"Recyclerie de Maurepas {tag}")
+        latecomer = await register(gateway, f"Recyclerie de Saint-Servan {tag}", **SAINT_MALO)
         late = await next_match(matches, latecomer["id"], timeout_s=15)
         assert late["needId"] == need["id"]
 
@@ -227,18 +234,21 @@ async def test_a_subscription_only_delivers_what_the_caller_may_see(gateway: Gat
     tag = uuid.uuid4().hex[:6]
     mine = await register(gateway, f"Commune A {tag}", kind="local_authority", legalForm="Commune", activities=[])
     other = await register(gateway, f"Commune B {tag}", kind="local_authority", legalForm="Commune", activities=[])
-    actor = await register(gateway, f"Ressourcerie partagée {tag}")
-    bystander = await register(gateway, f"Ressourcerie voisine {tag}")
+    actor = await register(gateway, f"Ressourcerie partagée {tag}", **REDON)
+    bystander = await register(gateway, f"Ressourcerie voisine {tag}", **REDON)
     as_mine, as_other = (
         await credential(gateway, "collectivity", mine["id"]),
         await credential(gateway, "collectivity", other["id"]),
     )
     as_bystander = await credential(gateway, "actor", bystander["id"])
     async with (
+        gateway.subscription(MATCH_FOUND, {"needId": None}, as_mine) as mines,
         gateway.subscription(MATCH_FOUND, {"needId": None}, as_other) as others,
         gateway.subscription(MATCH_FOUND, {"needId": None}, as_bystander) as bystanders,
     ):
-        await publish_need(gateway, as_mine, title="Réemploi pour la commune A")
+        await publish_need(gateway, as_mine, title="Réemploi pour la commune A", **REDON)
+        # The owner hears of the match: the silence of the two others below is not for want of one.
+        assert (await next_match(mines, actor["id"]))["actorId"] == actor["id"]
         with pytest.raises(TimeoutError):
             await next_match(others, actor["id"], timeout_s=3)
         with pytest.raises((TimeoutError, AssertionError)):
