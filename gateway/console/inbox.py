@@ -69,7 +69,7 @@ query($id: ID!, $statuses: [MatchStatus!]) {
     matches(first: 100, statuses: $statuses) {
       id score status createdAt
       reasons { code text }
-      need { id title deadline communeCode status collectivity { name communeCode communeName } }
+      need { id title deadline communeCode communeName status collectivity { name } }
     }
   }
 }
@@ -80,9 +80,9 @@ query($id: ID!) {
     id actorId score status responseComment createdAt updatedAt
     reasons { code text weight }
     need {
-      id title description kind themes serviceTypes communeCode deadline status budgetMin budgetMax qpvPriority
-      perimeter { territories radiusKm }
-      collectivity { name communeCode communeName }
+      id title description kind themes serviceTypes communeCode communeName deadline status budgetMin budgetMax
+      qpvPriority perimeter { territories radiusKm places { code kind name } }
+      collectivity { name }
     }
   }
   themes { code label }
@@ -114,11 +114,8 @@ def score_percent(score: float) -> str:
 
 
 def place_of(need: dict[str, Any]) -> str:
-    """The need's commune: its authority's when they are the same one (the API names communes only by search)."""
-    collectivity = need.get("collectivity") or {}
-    if collectivity.get("communeCode") == need["communeCode"] and collectivity.get("communeName"):
-        return str(collectivity["communeName"])
-    return f"Commune INSEE {need['communeCode']}"
+    """The need's commune by its name (its INSEE code for a code the reference data no longer knows)."""
+    return str(need.get("communeName") or f"Commune INSEE {need['communeCode']}")
 
 
 def require_actor(session: Session) -> str:

@@ -17,7 +17,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.datastructures import FormData
 
 from gateway.console.home import actor_name
-from gateway.console.web import CSRF_FIELD, PAGE_HEADERS, Console, ConsolePage, FormErrors, Session
+from gateway.console.web import (
+    CSRF_FIELD,
+    PAGE_HEADERS,
+    Console,
+    ConsolePage,
+    FormErrors,
+    Session,
+    territory_label,
+    territory_labels,
+)
 from gateway.entry import subscribe
 from services.common.auth import Role
 from services.contracts.errors import ErrorCode
@@ -76,8 +85,8 @@ query($owner: ID!, $since: DateTime) {
 }
 """
 NEED_FIELDS = """
-  id version ownerId title description kind themes serviceTypes communeCode
-  location { lat lon } perimeter { territories radiusKm } effectivePerimeter
+  id version ownerId title description kind themes serviceTypes communeCode communeName
+  location { lat lon } perimeter { territories radiusKm places { code kind name } } effectivePerimeter
   eligibleKinds budgetMin budgetMax deadline qpvPriority status closingComment createdAt
 """
 NEED_PAGE = (
@@ -107,7 +116,12 @@ mutation($id: ID!, $status: NeedClosure!, $comment: String) {
 """
 FOUND = "subscription($n: ID) { matchFound(needId: $n) { ...M } }" + MATCH_FIELDS
 UPDATED = "subscription($n: ID!) { matchUpdated(needId: $n) { ...M } }" + MATCH_FIELDS
-TERRITORY_KINDS = {"COM": "commune", "EPCI": "intercommunalité", "DEP": "département", "REG": "région"}
+
+
+def territory_choices(perimeter: dict[str, Any]) -> list[tuple[str, str]]:
+    """A perimeter's territories as the form's checked choices, (code, label)."""
+    return list(zip(perimeter.get("territories") or [], territory_labels(perimeter), strict=True))
+
 
 # The form's inputs are named after the GraphQL input's fields, so that an API error's `field` finds its input.
 FIELDS = (
@@ -227,10 +241,10 @@ class NeedForm:
                 "themes": list(need["themes"]),
                 "serviceTypes": list(need["serviceTypes"]),
                 "eligibleKinds": list(need["eligibleKinds"]),
-                "commune": (need["communeCode"], need["communeCode"]),
+                "commune": (need["communeCode"], need.get("communeName") or need["communeCode"]),
                 "location.lat": str(need["location"]["lat"]),
                 "location.lon": str(need["location"]["lon"]),
-                "territories": [(code, code) for code in perimeter.get("territories") or []],
+                "territories": territory_choices(perimeter),
                 "perimeter.radiusKm": amount(perimeter.get("radiusKm")),
                 "budgetMin": amount(need.get("budgetMin")),
                 "budgetMax": amount(need.get("budgetMax")),
@@ -406,7 +420,7 @@ def install(app: FastAPI, console: Console) -> None:
         if not search:
             return None
         data = await console.graphql(request, session, TERRITORIES, {"s": search})
-        return [(t["code"], f"{t['name']} ({TERRITORY_KINDS.get(t['kind'], t['kind'])})") for t in data["territories"]]
+        return [(t["code"], territory_label(t)) for t in data["territories"]]
 
     async def form_page(
         request: Request,

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, QueryParams
 
 from gateway.console.inbox import require_actor
-from gateway.console.web import CSRF_FIELD, Console, ConsolePage, FormErrors, Session
+from gateway.console.web import CSRF_FIELD, TERRITORY_KINDS, Console, ConsolePage, FormErrors, Session
 
 PROFILE = """
 query($id: ID!) {
@@ -39,7 +39,6 @@ AREA_KINDS = {
     "radius": "Un rayon autour de notre adresse",
     "national": "Toute la France",
 }
-TERRITORY_KINDS = {"COM": "commune", "EPCI": "intercommunalité", "DEP": "département", "REG": "région"}
 ACTIVITY = re.compile(r"^activities\.(\d+)(?:\.(.+))?$")
 MAX_ACTIVITIES = 30
 

@@ -138,6 +138,7 @@ class Console:
         )
         self.templates.globals.update(static=STATIC_PATH, csrf_field=CSRF_FIELD, role_labels=ROLE_LABELS, Role=Role)
         self.templates.filters["nombre"] = french_number
+        self.templates.filters["territoires"] = lambda perimeter: ", ".join(territory_labels(perimeter or {}))
 
     @property
     def gateway(self) -> Gateway:
@@ -306,6 +307,20 @@ def french_number(value: float | int | None) -> str:
         return ""
     text = f"{value:.6f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     return text.replace(".", ",")
+
+
+TERRITORY_KINDS = {"COM": "commune", "EPCI": "intercommunalité", "DEP": "département", "REG": "région"}
+
+
+def territory_label(place: dict[str, Any]) -> str:
+    """'Rennes Métropole (intercommunalité)': a territory as the pickers and the pages name it."""
+    return f"{place['name']} ({TERRITORY_KINDS.get(place['kind'], place['kind'])})"
+
+
+def territory_labels(perimeter: dict[str, Any]) -> list[str]:
+    """A perimeter's territories by name, in its order (a code the API does not name stays a code)."""
+    named = {place["code"]: territory_label(place) for place in perimeter.get("places") or []}
+    return [named.get(code, code) for code in perimeter.get("territories") or []]
 
 
 def client_address(request: Request) -> str | None:

@@ -13,6 +13,7 @@ from strawberry.types.unset import UnsetType
 
 from gateway.context import GInfo
 from gateway.errors import bad_input
+from services.contracts import territories
 
 
 def page_size(info: GInfo, first: int | None, default: int = 20) -> int:
@@ -99,6 +100,33 @@ def wants_total(info: GInfo) -> bool:
 
 
 # --- places and vocabularies --------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="The kinds of INSEE territory")
+class TerritoryKind(enum.Enum):
+    COM = "COM"
+    EPCI = "EPCI"
+    DEP = "DEP"
+    REG = "REG"
+
+
+@strawberry.type(description="An INSEE territory by name: a commune, an EPCI, a département or a région")
+class Territory:
+    code: str = strawberry.field(description="Its code as perimeters and filters take it: COM-25056, EPCI-<siren>…")
+    kind: TerritoryKind
+    name: str
+    population: int = strawberry.field(description="Its communes' (INSEE's legal population)")
+
+    @staticmethod
+    def of(found: territories.Territory) -> Territory:
+        return Territory(code=found.code, kind=TerritoryKind(found.kind), name=found.name, population=found.population)
+
+    @staticmethod
+    def named(codes: Iterable[str]) -> list[Territory]:
+        """The territories of perimeter codes, with their names (a code the INSEE data does not know is left out:
+        the services refuse those, so only a retired code could be one)."""
+        found = (territories.territory_named(code) for code in codes)
+        return [Territory.of(territory) for territory in found if territory is not None]
 
 
 @strawberry.type(description="WGS 84 coordinates")

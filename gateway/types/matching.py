@@ -18,11 +18,13 @@ from gateway.types.common import (
     GeoPoint,
     GeoPointInput,
     MatchStatus,
+    Territory,
     body_of,
     connection_of,
     page_size,
     status_codes,
 )
+from services.contracts import territories
 
 if TYPE_CHECKING:
     from gateway.types.actors import Actor
@@ -65,6 +67,10 @@ class Perimeter:
     territories: list[str] = strawberry.field(description="INSEE codes as given (empty: the owner's territory)")
     radius_km: float | None
 
+    @strawberry.field(description="Its territories with their names, in the order of `territories`")
+    def places(self) -> list[Territory]:
+        return Territory.named(self.territories)
+
 
 @strawberry.type(description="What a local authority looks for")
 class Need:
@@ -79,6 +85,12 @@ class Need:
     commune_code: str
     location: GeoPoint
     perimeter: Perimeter
+
+    @strawberry.field(description="The name of the commune of `communeCode`")
+    def commune_name(self) -> str | None:
+        found = territories.territory_named(f"COM-{self.commune_code}")
+        return found.name if found else None
+
     effective_perimeter: list[str] = strawberry.field(description="The territory codes matching used")
     eligible_kinds: list[str]
     budget_min: float | None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
 
 import strawberry
 
 from gateway.errors import bad_input
+from gateway.types.common import Territory, TerritoryKind
 from services.contracts import territories, vocabularies
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES
 
@@ -20,22 +20,6 @@ class Term:
     code: str
     label: str
     description: str
-
-
-@strawberry.enum(description="The kinds of INSEE territory")
-class TerritoryKind(Enum):
-    COM = "COM"
-    EPCI = "EPCI"
-    DEP = "DEP"
-    REG = "REG"
-
-
-@strawberry.type(description="An INSEE territory by name: a commune, an EPCI, a département or a région")
-class Territory:
-    code: str = strawberry.field(description="Its code as perimeters and filters take it: COM-25056, EPCI-<siren>…")
-    kind: TerritoryKind
-    name: str
-    population: int = strawberry.field(description="Its communes' (INSEE's legal population)")
 
 
 @strawberry.type(description="A current INSEE commune")
@@ -105,4 +89,4 @@ async def territories_named(search: str, kinds: list[TerritoryKind] | None = Non
         raise bad_input("kinds: give at least one kind, or leave it out for all", field="kinds", rule="not_empty")
     wanted = tuple(kind.value for kind in kinds) if kinds else territories.TERRITORY_KINDS
     found = await asyncio.to_thread(territories.search_territories, text, wanted, first)
-    return [Territory(code=t.code, kind=TerritoryKind(t.kind), name=t.name, population=t.population) for t in found]
+    return [Territory.of(t) for t in found]

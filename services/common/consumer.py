@@ -49,6 +49,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 COMMIT_TIMEOUT_S = 5.0
 MEMORY_CHECK_INTERVAL_S = 2.0
+LAG_REFRESH_INTERVAL_S = 5.0
+LAG_QUERY_TIMEOUT_S = 1.0  # the gauge is best effort: it must not hold the consuming loop for long
 # Between attempts to reach a lost broker: doubling, capped, and never given up.
 RECONNECT_BACKOFF_S = 0.5
 MAX_RECONNECT_BACKOFF_S = 10.0
@@ -85,6 +87,8 @@ class IdempotentConsumer:
         self._last_processed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._last_memory_check = 0.0
+        self._last_lag_refresh = 0.0
+        self._lag_partitions: set[TopicPartition] = set()  # the partitions this member's lag gauge shows
 
     # --- lifecycle -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -144,6 +148,7 @@ class IdempotentConsumer:
                 await self._update_lag(consumer, tp)
             if not batch:
                 await self._check_broker_memory(consumer)
+            await self._refresh_lag(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         # A commit stuck across a broker restart could land on a recreated topic and skip
@@ -213,7 +218,45 @@ class IdempotentConsumer:
             return
         with contextlib.suppress(Exception):
             position = await consumer.position(tp)
-            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            self._set_lag(tp, highwater - position)
+
+    def _set_lag(self, tp: TopicPartition, lag: int) -> None:
+        CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, lag))
+        self._lag_partitions.add(tp)
+
+    async def _refresh_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Every few seconds, the lag of the partitions this member owns and has not fetched from yet.
+
+        A fetch's high-water mark (`_update_lag`) only covers partitions that returned records: without this, a
+        member just assigned a backlog shows no lag until its first batch, and a partition handed to another
+        member keeps showing here the lag it had when it left. Before its first fetch, a partition's position
+        is its committed offset (the log's start without one: see `_reset_offsets`).
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._last_lag_refresh < LAG_REFRESH_INTERVAL_S:
+            return
+        self._last_lag_refresh = now
+        assigned = set(consumer.assignment())
+        for tp in self._lag_partitions - assigned:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag_partitions &= assigned
+        fresh = sorted(tp for tp in assigned - self._lag_partitions if consumer.highwater(tp) is None)
+        if not fresh:
+            return
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(fresh), LAG_QUERY_TIMEOUT_S)
+            starts: dict[TopicPartition, int] | None = None
+            for tp in fresh:
+                position = await asyncio.wait_for(consumer.committed(tp), LAG_QUERY_TIMEOUT_S)
+                if position is None:
+                    if starts is None:
+                        starts = await asyncio.wait_for(consumer.beginning_offsets(fresh), LAG_QUERY_TIMEOUT_S) or {}
+                    position = starts.get(tp, 0)
+                if tp in ends:
+                    self._set_lag(tp, ends[tp] - position)
+        except (KafkaError, TimeoutError) as exc:  # the gauge waits for the next refresh or the next batch
+            logger.debug("consumer %s: no offsets for the lag gauge: %r", self.name, exc)
 
     # --- one message ---------------------------------------------------------------
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:

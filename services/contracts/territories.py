@@ -7,8 +7,9 @@ import gzip
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -191,6 +192,30 @@ class Territory:
     kind: str
     name: str
     population: int
+
+
+@lru_cache(maxsize=4096)
+def territory_named(code: str) -> Territory | None:
+    """The territory of a code as perimeters hold it (`COM-25056`, `EPCI-<siren>`, `DEP-25`, `REG-27`; a former
+    commune's code gives its current commune), None for a code this data does not know."""
+    kind, _, value = code.strip().upper().partition("-")
+    data = _data()
+    members: Iterable[str]
+    if kind == "COM":
+        commune = data.communes.get(value) or data.communes.get(data.former.get(value, ""))
+        if commune is None:
+            return None
+        return Territory(f"COM-{commune.code}", kind, commune.name, commune.population)
+    if kind == "EPCI" and value in data.epci:
+        name, _, members = data.epci[value]
+    elif kind == "DEP" and value in data.departements:
+        name, members = data.departements[value][0], data.by_departement.get(value, frozenset())
+    elif kind == "REG" and value in data.regions:
+        name, members = data.regions[value], data.by_region.get(value, frozenset())
+    else:
+        return None
+    population = sum(data.communes[c].population for c in members if c in data.communes)
+    return Territory(f"{kind}-{value}", kind, name, population)
 
 
 def _searchable(text: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import asyncpg
 
 from services.common.rules import storable_instant
+from services.contracts import synonyms
 from services.directory.model import (
     ActorCreate,
     ActorOrigin,
@@ -369,9 +370,16 @@ async def _search(
         where.append(f"earth_distance({point}, ll_to_earth(lat, lon)) <= {radius}")
     relevance_expr = "0::float8"
     if query.text:
-        text = arg(query.text)
-        tsquery = f"websearch_to_tsquery('fr_unaccent', {text})"
+        # Every word required, each of the field's concepts by any of its names (a search for "recyclerie" finds
+        # the ressourcerie), with the synonyms matching uses (services.contracts.synonyms). A text without a usable
+        # word goes to websearch_to_tsquery, which makes it an empty query that matches nothing.
         # In fuzzy mode the text is already the corrected one (see `correct_words`).
+        written = synonyms.search_tsquery(query.text)
+        tsquery = (
+            f"to_tsquery('fr_unaccent', {arg(written)})"
+            if written is not None
+            else f"websearch_to_tsquery('fr_unaccent', {arg(query.text)})"
+        )
         where.append(f"search @@ {tsquery}")
         relevance_expr = f"ts_rank(search, {tsquery})::float8"
 

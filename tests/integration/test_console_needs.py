@@ -185,6 +185,7 @@ async def test_selecting_a_match_and_closing_the_need_change_their_state(gateway
     async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: token}) as http:
         page = await http.get(f"/besoins/{need['id']}")
         assert page.status_code == 200 and actor["name"] in page.text and "Score" in page.text
+        assert "Redon (47,6514 ; -2,0843)" in page.text  # the need's place by its commune's name
         assert f'value="{match["id"]}"' in page.text  # its "select" form
         chosen = await http.post(
             f"/besoins/{need['id']}/selection", data={"correspondance": match["id"], "csrf": csrf_of(page.text)}

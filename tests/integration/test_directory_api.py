@@ -269,6 +269,16 @@ class TestSearch:
             found = self.ids(await self.get(directory, text=text))
             assert places["ressourcerie"]["id"] in found, text
 
+    async def test_text_finds_an_actor_by_another_name_of_its_activity(self, directory: Directory) -> None:
+        tag = uuid.uuid4().hex[:6]
+        trocante = await create(
+            directory, name=f"La Trocante {tag}", description="Recyclerie de quartier : collecte, tri et revente."
+        )
+        # "ressourcerie" is not in its words: the field's synonyms (recyclerie) find it, every other word still counts.
+        assert trocante["id"] in self.ids(await self.get(directory, text=f"ressourcerie {tag}"))
+        assert trocante["id"] in self.ids(await self.get(directory, text=f"Ressourceries trocante {tag}"))
+        assert trocante["id"] not in self.ids(await self.get(directory, text=f"ressourcerie {tag} concerts"))
+
     async def test_near_sorts_by_distance_and_reports_it(self, directory: Directory, places: Any) -> None:
         page = await self.get(directory, lat=BESANCON[0], lon=BESANCON[1], radius_km=300, first=100)
         found = self.ids(page)

@@ -313,6 +313,18 @@ async def test_update_need_changes_the_given_fields_only_and_says_what_is_stale_
     assert (changed["budgetMin"], changed["budgetMax"]) == (1000, 5000)
     assert changed["description"] == before["description"] and changed["deadline"] == before["deadline"]
     assert changed["perimeter"] == {"territories": ["EPCI-200068120"], "radiusKm": None}
+    # A page names the need's commune and its perimeter's territories without a search.
+    named = await gateway.ok(
+        "query($id: ID!) { need(id: $id) { communeName perimeter { places { code kind name } } } }",
+        {"id": need_id},
+        quimper["as_authority"],
+    )
+    assert named["need"] == {
+        "communeName": "Quimper",
+        "perimeter": {
+            "places": [{"code": "EPCI-200068120", "kind": "EPCI", "name": "CA Quimper Bretagne Occidentale"}]
+        },
+    }
 
     stale = await gateway.gql(
         UPDATE_NEED,

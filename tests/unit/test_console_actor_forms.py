@@ -144,9 +144,8 @@ def test_a_decline_says_the_reason_picked_and_what_was_written() -> None:
 def test_dates_and_places_read_as_in_france() -> None:
     assert french_date("2027-03-01T18:00:00+01:00") == "1 mars 2027"
     assert french_date(None) == ""
-    need = {"communeCode": "35238", "collectivity": {"communeCode": "35238", "communeName": "Rennes"}}
-    assert place_of(need) == "Rennes"
-    assert place_of({**need, "communeCode": "35047"}) == "Commune INSEE 35047"
+    assert place_of({"communeCode": "35238", "communeName": "Rennes"}) == "Rennes"
+    assert place_of({"communeCode": "35999", "communeName": None}) == "Commune INSEE 35999"  # unknown to the API
 
 
 def test_numbers_on_pages_are_written_the_french_way() -> None:
@@ -160,3 +159,19 @@ def test_numbers_on_pages_are_written_the_french_way() -> None:
         "15",
         "",
     ]
+
+
+def test_a_perimeter_reads_as_the_names_of_its_territories() -> None:
+    from gateway.console.needs import territory_choices
+    from gateway.console.web import territory_labels
+
+    perimeter = {
+        "territories": ["EPCI-243500139", "COM-99999"],
+        "places": [{"code": "EPCI-243500139", "kind": "EPCI", "name": "Rennes Métropole"}],
+    }
+    assert territory_labels(perimeter) == ["Rennes Métropole (intercommunalité)", "COM-99999"]
+    assert territory_choices(perimeter) == [
+        ("EPCI-243500139", "Rennes Métropole (intercommunalité)"),
+        ("COM-99999", "COM-99999"),  # a code the API does not name stays checked, as a code
+    ]
+    assert territory_labels({"territories": [], "places": []}) == []

@@ -38,6 +38,27 @@ class TestCommunes:
         assert t.resolve_commune("01120").code == "01262"
         assert t.normalize_territory("COM-13201") == "COM-13055"
 
+    @pytest.mark.parametrize(
+        ("code", "canonical", "name"),
+        [
+            ("COM-25056", "COM-25056", "Besançon"),
+            ("com-75111", "COM-75056", "Paris"),  # an arrondissement gives its commune
+            ("EPCI-243500139", "EPCI-243500139", "Rennes Métropole"),
+            ("DEP-2A", "DEP-2A", "Corse-du-Sud"),
+            ("REG-53", "REG-53", "Bretagne"),
+        ],
+    )
+    def test_a_territory_code_is_named(self, code: str, canonical: str, name: str) -> None:
+        found = t.territory_named(code)
+        assert found is not None and (found.code, found.name) == (canonical, name)
+        # The same population as the search gives it (an EPCI's, a département's, a région's: their communes').
+        [searched] = [x for x in t.search_territories(name, (found.kind,), 50) if x.code == canonical]
+        assert found.population == searched.population > 0
+
+    @pytest.mark.parametrize("code", ["COM-99999", "DEP-00", "EPCI-123", "25056", ""])
+    def test_an_unknown_territory_code_has_no_name(self, code: str) -> None:
+        assert t.territory_named(code) is None
+
     @pytest.mark.parametrize("code", ["123", "2C001", "ABCDE", ""])
     def test_bad_commune_formats(self, code: str) -> None:
         with pytest.raises(t.TerritoryError) as error:
