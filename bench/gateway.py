@@ -234,26 +234,31 @@ async def partner_query(stack: DevStack, requests: int) -> dict[str, dict[str, f
     return results
 
 
-async def demo_authority_credential(stack: DevStack, name: str) -> tuple[str, str]:
-    """The demo Ville de Besançon's id, and a fresh credential's token for it (no rate limit worth the name)."""
-    settings = stack.settings
-    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
-        page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
-    authority = str(page["edges"][0]["node"]["id"])
-    conn = await asyncpg.connect(settings.database_url_for("gateway"))
+async def bench_credential(stack: DevStack, name: str, role: Role, actor_id: str) -> str:
+    """A fresh credential's token for `actor_id` in `role`, with no rate limit worth the name."""
+    conn = await asyncpg.connect(stack.settings.database_url_for("gateway"))
     try:
         _, minted = await issue_credential(
-            settings,
+            stack.settings,
             conn,
             name=name,
-            role=Role.COLLECTIVITY,
-            actor_id=authority,
+            role=role,
+            actor_id=actor_id,
             issued_by="bench",
             rate_limit_per_minute=10**6,
         )
     finally:
         await conn.close()
-    return authority, minted
+    return minted
+
+
+async def demo_authority_credential(stack: DevStack, name: str) -> tuple[str, str]:
+    """The demo Ville de Besançon's id, and a fresh credential's token for it."""
+    settings = stack.settings
+    async with httpx.AsyncClient(base_url=settings.url_for("directory"), auth=stack.operator(), timeout=10) as http:
+        page = (await http.get("/v1/actors", params={"kinds": ["local_authority"], "territory": ["COM-25056"]})).json()
+    authority = str(page["edges"][0]["node"]["id"])
+    return authority, await bench_credential(stack, name, Role.COLLECTIVITY, authority)
 
 
 async def need_to_subscription(stack: DevStack, needs: int) -> dict[str, float]:

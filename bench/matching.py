@@ -499,9 +499,24 @@ async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
         settings = Settings(
             _env_file=None, jwt_keys=json.dumps({"b": "b" * 64}), jwt_active_kid="b", internal_key="i" * 64
         )
-        return [await replica_case(postgres, size, args.needs, settings) for size in args.sizes]
+        variants = (
+            [("off", settings.model_copy(update=DOORS_OFF)), ("on", settings)] if args.doors_off else [("on", settings)]
+        )
+        rows = []
+        for size in args.sizes:
+            for doors, variant in variants:
+                rows.append({**await replica_case(postgres, size, args.needs, variant), "doors": doors})
+        return rows
     finally:
         postgres.stop()
+
+
+# The settings that close the doors of issue 23 (services/contracts/doors.py): matching by shared theme only.
+DOORS_OFF = {
+    "match_weight_related_theme": 0.0,
+    "match_weight_text_door": 0.0,
+    "match_weight_service_type_door": 0.0,
+}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -512,16 +527,20 @@ def main(args: argparse.Namespace) -> None:
     print(f"\nMatching on {os.cpu_count()} cores (PostgreSQL 18 + Tansu here); one need at a time, {args.needs} needs")
     if rows:
         print(
-            f"\n{'replica actors':>14} {'load s':>7} {'SQL p50':>8} {'SQL p99':>8} {'match p50':>10} {'match p99':>10}"
+            f"\n{'replica actors':>14} {'doors':>6} {'load s':>7} {'SQL p50':>8} {'SQL p99':>8} {'match p50':>10}"
+            f" {'match p99':>10}"
         )
         for row in rows:
             print(
-                f"{row['size']:>14,} {row['load_s']:>7.0f} {row['sql'][0]:>8.1f} {row['sql'][1]:>8.1f}"
+                f"{row['size']:>14,} {row['doors']:>6} {row['load_s']:>7.0f} {row['sql'][0]:>8.1f} {row['sql'][1]:>8.1f}"
                 f" {row['whole'][0]:>10.1f} {row['whole'][1]:>10.1f}   ({row['matches']:.1f} matches per need)"
             )
         print(
-            "ms; SQL = ranked candidates alone (every door's probes); match = service.match_need (SQL, scoring, storing). target p99 < 50"
+            "ms; SQL = ranked candidates alone (every door's probes); match = service.match_need (SQL, scoring, storing)."
+            " target p99 < 50"
         )
+        if args.doors_off:
+            print("doors off: the related-theme, text and service-type doors at 0 (matching as before issue 23)")
     if e2e:
         print(f"\nend to end on `maillage dev` with demo data, {e2e['needs']} needs, one at a time (concurrency 1)")
         print(f"{'step':<36} {'p50 ms':>8} {'p99 ms':>8}")
@@ -536,4 +555,7 @@ if __name__ == "__main__":
     parser.add_argument("--needs", type=int, default=200)
     parser.add_argument("--shared-buffers", default="1GB", help="of the replica benchmark's PostgreSQL")
     parser.add_argument("--no-e2e", dest="e2e", action="store_false")
+    parser.add_argument(
+        "--doors-off", action="store_true", help="each size also with the doors of issue 23 off, in the same table"
+    )
     main(parser.parse_args())
