@@ -51,11 +51,14 @@ def running_broker(name: str, home: Path) -> Iterator[str]:
         broker.stop()
 
 
-async def outbox_rows(database: str, bootstrap: str, rate: float, seconds: float) -> list[dict[str, object]]:
+async def outbox_rows(name: str, database: str, bootstrap: str, rate: float, seconds: float) -> list[dict[str, object]]:
     url = with_database(database, f"maillage_bench_{uuid.uuid4().hex[:8]}")
     await ensure_database(url)
     await migrate(url, ["services.common"])
-    settings = Settings(_env_file=None, kafka_bootstrap=bootstrap, log_format="text")
+    # The production default (idempotent producer) on Kafka; Tansu refuses idempotent producers, as in `maillage dev`.
+    settings = Settings(
+        _env_file=None, kafka_bootstrap=bootstrap, log_format="text", kafka_idempotent_producer=name == "kafka"
+    )
     await ensure_topics(settings, [(TOPIC, 6)])
     pool = await create_pool(url, min_size=8, max_size=8)
     try:
@@ -76,7 +79,7 @@ async def whole_stack(stack: Any, needs: int) -> dict[str, Any]:
 def measure(name: str, args: argparse.Namespace, postgres: EmbeddedPostgres) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"maillage-bench-{name}-"))
     with running_broker(name, home) as bootstrap:
-        outbox = asyncio.run(outbox_rows(postgres.url, bootstrap, args.rate, args.seconds))
+        outbox = asyncio.run(outbox_rows(name, postgres.url, bootstrap, args.rate, args.seconds))
     stack = on_dev_stack(f"brokers-{name}", lambda stack: whole_stack(stack, args.needs), broker=name)
     return {"outbox": outbox, **stack}
 

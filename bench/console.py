@@ -203,9 +203,9 @@ async def run(stack: DevStack, args: argparse.Namespace) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> None:
     results = on_dev_stack("console", lambda stack: run(stack, args))
     print(f"\nConsole on {os.cpu_count()} cores, whole stack (`maillage dev`), concurrency {CONCURRENCY}")
-    print(f"{'page':<52} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"{'page':<58} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8}")
     for path, row in results["pages"].items():
-        print(f"{path:<52} {row['n']:>9.0f} {row['p50']:>8.1f} {row['p95']:>8.1f}")
+        print(f"{path:<58} {row['n']:>9.0f} {row['p50']:>8.1f} {row['p95']:>8.1f}")
     print("target: p95 < 150 ms")
     m = results["match"]
     print(f"\nneed published from the browser -> first match visible on its page, {m['needs']:.0f} needs")

@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     match_k: int = Field(20, ge=1, le=200, description="Matches kept per need (top K)")
     match_min_score: float = Field(0.35, ge=0, le=1, description="Score under which an actor is not matched")
     match_min_score_unconfirmed: float = Field(
-        0.35,
+        0.63,
         ge=0,
         le=1,
         description="Score under which an actor is not matched when it lacks some of the need's themes and its own"

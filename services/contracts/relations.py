@@ -146,6 +146,21 @@ RELATIONS_BY_THEME = _index(RELATIONS)
 CONFIRM_BELOW = 0.6
 
 
+# Themes that say whom a need serves rather than what is to be done. "Un garage solidaire pour les jeunes" is
+# tagged mobilité and jeunesse; a CRESS officer reads mobilité as the job and jeunesse as the public, and would not
+# propose a youth sports club or a music venue for it. In a need that also has another theme, each of these counts
+# for `PUBLIC_THEME_WEIGHT` of a theme in the theme part (`theme_credit`); alone, it is the job and counts whole.
+# Their words ("jeunes", "seniors", "familles") do not confirm a candidate either (synonyms.PUBLIC_WORDS).
+PUBLIC_THEMES = frozenset({"jeunesse", "vieillissement", "enfance_parentalite"})
+PUBLIC_THEME_WEIGHT = 0.5
+
+
+def theme_weights(need_themes: Collection[str]) -> dict[str, float]:
+    """Each need theme's weight in the theme part: 1, or `PUBLIC_THEME_WEIGHT` for a public beside a job."""
+    has_job = any(theme not in PUBLIC_THEMES for theme in need_themes)
+    return {theme: PUBLIC_THEME_WEIGHT if has_job and theme in PUBLIC_THEMES else 1.0 for theme in need_themes}
+
+
 def related(theme: str) -> dict[str, float]:
     """The themes close to `theme` with their weights (empty for an unknown or isolated theme)."""
     edges = RELATIONS_BY_THEME.get(theme, MappingProxyType({}))
@@ -191,20 +206,21 @@ def related_door_opens(weight: float, evidence: float) -> bool:
 
 
 def theme_credit(need_themes: Collection[str], actor_themes: Collection[str], related_factor: float) -> float:
-    """The theme part of a score in [0, 1]: the mean over the need's themes of 1 when the actor has it, else
-    `related_factor` times the weight of its closest actor theme, else 0.
+    """The theme part of a score in [0, 1]: the mean over the need's themes, each weighted by `theme_weights`, of
+    1 when the actor has it, else `related_factor` times the weight of its closest actor theme, else 0.
 
-    With `related_factor` 0 it is the shared fraction that scoring uses today (|shared| / |need themes|); a need
-    without themes gets 1, as there.
+    With `related_factor` 0 and no public theme beside a job, it is the shared fraction (|shared| / |need
+    themes|); a need without themes gets 1.
     """
     if not need_themes:
         return 1.0
     factor = max(0.0, min(1.0, related_factor))
     total = 0.0
-    for need_theme in need_themes:
+    weights_of = theme_weights(need_themes)
+    for need_theme, weight in weights_of.items():
         if need_theme in actor_themes:
-            total += 1.0
+            total += weight
             continue
         weights = related(need_theme)
-        total += factor * max((weights[code] for code in actor_themes if code in weights), default=0.0)
-    return total / len(need_themes)
+        total += weight * factor * max((weights[code] for code in actor_themes if code in weights), default=0.0)
+    return total / sum(weights_of.values())

@@ -523,6 +523,7 @@ class TermMatch:
     in_body: bool
     in_name: bool = False
     label: str = ""  # the term's label, for a reason ("ressourcerie", "voitures")
+    key: str = ""  # the term's key (QueryTerm.key)
 
 
 def word_evidence(matches: Iterable[TermMatch]) -> float:
@@ -551,10 +552,31 @@ def match_terms(query: NeedQuery, name: str, body: str) -> list[TermMatch]:
 
     in_name, in_body = keys(name), keys(body)
     return [
-        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name, label=term.label)
+        TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name, label=term.label, key=term.key)
         for term in query.terms
         if term.key in in_body or term.key in in_name
     ]
+
+
+# The words that only name the public of a public theme (services.contracts.relations.PUBLIC_THEMES), as comparison
+# keys (`normalise`). In a need for that public, an actor's "jeunes" or "familles" says it serves the same people,
+# not that it can do the job: such a word is not evidence that confirms a candidate (`confirming`).
+PUBLIC_WORDS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        theme: frozenset(normalise(word) for word in spelled.split())
+        for theme, spelled in {
+            "jeunesse": "jeune jeunes jeunesse ado ados adolescent adolescents",
+            "vieillissement": "senior seniors âgé âgés âgée âgées aîné aînés retraité retraités vieillissement",
+            "enfance_parentalite": "enfant enfants enfance parent parents parentalité famille familles",
+        }.items()
+    }
+)
+
+
+def confirming(matches: Iterable[TermMatch], public_themes: Iterable[str]) -> list[TermMatch]:
+    """The matches that can confirm a candidate: not the words that only name the need's public themes' public."""
+    public = frozenset().union(*(PUBLIC_WORDS.get(theme, frozenset()) for theme in public_themes))
+    return [m for m in matches if m.key not in public]
 
 
 def qualifies(evidence: float) -> bool:

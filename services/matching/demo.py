@@ -62,7 +62,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["mobilite", "reparation"],
         ["prestation_service"],
-        expected_top5=["demo-25056-11", "demo-25056-01", "demo-25056-00", "demo-25056-04", "demo-69123-12"],
+        expected_top5=["demo-25056-11", "demo-25056-01"],
     ),
     DemoNeed(
         "25056",
@@ -111,7 +111,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "call_for_projects",
         ["cooperation_territoriale", "emploi_formation"],
         ["conseil_accompagnement"],
-        expected_top5=["demo-79191-09", "demo-79191-12", "demo-79191-10", "demo-79191-07", "demo-79191-06"],
+        expected_top5=["demo-79191-09"],
     ),
     DemoNeed(
         "79191",
@@ -120,7 +120,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "quote",
         ["habitat"],
         ["prestation_service"],
-        expected_top5=["demo-79191-11", "demo-79191-08"],
+        expected_top5=["demo-79191-11"],
     ),
     DemoNeed(
         "63113",
@@ -130,7 +130,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["agriculture_urbaine", "alimentation_durable"],
         ["prestation_service", "formation"],
         qpv_priority=True,
-        expected_top5=["demo-63113-07", "demo-63113-01"],
+        expected_top5=[],
     ),
     DemoNeed(
         "63113",
@@ -139,7 +139,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "partnership",
         ["energie"],
         ["partenariat"],
-        expected_top5=["demo-63113-11", "demo-63113-00"],
+        expected_top5=["demo-63113-11"],
     ),
     DemoNeed(
         "69266",
@@ -158,7 +158,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["culture"],
         ["prestation_service"],
-        expected_top5=["demo-69266-01", "demo-69266-00"],
+        expected_top5=["demo-69266-01"],
     ),
     DemoNeed(
         "67482",
@@ -168,7 +168,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["cooperation_territoriale", "numerique"],
         ["mise_a_disposition_locaux"],
         perimeter=["EPCI"],
-        expected_top5=["demo-67482-12", "demo-67218-08", "demo-67482-07", "demo-67218-03", "demo-67482-11"],
+        expected_top5=["demo-67482-12", "demo-67218-08", "demo-67482-07", "demo-67218-03", "demo-67447-10"],
     ),
     DemoNeed(
         "67482",
@@ -177,7 +177,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["handicap", "emploi_formation"],
         ["sous_traitance"],
-        expected_top5=["demo-67482-01", "demo-67447-04", "demo-69123-08", "demo-67482-09", "demo-67482-08"],
+        expected_top5=["demo-67482-01", "demo-67447-04", "demo-69123-08"],
     ),
     DemoNeed(
         "68224",
@@ -187,7 +187,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["aide_domicile", "vieillissement"],
         ["mise_a_disposition_personnel", "conseil_accompagnement"],
         perimeter=["DEP"],
-        expected_top5=["demo-68224-12", "demo-68066-01", "demo-68224-11", "demo-64102-11"],
+        expected_top5=["demo-68066-01"],
     ),
     DemoNeed(
         "68224",
@@ -206,7 +206,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["solidarite_alimentaire"],
         ["benevolat"],
         qpv_priority=True,
-        expected_top5=["demo-45284-12", "demo-45234-09"],
+        expected_top5=["demo-45284-12"],
     ),
     DemoNeed(
         "45284",

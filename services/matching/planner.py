@@ -88,7 +88,14 @@ def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
     the great-circle distance by well under 1 %; farther away the closeness term is nil either way.
     """
     share = Shares.of(weights, need)
-    themes = f"({_overlap('$2', len(need.themes), 'c.themes')})::float8 / {max(len(need.themes), 1)}"
+    # The weighted shared fraction of relations.theme_credit (a public theme beside a job counts less), each of
+    # the need's themes ($2, in need.themes' order) with its weight.
+    theme_weights = relations.theme_weights(need.themes)
+    weighted = " + ".join(
+        f"(($2::text[])[{i}] = ANY(c.themes))::int * {theme_weights[theme]!r}"
+        for i, theme in enumerate(need.themes, start=1)
+    )
+    themes = f"({weighted or '0'})::float8 / {sum(theme_weights.values()) or 1.0!r}"
     services = (
         f"({_overlap('$3', len(need.service_types), 'c.service_types')})::float8 / {len(need.service_types)}"
         if need.service_types
@@ -184,8 +191,9 @@ def _groups(need: NeedRead, weights: Weights) -> list[Group]:
     """The overlap levels of the need's candidates, best first (each bound counts the QPV bonus when asked)."""
     share = Shares.of(weights, need)
     themes = {"all": share.themes}
-    if len(need.themes) > 1:  # one theme short at best
-        themes["some"] = share.themes * (len(need.themes) - 1) / len(need.themes)
+    if len(need.themes) > 1:  # one theme short at best: the lightest one (relations.theme_weights)
+        theme_weights = relations.theme_weights(need.themes).values()
+        themes["some"] = share.themes * (sum(theme_weights) - min(theme_weights)) / sum(theme_weights)
     count = len(need.service_types)
     services = {"all": share.service_types, "rest": share.service_types * (count - 1) / count} if count else {}
     services = services or {"any": share.service_types}  # no service type asked: the term is whole for all

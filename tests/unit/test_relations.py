@@ -9,6 +9,7 @@ import pytest
 from services.contracts import relations
 from services.contracts.relations import (
     CONFIRM_BELOW,
+    PUBLIC_THEME_WEIGHT,
     RELATIONS,
     RELATIONS_BY_THEME,
     Relation,
@@ -17,6 +18,7 @@ from services.contracts.relations import (
     related,
     related_door_opens,
     theme_credit,
+    theme_weights,
 )
 from services.contracts.vocabularies import THEMES_BY_CODE
 
@@ -147,6 +149,17 @@ class TestNeighbours:
 class TestThemeCredit:
     def test_without_relations_it_is_the_shared_fraction(self) -> None:
         assert theme_credit({"reemploi", "reparation"}, {"reemploi", "culture"}, 0.0) == 0.5
+
+    def test_a_public_beside_a_job_counts_half(self) -> None:
+        # "Un garage solidaire pour les jeunes": mobilité is the job, jeunesse the public.
+        asked = {"mobilite", "jeunesse"}
+        assert theme_weights(asked) == {"mobilite": 1.0, "jeunesse": PUBLIC_THEME_WEIGHT}
+        assert theme_credit(asked, {"mobilite"}, 0.0) == pytest.approx(1 / 1.5)
+        assert theme_credit(asked, {"jeunesse", "sport"}, 0.0) == pytest.approx(0.5 / 1.5)
+        assert theme_credit(asked, {"mobilite", "jeunesse"}, 0.0) == 1.0
+        # Alone, or beside another public, a public is the job: every theme counts whole.
+        assert theme_weights({"jeunesse"}) == {"jeunesse": 1.0}
+        assert theme_credit({"jeunesse", "vieillissement"}, {"jeunesse"}, 0.0) == 0.5
 
     def test_related_counts_at_a_fraction(self) -> None:
         assert theme_credit({"reemploi"}, {"economie_circulaire"}, 0.5) == pytest.approx(0.45)

@@ -221,3 +221,29 @@ def test_an_unconfirmed_candidate_meets_the_stricter_minimum() -> None:
     assert rules.kept(partial, 0.35) and not rules.kept(partial, 0.35, 0.99)
     worded_actor = evaluate(asked, actor(themes=frozenset({"sante"}), body="Centre dentaire mutualiste"))
     assert worded_actor.confirmed and rules.kept(worded_actor, 0.35, 0.99)
+
+
+def test_an_actor_sharing_only_the_needs_public_is_not_confirmed_by_naming_it() -> None:
+    asked = worded(
+        "Un garage solidaire pour les jeunes",
+        "Réparer des scooters et louer des deux-roues aux jeunes",
+        themes=frozenset({"mobilite", "jeunesse"}),
+        service_types=frozenset({"prestation_service"}),
+    )
+    venue = actor(
+        themes=frozenset({"jeunesse", "culture"}),
+        service_types=frozenset({"prestation_service"}),
+        body="Scène de musiques actuelles : concerts et studios pour les jeunes groupes",
+    )
+    garage = actor(
+        id="actor-2",
+        themes=frozenset({"mobilite"}),
+        service_types=frozenset({"prestation_service"}),
+        body="Atelier de réparation de scooters",
+    )
+    result = evaluate(asked, venue)
+    assert result.eligible and not result.confirmed  # "jeunes" says whom it serves, not that it repairs scooters
+    assert not rules.kept(result, 0.35, 0.63)
+    assert evaluate(asked, garage).confirmed
+    # The job shared counts twice the public shared.
+    assert evaluate(asked, garage).score > result.score

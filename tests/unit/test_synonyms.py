@@ -16,6 +16,7 @@ from services.contracts.synonyms import (
     QueryTerm,
     TermMatch,
     concepts_of,
+    confirming,
     match_terms,
     need_query,
     normalise,
@@ -215,3 +216,11 @@ class TestSearchQuery:
 
     def test_nothing_to_search(self) -> None:
         assert search_tsquery("  ! & ") is None
+
+
+def test_the_words_of_a_needs_public_do_not_confirm() -> None:
+    query = need_query("Un garage solidaire pour les jeunes", "Louer des scooters aux jeunes")
+    matches = match_terms(query, "Le Garage", "Concerts et studios pour les jeunes groupes")
+    assert {m.key for m in matches} >= {"jeune"}
+    assert confirming(matches, {"jeunesse"}) == [m for m in matches if m.key != "jeune"]
+    assert confirming(matches, set()) == matches  # without the public theme, the word is evidence like any other
