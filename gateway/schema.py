@@ -139,7 +139,7 @@ class Subscription:
 
     @strawberry.subscription(
         description=(
-            "A need's matches as they change (answered, selected, withdrawn), each in its new state, in order: "
+            "A need's matches as they change (viewed, answered, selected, withdrawn), each in its new state, in order: "
             "its local authority sees them all, an actor its own"
         )
     )

@@ -20,6 +20,7 @@ from services.contracts.events import (
     MatchResponded,
     MatchSelected,
     MatchV1,
+    MatchViewed,
     MatchWithdrawn,
 )
 from services.contracts.topics import MATCH
@@ -28,12 +29,14 @@ logger = logging.getLogger("maillage.gateway.subscriptions")
 
 QUEUE_SIZE = 1000
 
-# What each subscription follows. A match's first sight is `match.found`; its later states are what its actor
-# answers, its selection, and its withdrawal when the need closes (viewing one publishes no event).
+# What each subscription follows. A match's first sight is `match.found`; its later states are its actor's first
+# view of it, its answer, its selection, and its withdrawal when the need closes. All are keyed by need, so they
+# arrive in the order they happened.
 FOUND = frozenset({MatchFound.ce_type})
-UPDATED = frozenset({MatchResponded.ce_type, MatchSelected.ce_type, MatchWithdrawn.ce_type})
-PAYLOADS: dict[str, type[MatchFound | MatchResponded | MatchSelected | MatchWithdrawn]] = {
-    payload.ce_type: payload for payload in (MatchFound, MatchResponded, MatchSelected, MatchWithdrawn)
+UPDATED = frozenset({MatchViewed.ce_type, MatchResponded.ce_type, MatchSelected.ce_type, MatchWithdrawn.ce_type})
+MatchEvent = MatchFound | MatchViewed | MatchResponded | MatchSelected | MatchWithdrawn
+PAYLOADS: dict[str, type[MatchEvent]] = {
+    payload.ce_type: payload for payload in (MatchFound, MatchViewed, MatchResponded, MatchSelected, MatchWithdrawn)
 }
 
 

@@ -215,7 +215,7 @@ def install(app: FastAPI, console: Console) -> None:
         session = await console.require_session(request)
         match, data = await load_match(request, session, match_id)
         if match["status"] in UNSEEN:
-            # Opening the page is the actor seeing the need: its authority sees "vu" on its own page.
+            # Opening the page is the actor seeing the need: its authority's open need page shows "Vu" at once.
             viewed = await console.graphql(request, session, VIEW, {"id": match["id"]})
             match = {**match, "status": viewed["markMatchViewed"]["status"]}
         done = envoye if envoye in ("interested", "declined") else None

@@ -200,6 +200,13 @@ class MatchFound(EventPayload):
     match: MatchV1
 
 
+@event_type("org.maillage.matching.match.viewed", MATCH_TOPIC)
+class MatchViewed(EventPayload):
+    """The actor saw the need for the first time (seeing it again publishes nothing)."""
+
+    match: MatchV1
+
+
 @event_type("org.maillage.matching.match.responded", MATCH_TOPIC)
 class MatchResponded(EventPayload):
     """The actor said interested or declined (with its reason)."""

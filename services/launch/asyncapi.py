@@ -149,15 +149,21 @@ def document() -> dict[str, Any]:
                 },
             }
 
+    # The types the gateway's feed reads, from the feed itself (the launcher may import the gateway; no service does).
+    from gateway.subscriptions import PAYLOADS
+
     operations["gatewayReceivesMatchingMatch"] = {
         "action": "receive",
-        "title": f"the gateway reads {topics.MATCH} for the matchFound subscription",
+        "title": f"the gateway reads {topics.MATCH} for the matchFound and matchUpdated subscriptions",
         "description": (
             "No consumer group: every gateway replica reads every match from the end of the topic and pushes it "
             "to its own subscribers (filtered by role), so subscriptions work whichever replica holds them."
         ),
         "channel": {"$ref": f"#/channels/{channel_of[topics.MATCH]}"},
-        "messages": [{"$ref": f"#/channels/{channel_of[topics.MATCH]}/messages/MatchFound"}],
+        "messages": [
+            {"$ref": f"#/channels/{channel_of[topics.MATCH]}/messages/{model.__name__}"}
+            for model in sorted(PAYLOADS.values(), key=lambda model: model.__name__)
+        ],
     }
     return {
         "asyncapi": "3.0.0",

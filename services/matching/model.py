@@ -304,11 +304,16 @@ class MatchSelect(BaseModel):
 
 # --- webhooks --------------------------------------------------------------------------------------
 
+# The public event types a partner's endpoint may subscribe to. Each endpoint names its own, so a type added here
+# reaches no endpoint until its partner asks for it. `match.viewed` is offered as `match.responded` is: both are
+# steps of a match's life taken by its actor, carry the match and no personal data, and tell a partner nothing
+# its role does not already read through the API (partners read every need's matches).
 WEBHOOK_EVENT_TYPES = (
     "need.published",
     "need.updated",
     "need.closed",
     "match.found",
+    "match.viewed",
     "match.responded",
     "match.selected",
     "match.withdrawn",

@@ -27,6 +27,7 @@ from services.contracts.events import (
     MatchFound,
     MatchResponded,
     MatchSelected,
+    MatchViewed,
     MatchWithdrawn,
     NeedClosed,
     NeedPublished,
@@ -214,14 +215,16 @@ async def _match_for_update(conn: asyncpg.Connection, match_id: str) -> asyncpg.
 
 
 async def view_match(pool: asyncpg.Pool, principal: Principal, match_id: str) -> MatchRead:
-    """The matched actor saw the need (no event: only the actor's own view changes)."""
+    """The matched actor saw the need: the first time, its match is viewed and `match.viewed` says so (the need's
+    authority sees it live); viewing it again changes nothing and publishes nothing."""
     async with unit_of_work(pool) as uow:
         row = await _match_for_update(uow.conn, match_id)
         rules.require_matched_actor(principal, str(row["actor_id"]), "marks")
         status = rules.viewed(MatchStatus(row["status"]))
         if status is None:
             return store.match_read(row)  # viewing again changes nothing
-        return store.match_read(await store.set_match_status(uow.conn, row["id"], status, None))
+        updated = await store.set_match_status(uow.conn, row["id"], status, None)
+        return await _emit_match(uow, MatchViewed, updated)
 
 
 async def respond_to_match(pool: asyncpg.Pool, principal: Principal, match_id: str, body: MatchResponse) -> MatchRead:

@@ -231,6 +231,9 @@ async def test_matches_appear_and_change_on_the_open_page_without_reload(gateway
     await expect(row.locator(".raisons li").first).to_be_visible()
     match = await first_match(gateway, need["id"], latecomer["id"])
     as_actor = await credential(gateway, "actor", latecomer["id"])
+    await gateway.ok("mutation($id: ID!) { markMatchViewed(id: $id) { id } }", {"id": match["id"]}, as_actor)
+    await expect(row.locator(".etat")).to_have_text("Vu", timeout=10_000)  # the actor opened the need
+    await expect(row).to_have_attribute("data-statut", "viewed")
     await gateway.ok(
         'mutation($id: ID!) { respondToMatch(id: $id, response: INTERESTED, comment: "Nous venons") { id } }',
         {"id": match["id"]},

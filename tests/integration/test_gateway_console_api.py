@@ -32,6 +32,7 @@ subscription($needId: ID!) {
 """
 RESPOND = """mutation($id: ID!, $response: MatchResponse!, $comment: String) {
   respondToMatch(id: $id, response: $response, comment: $comment) { id status } }"""
+VIEW = "mutation($id: ID!) { markMatchViewed(id: $id) { id status } }"
 SELECT = 'mutation($id: ID!) { selectMatch(id: $id, comment: "Retenue") { id status } }'
 CLOSE = 'mutation($id: ID!) { closeNeed(id: $id, status: FULFILLED, comment: "Pourvu") { id status } }'
 NEED_MATCHES = "query($id: ID!) { need(id: $id) { matches { id actorId status } } }"
@@ -112,27 +113,36 @@ async def test_an_authority_follows_its_needs_matches_changing_in_order_and_an_a
         gateway.subscription(MATCH_UPDATED, {"needId": need_id}, quimper["as_first"]) as first_sees,
     ):
         comment = "Nous pouvons collecter dès mars"
+        await gateway.ok(VIEW, {"id": first_match}, quimper["as_first"])
+        await gateway.ok(VIEW, {"id": first_match}, quimper["as_first"])  # seen again: no second change
         await gateway.ok(
             RESPOND, {"id": first_match, "response": "INTERESTED", "comment": comment}, quimper["as_first"]
         )
         await gateway.ok(SELECT, {"id": first_match}, quimper["as_authority"])
         await gateway.ok(CLOSE, {"id": need_id}, quimper["as_authority"])  # the second actor's match is withdrawn
 
-        seen = await updates(authority_sees, 3)
+        seen = await updates(authority_sees, 4)
         assert [(m["id"], m["status"]) for m in seen] == [
+            (first_match, "viewed"),
             (first_match, "interested"),
             (first_match, "selected"),
             (second_match, "withdrawn"),
         ]
-        assert seen[0]["responseComment"] == comment
+        assert seen[0]["responseComment"] is None
+        assert seen[1]["responseComment"] == comment
         assert seen[0]["actor"]["name"] == quimper["first"]["name"]
         assert all(m["needId"] == need_id for m in seen)
         assert datetime.fromisoformat(seen[0]["createdAt"]) <= datetime.fromisoformat(seen[0]["updatedAt"])
         assert datetime.fromisoformat(seen[0]["updatedAt"]) <= datetime.fromisoformat(seen[1]["updatedAt"])
+        assert datetime.fromisoformat(seen[1]["updatedAt"]) <= datetime.fromisoformat(seen[2]["updatedAt"])
 
         # The actor sees its own match change, not the other actor's withdrawal.
-        own = await updates(first_sees, 2)
-        assert [(m["id"], m["status"]) for m in own] == [(first_match, "interested"), (first_match, "selected")]
+        own = await updates(first_sees, 3)
+        assert [(m["id"], m["status"]) for m in own] == [
+            (first_match, "viewed"),
+            (first_match, "interested"),
+            (first_match, "selected"),
+        ]
         with pytest.raises(TimeoutError):
             await updates(first_sees, 1, timeout_s=1.0)
 
@@ -190,9 +200,7 @@ async def test_match_counts_of_a_whole_list_of_needs_cost_one_call(
         gateway.bearer(Role.ACTOR, actors[0]["id"]),
     )
     as_second = gateway.bearer(Role.ACTOR, actors[1]["id"])
-    await gateway.ok(
-        "mutation($id: ID!) { markMatchViewed(id: $id) { status } }", {"id": answered[1][actors[1]["id"]]}, as_second
-    )
+    await gateway.ok(VIEW, {"id": answered[1][actors[1]["id"]]}, as_second)
     async with counting_gateway(gateway_settings, monkeypatch) as (counting, transport):
         data = await counting.ok(COUNTS, {"owner": authority["id"], "since": before}, as_authority)
         calls = Counter(transport.calls)

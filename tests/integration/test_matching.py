@@ -264,6 +264,13 @@ async def test_closing_a_need_withdraws_pending_matches_and_stops_matching(
 
 async def test_the_match_lifecycle(directory: Directory, matching: Matching) -> None:
     actors = await setting(directory, matching)
+    path = f"/viewed-{uuid.uuid4().hex[:6]}"
+    partner = matching.token(Role.PARTNER, subject=f"partner-{uuid.uuid4().hex[:6]}")
+    async with matching.client() as http:
+        hook = await http.post(
+            "/v1/webhooks", json={"url": matching.receiver.url + path, "event_types": ["match.viewed"]}, headers=partner
+        )
+    assert hook.status_code == 201, hook.text
     need = await publish(matching, actors["authority"]["id"])
     found = await eventually(lambda: matches_of(matching, need["id"]))
     match = next(m for m in found if m["actor_id"] == actors["near"]["id"])
@@ -271,6 +278,7 @@ async def test_the_match_lifecycle(directory: Directory, matching: Matching) -> 
     owner = matching.token(Role.COLLECTIVITY, actors["authority"]["id"])
     async with matching.client() as http:
         viewed = await http.post(f"/v1/matches/{match['id']}/view", headers=me)
+        viewed_again = await http.post(f"/v1/matches/{match['id']}/view", headers=me)
         early = await http.post(f"/v1/matches/{match['id']}/select", json={}, headers=owner)
         no_reason = await http.post(f"/v1/matches/{match['id']}/respond", json={"response": "declined"}, headers=me)
         interested = await http.post(
@@ -279,11 +287,39 @@ async def test_the_match_lifecycle(directory: Directory, matching: Matching) -> 
         by_other = await http.post(f"/v1/matches/{match['id']}/select", json={}, headers=me)
         selected = await http.post(f"/v1/matches/{match['id']}/select", json={"comment": "Retenu"}, headers=owner)
     assert viewed.json()["status"] == "viewed"
+    assert viewed_again.status_code == 200 and viewed_again.json()["status"] == "viewed"
     assert early.status_code == 409
     assert no_reason.status_code == 422
     assert interested.json()["status"] == "interested"
     assert by_other.status_code == 403
     assert selected.json()["status"] == "selected"
+
+    # The first view only is published, keyed by need like the match's other events, so they stay in order.
+    conn = await asyncpg.connect(matching.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT topic, key, ce_type, headers, data FROM outbox WHERE data->'match'->>'id' = $1 ORDER BY id",
+            match["id"],
+        )
+    finally:
+        await conn.close()
+    events = [(r["ce_type"].removeprefix("org.maillage.matching."), r["topic"], r["key"]) for r in rows]
+    assert events == [
+        (kind, "maillage.matching.match.v1", need["id"])
+        for kind in ("match.found", "match.viewed", "match.responded", "match.selected")
+    ]
+    event = json.loads(rows[1]["data"])["match"]
+    assert (event["status"], event["need_id"], event["actor_id"]) == ("viewed", need["id"], actors["near"]["id"])
+    assert json.loads(rows[1]["headers"])["subject"] == match["id"]
+
+    # A partner that asked for match.viewed is told once, by the notifier (its endpoint hears every need's views).
+    async def told() -> list[tuple[str, str]]:
+        bodies = [json.loads(body) for p, _, body in matching.receiver.received if p == path]
+        return [(b["type"], b["data"]["match"]["status"]) for b in bodies if b["data"]["match"]["id"] == match["id"]]
+
+    await eventually(told)
+    await asyncio.sleep(0.5)  # nothing more: the second view published nothing
+    assert await told() == [("match.viewed", "viewed")]
 
 
 async def test_bad_needs_get_422_naming_the_field(directory: Directory, matching: Matching) -> None:

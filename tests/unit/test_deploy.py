@@ -21,6 +21,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from gateway.subscriptions import FOUND, UPDATED
 from services.common.db import EXTENSIONS
 from services.common.settings import DATABASES, DEFAULT_PORTS, NOT_DEPLOYED, SERVICES, Settings
 from services.contracts.events import REGISTRY
@@ -459,6 +460,12 @@ class TestAsyncAPI:
         broken = yaml.safe_load(self.path.read_text())
         next(iter(broken["operations"].values()))["action"] = "publish"  # AsyncAPI 2 wording
         assert list(validator.iter_errors(broken))
+
+    def test_the_gateway_reads_every_type_its_subscriptions_follow(self) -> None:
+        doc = yaml.safe_load(self.path.read_text())
+        read = {m["$ref"].rsplit("/", 1)[1] for m in doc["operations"]["gatewayReceivesMatchingMatch"]["messages"]}
+        assert read == {REGISTRY[ce_type].__name__ for ce_type in FOUND | UPDATED}
+        assert "MatchViewed" in read  # a match viewed reaches an open need page live
 
     def test_every_topic_and_event_type_is_described_and_every_reference_resolves(self) -> None:
         doc = yaml.safe_load(self.path.read_text())

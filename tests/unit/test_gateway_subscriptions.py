@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from gateway.subscriptions import FOUND, UPDATED, MatchFeed
 from services.common.auth import Principal, Role
+from services.common.envelope import CloudEvent
 from services.common.settings import Settings
-from services.contracts.events import MatchFound, MatchResponded, MatchSelected, MatchV1, MatchWithdrawn
+from services.contracts.events import (
+    MatchFound,
+    MatchResponded,
+    MatchSelected,
+    MatchV1,
+    MatchViewed,
+    MatchWithdrawn,
+)
 
 NEED, OTHER_NEED = "need-1", "need-2"
 
@@ -46,14 +54,31 @@ async def test_match_updated_receives_each_change_once_and_match_found_only_new_
         feed.subscribe(Principal(subject="finder", role=Role.ADMIN), None, FOUND),
     ):
         feed.dispatch(match("notified"), MatchFound.ce_type, "e1")
-        feed.dispatch(match("interested"), MatchResponded.ce_type, "e2")
-        feed.dispatch(match("interested"), MatchResponded.ce_type, "e2")  # the same record read twice
-        feed.dispatch(match("selected"), MatchSelected.ce_type, "e3")
-        feed.dispatch(match("withdrawn", actor_id="actor-2"), MatchWithdrawn.ce_type, "e4")
-        feed.dispatch(match("withdrawn", need_id=OTHER_NEED), MatchWithdrawn.ce_type, "e5")
+        feed.dispatch(match("viewed"), MatchViewed.ce_type, "e2")
+        feed.dispatch(match("interested"), MatchResponded.ce_type, "e3")
+        feed.dispatch(match("interested"), MatchResponded.ce_type, "e3")  # the same record read twice
+        feed.dispatch(match("selected"), MatchSelected.ce_type, "e4")
+        feed.dispatch(match("withdrawn", actor_id="actor-2"), MatchWithdrawn.ce_type, "e5")
+        feed.dispatch(match("withdrawn", need_id=OTHER_NEED), MatchWithdrawn.ce_type, "e6")
         received = drained(feed)
     assert received["finder"] == [("actor-1", "notified")]
-    assert received["city"] == [("actor-1", "interested"), ("actor-1", "selected"), ("actor-2", "withdrawn")]
-    assert received["actor"] == [("actor-1", "interested"), ("actor-1", "selected")]
+    assert received["city"] == [
+        ("actor-1", "viewed"),
+        ("actor-1", "interested"),
+        ("actor-1", "selected"),
+        ("actor-2", "withdrawn"),
+    ]
+    assert received["actor"] == [("actor-1", "viewed"), ("actor-1", "interested"), ("actor-1", "selected")]
     assert received["stranger"] == []
     assert not feed.subscribers
+
+
+async def test_a_viewed_match_read_off_the_topic_reaches_the_needs_owner_and_not_match_found() -> None:
+    feed = MatchFeed(Settings(_env_file=None))
+    city = Principal(subject="city", role=Role.COLLECTIVITY, actor_id="city-1")
+    viewed = MatchViewed(match=match("viewed"))
+    record = CloudEvent(type=MatchViewed.ce_type, source="//maillage/matching", data=viewed.model_dump(mode="json"))
+    async with feed.subscribe(city, NEED, UPDATED), feed.subscribe(Principal("finder", Role.ADMIN), None, FOUND):
+        feed._handle(record.kafka_headers(), record.kafka_value())
+        received = drained(feed)
+    assert received == {"city": [("actor-1", "viewed")], "finder": []}

@@ -134,6 +134,12 @@ class TestMatchTransitions:
         for status in set(MatchStatus) - {MatchStatus.notified, MatchStatus.proposed}:
             assert rules.viewed(status) is None
 
+    def test_viewing_a_match_again_changes_nothing(self) -> None:
+        # None is what keeps the use case from writing and from publishing a second `match.viewed`.
+        first = rules.viewed(MatchStatus.notified)
+        assert first == MatchStatus.viewed
+        assert rules.viewed(first) is None
+
     @pytest.mark.parametrize(
         "status", [MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed, MatchStatus.interested]
     )
