@@ -325,14 +325,16 @@ class NeedForm:
         return result
 
     def changes(self, before: NeedForm) -> dict[str, Any]:
-        """The UpdateNeedInput of what differs from the need as it was (only the fields changed)."""
+        """The UpdateNeedInput of what differs from the need as it was (only the fields changed); a field the person
+        emptied is sent as null, which removes its value (a budget, the description)."""
         mine, theirs = self.graphql_input(), before.graphql_input()
         changed = {key: value for key, value in mine.items() if theirs.get(key) != value}
+        for key in theirs.keys() - mine.keys():
+            changed[key] = None  # an emptied budget, absent from `graphql_input` (published without one)
         if "perimeter" in changed and changed["perimeter"] is None:
-            changed["perimeter"] = {"territories": [], "radiusKm": None}  # replaced whole: emptied
-        for key in ("budgetMin", "budgetMax"):
-            if key in theirs and key not in mine:
-                changed.pop(key, None)  # the API has no way to remove a budget: keep it rather than pretend
+            # The perimeter itself is required (null is refused); replaced whole, an empty one has no territory
+            # and no radius: the owner's territory.
+            changed["perimeter"] = {"territories": [], "radiusKm": None}
         return changed
 
 

@@ -46,7 +46,7 @@ MAX_ACTIVITIES = 30
 MESSAGES = {
     "name": "Le nom compte de 2 à 200 caractères.",
     "description": "La description est trop longue.",
-    "website": "Une adresse web complète, commençant par https:// (un site ne peut pas être retiré ici).",
+    "website": "Une adresse web complète, commençant par https://.",
     "contact.name": "Le nom du contact compte au plus 200 caractères.",
     "contact.email": "Une adresse e-mail de la forme nom@exemple.fr.",
     "contact.phone": "Un numéro de téléphone : des chiffres, espaces, points ou tirets, un + au début.",
@@ -187,9 +187,11 @@ class ProfileForm:
     def changes(self, stored: ProfileForm) -> tuple[dict[str, Any], list[int], FormErrors]:
         """The input of `updateActor`: the fields that differ from `stored` only (and the version edited)."""
         changes: dict[str, Any] = {}
-        for name in ("name", "description", "website"):
+        for name in ("name", "description"):
             if getattr(self, name) != getattr(stored, name):
                 changes[name] = getattr(self, name)
+        if self.website != stored.website:
+            changes["website"] = self.website or None  # emptied: null removes it (an empty one is no address)
         if self.contact != stored.contact:
             # Replaced whole by the directory: an emptied part is left out, so it is removed.
             changes["contact"] = {key: value or None for key, value in self.contact.items()}

@@ -21,6 +21,7 @@ from gateway.types.common import (
     NearInput,
     body_of,
     page_size,
+    patch_of,
     relay_page,
     status_codes,
     wants_total,
@@ -199,21 +200,23 @@ class ContactInput:
 
 @strawberry.input(description="An actor's descriptive fields, shared by registering and updating")
 class ActorFieldsInput:
-    description: str | None = None
-    legal_form: str | None = None
-    siret: str | None = None
-    rna: str | None = None
-    local_register: str | None = None
-    themes: list[str] | None = None
-    service_types: list[str] | None = None
-    activities: list[ActivityInput] | None = None
-    street: str | None = None
-    postal_code: str | None = None
-    location: GeoPointInput | None = None
-    qpv_code: str | None = None
-    website: str | None = None
-    networks: list[str] | None = None
-    contact: ContactInput | None = None
+    # UNSET, not None, by default: an update keeps a field left out and removes one given as null (`patch_of`);
+    # registering leaves both out (the directory's defaults).
+    description: str | None = strawberry.UNSET
+    legal_form: str | None = strawberry.UNSET
+    siret: str | None = strawberry.UNSET
+    rna: str | None = strawberry.UNSET
+    local_register: str | None = strawberry.UNSET
+    themes: list[str] | None = strawberry.UNSET
+    service_types: list[str] | None = strawberry.UNSET
+    activities: list[ActivityInput] | None = strawberry.UNSET
+    street: str | None = strawberry.UNSET
+    postal_code: str | None = strawberry.UNSET
+    location: GeoPointInput | None = strawberry.UNSET
+    qpv_code: str | None = strawberry.UNSET
+    website: str | None = strawberry.UNSET
+    networks: list[str] | None = strawberry.UNSET
+    contact: ContactInput | None = strawberry.UNSET
 
 
 @strawberry.input(description="A new actor of the directory")
@@ -221,17 +224,21 @@ class RegisterActorInput(ActorFieldsInput):
     name: str
     kind: str
     commune_code: str
-    source_id: str | None = None
+    source_id: str | None = strawberry.UNSET
 
 
-@strawberry.input(description="The fields to change; the others keep their value")
+@strawberry.input(
+    description="The fields to change; the others keep their value (contact, location and activities are replaced "
+    "whole). Null removes an optional field's value (the description and the lists become empty); name, kind and "
+    "communeCode take a value, not null (BAD_USER_INPUT, rule `required`)"
+)
 class UpdateActorInput(ActorFieldsInput):
     version: int | None = strawberry.field(
         default=None, description="The version you edited: refused with CONFLICT if the actor changed since"
     )
-    name: str | None = None
-    kind: str | None = None
-    commune_code: str | None = None
+    name: str | None = strawberry.UNSET
+    kind: str | None = strawberry.UNSET
+    commune_code: str | None = strawberry.UNSET
 
 
 # --- resolvers ----------------------------------------------------------------------------------------------
@@ -275,9 +282,10 @@ async def register_actor(info: GInfo, input: RegisterActorInput, idempotency_key
 
 
 async def update_actor(info: GInfo, id: strawberry.ID, input: UpdateActorInput) -> Actor:
-    """The directory changes the given fields only; `version`, when given, is checked by it (its If-Match)."""
+    """The directory changes the given fields only (a null removes a value, or is refused for a required field,
+    naming it); `version`, when given, is checked by it (its If-Match)."""
     principal = require_principal(info)
-    changes = body_of(input)
+    changes = patch_of(input)
     changes.pop("version", None)
     if not changes:
         raise bad_input("input: give at least one field to change", field="input", rule="not_empty")

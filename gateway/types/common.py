@@ -39,6 +39,17 @@ def body_of(value: Any) -> Any:
     return value
 
 
+def patch_of(value: Any) -> dict[str, Any]:
+    """An update input as a PATCH body: the fields given, an explicit null kept (it removes the field's value, or
+    the service refuses it for a required field), the fields not given (unset) left out. Nested inputs are
+    replaced whole, so a null inside one is left out as in `body_of` (the service's default)."""
+    return {
+        f.name: body_of(getattr(value, f.name))
+        for f in dataclasses.fields(value)
+        if not isinstance(getattr(value, f.name), UnsetType)
+    }
+
+
 # --- Relay connections ------------------------------------------------------------------------------------
 
 NodeT = TypeVar("NodeT")

@@ -22,6 +22,7 @@ from gateway.types.common import (
     body_of,
     connection_of,
     page_size,
+    patch_of,
     status_codes,
 )
 from services.contracts import territories
@@ -260,21 +261,30 @@ class PerimeterInput:
     radius_km: float | None = None
 
 
-@strawberry.input(description="The fields to change; the others keep their value (the need is matched again)")
+@strawberry.input(
+    description="The fields to change; the others keep their value (the need is matched again). Null removes an "
+    "optional field's value (budgetMin, budgetMax; description, serviceTypes and eligibleKinds become empty); the "
+    "other fields take a value, not null (BAD_USER_INPUT, rule `required`)"
+)
 class UpdateNeedInput:
-    title: str | None = None
-    kind: NeedKind | None = None
-    description: str | None = None
-    themes: list[str] | None = None
-    service_types: list[str] | None = None
-    commune_code: str | None = strawberry.field(default=None, description="INSEE code of the need's place")
-    location: GeoPointInput | None = None
-    perimeter: PerimeterInput | None = strawberry.field(default=None, description="Replaced whole")
-    eligible_kinds: list[str] | None = None
-    budget_min: float | None = None
-    budget_max: float | None = None
-    deadline: datetime | None = None
-    qpv_priority: bool | None = None
+    # UNSET, not None, by default: a field left out keeps its value, an explicit null removes it (`patch_of`).
+    title: str | None = strawberry.UNSET
+    kind: NeedKind | None = strawberry.UNSET
+    description: str | None = strawberry.field(default=strawberry.UNSET, description="Null: no description")
+    themes: list[str] | None = strawberry.UNSET
+    service_types: list[str] | None = strawberry.field(default=strawberry.UNSET, description="Null: none")
+    commune_code: str | None = strawberry.field(default=strawberry.UNSET, description="INSEE code of the need's place")
+    location: GeoPointInput | None = strawberry.UNSET
+    perimeter: PerimeterInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaced whole (a radius left out: none)"
+    )
+    eligible_kinds: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Null or empty: every kind but local authorities"
+    )
+    budget_min: float | None = strawberry.field(default=strawberry.UNSET, description="Null: no minimum")
+    budget_max: float | None = strawberry.field(default=strawberry.UNSET, description="Null: no maximum")
+    deadline: datetime | None = strawberry.UNSET
+    qpv_priority: bool | None = strawberry.UNSET
     version: int | None = strawberry.field(
         default=None, description="The version you edited: refused with CONFLICT if the need changed since"
     )
@@ -356,13 +366,14 @@ async def publish_need(info: GInfo, input: PublishNeedInput, idempotency_key: Id
 
 
 async def update_need(info: GInfo, id: strawberry.ID, input: UpdateNeedInput) -> Need:
-    """The matching service changes the given fields only (its PATCH); `version`, when given, is its If-Match."""
+    """The matching service changes the given fields only (its PATCH: a null removes a value, or is refused for a
+    required field, naming it); `version`, when given, is its If-Match."""
     principal = require_principal(info)
-    changes = body_of(input)
+    changes = patch_of(input)
     changes.pop("version", None)
     if not changes:
         raise bad_input("input: give at least one field to change", field="input", rule="not_empty")
-    if "deadline" in changes:
+    if changes.get("deadline") is not None:  # a null deadline is the service's to refuse (a required field)
         changes["deadline"] = changes["deadline"].isoformat()
     try:
         data = await info.context.gateway.clients.matching.patch_need(

@@ -213,7 +213,8 @@ class ActorPatch(ActorFields):
 
     Which fields were given is `model_fields_set`; the rules across fields (the tribunal register is for
     Alsace-Moselle) are checked on the actor the patch makes (`rules.patched`), since they may involve a
-    stored field. A required field cannot be removed: null is refused for name, kind and commune_code.
+    stored field. A required field cannot be removed: null is refused for name, kind and commune_code. Null
+    removes an optional field's value: the description and the lists become empty, the others none.
     """
 
     name: Name | None = None
@@ -226,6 +227,16 @@ class ActorPatch(ActorFields):
         if value is None:
             raise PydanticCustomError("required", "a required field can be changed, not removed")
         return value
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _emptied_text(cls, value: object) -> object:
+        return "" if value is None else value
+
+    @field_validator("themes", "service_types", "activities", "networks", mode="before")
+    @classmethod
+    def _emptied_list(cls, value: object) -> object:
+        return [] if value is None else value
 
     @field_validator("kind")
     @classmethod

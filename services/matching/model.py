@@ -159,7 +159,8 @@ class NeedPatch(BaseModel):
 
     Which fields were given is `model_fields_set`; the need the patch makes is validated as a whole
     (`rules.patched_need`), so that a rule across fields (the budget range) sees the stored values too. A
-    required field is changed, never removed: null is refused for them.
+    required field is changed, never removed: null is refused for them. Null removes an optional field's value:
+    the budgets become none, the description and the lists empty (as a need published without them).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -186,6 +187,16 @@ class NeedPatch(BaseModel):
         if value is None:
             raise PydanticCustomError("required", "a required field can be changed, not removed")
         return value
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _emptied_text(cls, value: object) -> object:
+        return "" if value is None else value
+
+    @field_validator("service_types", "eligible_kinds", mode="before")
+    @classmethod
+    def _emptied_list(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class MatchCounts(BaseModel):

@@ -323,6 +323,23 @@ async def test_the_profile_edit_changes_the_given_fields_only_and_errors_stand_b
         assert (await gateway.ok(ACTOR_STATE, {"id": actor["id"]}, gateway.admin))["actor"] == after
 
 
+async def test_emptying_the_website_on_the_profile_removes_it(gateway: Gateway) -> None:
+    actor = await register(
+        gateway, f"Atelier vélo du Blosne {uuid.uuid4().hex[:6]}", website="https://velo-blosne.example.org/"
+    )
+    token = credential_token(gateway.settings, Role.ACTOR, actor["id"], f"person:{uuid.uuid4()}")
+    before = (await gateway.ok(ACTOR_STATE, {"id": actor["id"]}, gateway.admin))["actor"]
+    assert before["website"] == "https://velo-blosne.example.org/"
+    async with client(gateway, token) as http:
+        fields = form_fields((await http.get("/profil")).text)
+        assert ("website", "https://velo-blosne.example.org/") in fields
+        emptied = await post_form(http, "/profil", replaced(fields, "website", ""))
+        assert emptied.status_code == 303, emptied.text[-3000:]
+        assert 'value="https://velo-blosne.example.org/"' not in (await http.get("/profil")).text
+    after = (await gateway.ok(ACTOR_STATE, {"id": actor["id"]}, gateway.admin))["actor"]
+    assert after == {**before, "website": None, "version": before["version"] + 1}
+
+
 async def test_areas_take_territories_found_by_name_without_javascript_and_as_one_types(gateway: Gateway) -> None:
     actor = await register(gateway, f"Tiers-lieu de Bréquigny {uuid.uuid4().hex[:6]}")
     token = credential_token(gateway.settings, Role.ACTOR, actor["id"], f"person:{uuid.uuid4()}")

@@ -138,6 +138,33 @@ async def test_a_need_published_from_the_form_exists_and_bad_input_is_shown_besi
         assert data["need"] == {"title": "Réemploi à Maurepas", "version": 2}
 
 
+async def test_emptying_the_budget_and_the_radius_on_the_edit_form_removes_them(gateway: Gateway) -> None:
+    _, token = await authority(gateway, "Ville de Cesson-Sévigné")
+    budgeted = {**FORM, "budgetMin": "1000", "budgetMax": "5 000"}
+    async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: token}) as http:
+        published = await publish_from_form(http, budgeted)
+        assert published.status_code == 303, published.text[-3000:]
+        need_id = published.headers["location"].rsplit("/", 1)[1]
+        shown = await http.get(f"/besoins/{need_id}")
+        assert "<dt>Budget</dt>" in shown.text and "30 km autour du lieu" in shown.text
+        edit = await http.get(f"/besoins/{need_id}/modifier")
+        emptied = {**budgeted, "budgetMin": "", "budgetMax": "", "perimeter.radiusKm": "", "csrf": csrf_of(edit.text)}
+        changed = await http.post(f"/besoins/{need_id}/modifier", data=emptied)
+        assert changed.status_code == 303, changed.text[-3000:]
+        data = await gateway.ok(
+            "query($n: ID!) { need(id: $n) { version budgetMin budgetMax perimeter { radiusKm } } }",
+            {"n": need_id},
+            gateway.admin,
+        )
+        assert data["need"] == {"version": 2, "budgetMin": None, "budgetMax": None, "perimeter": {"radiusKm": None}}
+        shown = await http.get(f"/besoins/{need_id}")
+        assert shown.status_code == 200
+        assert "<dt>Budget</dt>" not in shown.text and "km autour du lieu" not in shown.text
+        again = await http.get(f"/besoins/{need_id}/modifier")
+        for name in ("budgetMin", "budgetMax", "perimeter.radiusKm"):
+            assert re.search(rf'name="{re.escape(name)}"[^>]*value=""', again.text), name
+
+
 async def test_another_authoritys_need_page_is_refused_with_a_clear_page(gateway: Gateway) -> None:
     owner, _ = await authority(gateway, "Ville de Vitré")
     _, other = await authority(gateway, "Ville de Fougères")

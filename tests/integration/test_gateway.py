@@ -813,6 +813,43 @@ async def test_update_actor_changes_the_given_fields_only_and_says_what_is_stale
     assert again["actor"] == {"name": created["name"], "version": 2, "kind": "association"}
 
 
+async def test_update_actor_removes_a_value_given_as_null_and_refuses_a_null_required_field(gateway: Gateway) -> None:
+    created = await register(
+        gateway,
+        f"Ressourcerie effaçable {uuid.uuid4().hex[:6]}",
+        website="https://effacable.example.org/",
+        qpvCode="QN03506M",
+        networks=["cress-bretagne"],
+    )
+    fields = "name description website qpvCode networks themes version"
+    query = "mutation($a: ID!, $i: UpdateActorInput!) { updateActor(id: $a, input: $i) { " + fields + " } }"
+    read = "query($a: ID!) { actor(id: $a) { " + fields + " } }"
+    before = (await gateway.ok(read, {"a": created["id"]}, gateway.admin))["actor"]
+    assert (before["website"], before["qpvCode"]) == ("https://effacable.example.org/", "QN03506M")
+    cleared = await gateway.ok(
+        query,
+        {"a": created["id"], "i": {"website": None, "qpvCode": None, "description": None, "networks": None}},
+        gateway.admin,
+    )
+    assert cleared["updateActor"] == {
+        **before,
+        "description": "",
+        "website": None,
+        "qpvCode": None,
+        "networks": [],
+        "version": before["version"] + 1,
+    }
+    for name in ("name", "kind", "communeCode"):
+        refused = await gateway.gql(query, {"a": created["id"], "i": {name: None, "themes": []}}, gateway.admin)
+        assert refused["errors"][0]["extensions"] == {
+            "code": "BAD_USER_INPUT",
+            "field": f"input.{name}",
+            "rule": "required",
+        }, name
+    after = await gateway.ok(read, {"a": created["id"]}, gateway.admin)
+    assert after["actor"] == cleared["updateActor"]
+
+
 async def test_a_revoked_credential_stops_working_at_once_on_every_replica(
     gateway: Gateway, gateway_settings: Settings
 ) -> None:

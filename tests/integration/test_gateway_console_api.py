@@ -362,6 +362,72 @@ async def test_update_need_changes_the_given_fields_only_and_says_what_is_stale_
     assert codes(closed) == ["CONFLICT"]
 
 
+async def test_update_need_removes_a_value_given_as_null_keeps_one_left_out_and_refuses_a_null_required_field(
+    gateway: Gateway, quimper: dict[str, Any]
+) -> None:
+    published = await gateway.ok(
+        PUBLISH_NEED,
+        {
+            "input": need_input(
+                **QUIMPER,
+                budgetMin=1000,
+                budgetMax=5000,
+                eligibleKinds=["association"],
+                perimeter={"territories": ["EPCI-200068120"], "radiusKm": 20},
+            )
+        },
+        quimper["as_authority"],
+    )
+    need_id = published["publishNeed"]["id"]
+    fields = "version title description budgetMin budgetMax eligibleKinds perimeter { territories radiusKm }"
+    read = "query($id: ID!) { need(id: $id) { " + fields + " } }"
+    before = (await gateway.ok(read, {"id": need_id}, quimper["as_authority"]))["need"]
+    assert (before["budgetMin"], before["budgetMax"], before["perimeter"]["radiusKm"]) == (1000, 5000, 20)
+
+    # A null removes: budgetMax is gone, budgetMin (left out) is kept; the description and the kinds become empty.
+    cleared = await gateway.ok(
+        "mutation($id: ID!, $input: UpdateNeedInput!) { updateNeed(id: $id, input: $input) { " + fields + " } }",
+        {
+            "id": need_id,
+            "input": {
+                "budgetMax": None,
+                "description": None,
+                "eligibleKinds": None,
+                "perimeter": {"territories": ["EPCI-200068120"], "radiusKm": None},
+                "version": before["version"],
+            },
+        },
+        quimper["as_authority"],
+    )
+    assert cleared["updateNeed"] == {
+        **before,
+        "version": before["version"] + 1,
+        "description": "",
+        "budgetMax": None,
+        "eligibleKinds": [],
+        "perimeter": {"territories": ["EPCI-200068120"], "radiusKm": None},
+    }
+    stored = (await gateway.ok(read, {"id": need_id}, quimper["as_authority"]))["need"]
+    assert stored == cleared["updateNeed"]
+
+    # A required field takes a value: its null is the caller's error, naming it, and the need stays as it was.
+    for name in ("title", "deadline", "perimeter", "themes"):
+        refused = await gateway.gql(
+            UPDATE_NEED, {"id": need_id, "input": {name: None, "budgetMin": None}}, quimper["as_authority"]
+        )
+        assert refused["errors"][0]["extensions"] == {
+            "code": "BAD_USER_INPUT",
+            "field": f"input.{name}",
+            "rule": "required",
+        }, name
+    assert (await gateway.ok(read, {"id": need_id}, quimper["as_authority"]))["need"] == stored
+    # A null version is no version: the edit applies to the current one.
+    untitled = await gateway.ok(
+        UPDATE_NEED, {"id": need_id, "input": {"budgetMin": None, "version": None}}, quimper["as_authority"]
+    )
+    assert (untitled["updateNeed"]["budgetMin"], untitled["updateNeed"]["version"]) == (None, stored["version"] + 1)
+
+
 # --- pickers -------------------------------------------------------------------------------------------------------
 
 

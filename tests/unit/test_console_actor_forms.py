@@ -84,6 +84,16 @@ def test_only_the_fields_that_differ_are_sent_with_the_version_edited() -> None:
     assert changes_of(posted(themes=["reemploi", "reparation"])) == {"themes": ["reemploi", "reparation"], "version": 3}
 
 
+def test_an_emptied_website_is_removed_with_a_null() -> None:
+    with_site = {**ACTOR, "website": "https://ressourcerie.example.org/"}
+    changes, _, _ = ProfileForm.of_form(posted(website="")).changes(ProfileForm.of_actor(with_site))
+    assert changes == {"website": None, "version": 3}
+    assert changes_of(posted(website="https://blosne.example.org/")) == {
+        "website": "https://blosne.example.org/",
+        "version": 3,
+    }
+
+
 def test_the_contact_is_sent_whole_and_an_emptied_part_is_removed() -> None:
     assert changes_of(posted(contact__email="", contact__phone="02 99 00 00 00")) == {
         "contact": {"name": None, "email": None, "phone": "02 99 00 00 00"},

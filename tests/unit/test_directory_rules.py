@@ -131,6 +131,21 @@ class TestPatched:
         assert result.name == current.name and result.kind == current.kind and result.source_id == "src-1"
         assert result.contact is not None and result.contact.email == "camille@example.org"
 
+    def test_a_null_removes_an_optional_value_the_description_and_lists_becoming_empty(self) -> None:
+        current = stored(website="https://ressourcerie.example.org/", qpv_code="QN02501M", networks=["cress"])
+        patch = ActorPatch.model_validate(
+            {"description": None, "themes": None, "networks": None, "website": None, "qpv_code": None}
+        )
+        result = rules.patched(current, patch)
+        assert (result.description, result.themes, result.networks) == ("", [], [])
+        assert (result.website, result.qpv_code) == (None, None)
+        assert result.name == current.name and result.contact == current.contact
+
+    @pytest.mark.parametrize("field", ["name", "kind", "commune_code"])
+    def test_a_null_on_a_required_field_is_refused(self, field: str) -> None:
+        with pytest.raises(ValueError, match="changed, not removed"):
+            ActorPatch.model_validate({field: None})
+
     def test_a_nested_value_is_replaced_whole(self) -> None:
         result = rules.patched(stored(), ActorPatch.model_validate({"contact": {"phone": "03 81 00 00 00"}}))
         assert result.contact is not None

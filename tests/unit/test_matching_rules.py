@@ -9,7 +9,7 @@ import pytest
 from services.common.auth import Principal, Role
 from services.common.errors import Conflict, Forbidden, ValidationFailed
 from services.matching import rules
-from services.matching.model import MatchStatus, NeedPatch, NeedRead, NeedStatus
+from services.matching.model import MatchStatus, NeedPatch, NeedRead, NeedStatus, Perimeter
 from services.matching.scoring import ActorProfile, Reason, Result
 
 AUTHORITY, OTHER_AUTHORITY, ACTOR = "authority-1", "authority-2", "actor-1"
@@ -261,6 +261,28 @@ class TestPatchedNeed:
         with pytest.raises(ValidationFailed) as refused:
             rules.patched_need(self.current(), NeedPatch(budget_max=10))
         assert refused.value.field == "budget_max"
+
+    def test_a_null_removes_an_optional_value_and_a_field_not_given_keeps_its_own(self) -> None:
+        current = self.current().model_copy(update={"service_types": ["fourniture_biens"], "eligible_kinds": ["siae"]})
+        patch = NeedPatch.model_validate(
+            {"budget_min": None, "description": None, "service_types": None, "eligible_kinds": None}
+        )
+        edited = rules.patched_need(current, patch)
+        assert (edited.budget_min, edited.description) == (None, "")
+        assert (edited.service_types, edited.eligible_kinds) == ([], [])
+        assert edited.title == "Une ressourcerie" and edited.perimeter.territories == ["DEP-25"]
+        radius = rules.patched_need(
+            current.model_copy(update={"perimeter": Perimeter(territories=["DEP-25"], radius_km=20)}),
+            NeedPatch.model_validate({"perimeter": {"territories": ["DEP-25"], "radius_km": None}}),
+        )
+        assert (radius.perimeter.territories, radius.perimeter.radius_km) == (["DEP-25"], None)
+
+    @pytest.mark.parametrize(
+        "field", ["title", "kind", "themes", "commune_code", "location", "perimeter", "deadline", "qpv_priority"]
+    )
+    def test_a_null_on_a_required_field_is_refused(self, field: str) -> None:
+        with pytest.raises(ValueError, match="changed, not removed"):
+            NeedPatch.model_validate({field: None})
 
     def test_an_empty_patch_and_a_removed_required_field_are_refused(self) -> None:
         with pytest.raises(ValidationFailed) as empty:
