@@ -755,7 +755,7 @@ async def test_erase_person_signs_the_person_out_everywhere_and_leaves_nothing_b
         after = await browser.get("/")
         assert authority["name"] not in after.text and "Se connecter" in after.text
         assert (await browser.get("/espace")).headers.get("location", "").startswith("/connexion")
-        refused_me = await gateway.gql(me, authorization=for_actor)
+        refused_me = await gateway.gql(me, authorization=for_actor, status=401)
         assert refused_me["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", refused_me
         assert (await asker.get(pending)).status_code == 410
     assert await left_in_the_gateway(gateway, address, person["id"]) == {
