@@ -114,6 +114,10 @@ class Mutation:
     revoke_credential = strawberry.mutation(resolver=credential_types.revoke_credential)
     invite_member = strawberry.mutation(resolver=people_types.invite_member)
     remove_member = strawberry.mutation(resolver=people_types.remove_member)
+    erase_person = strawberry.mutation(
+        resolver=people_types.erase_person,
+        description="Erase a person (GDPR art. 17, admins): sessions, sign-in links, directory, event registrations",
+    )
 
 
 @strawberry.type

@@ -115,3 +115,9 @@ class DirectoryClient(ServiceClient):
 
     async def remove_member(self, actor_id: str, person_id: str, principal: Principal) -> None:
         await self.call("DELETE", f"/v1/actors/{actor_id}/members/{person_id}", principal=principal)
+
+    async def erase_person(self, email: str, principal: Principal) -> Json:
+        """Delete the person of an address, its memberships and its claims (admins): {persons_deleted,
+        memberships_deleted, claims_deleted}, zeros when there was none."""
+        answer: Json = await self.call("POST", "/v1/erasures", principal=principal, json={"email": email})
+        return answer

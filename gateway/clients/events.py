@@ -104,6 +104,11 @@ class EventsClient(ServiceClient):
         answer: Json = await self.call("POST", f"/v1/registrations/{registration_id}/cancel", principal=principal)
         return answer
 
+    async def erase_person(self, email: str, principal: Principal) -> Json:
+        """Anonymise the registrations made with an address (admins): {registrations_anonymised}."""
+        answer: Json = await self.call("POST", "/v1/erasures", principal=principal, json={"email": email})
+        return answer
+
     # --- what the gateway relays as it is, anonymously: pages people reach from links, and feeds -----------------
 
     async def feed(self, kind: str, ident: str, headers: dict[str, str]) -> httpx.Response:

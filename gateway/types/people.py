@@ -1,7 +1,10 @@
-"""People of an actor: its members (persons of the directory), invited by e-mail and removed by its admins.
+"""People of an actor: its members (persons of the directory), invited by e-mail and removed by its admins; and a
+person's erasure (GDPR art. 17) by Maillage's admins.
 
 An invitation makes the person a member (the directory's) and e-mails it a first one-time sign-in link (the
 gateway's, `gateway.sessions`): the person signs in with it, no password. Addresses are shown to the actor's admins.
+An erasure (`gateway.erasure`) leaves nothing of the person: its sessions end, its links stop working, the directory
+forgets it and its event registrations are anonymised.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import aiosmtplib
 import asyncpg
 import strawberry
 
-from gateway import sessions
-from gateway.context import GInfo, require_principal
+from gateway import erasure, sessions
+from gateway.context import GInfo, require_principal, require_role
+from gateway.errors import from_error
+from services.common.auth import Role
+from services.common.errors import MaillageError
 
 logger = logging.getLogger("maillage.gateway")
 
@@ -94,3 +100,44 @@ async def remove_member(info: GInfo, actor_id: strawberry.ID, person_id: strawbe
     for credential_id in await sessions.end_sessions_of(gateway.pool, str(person_id), str(actor_id), "member-removed"):
         gateway.credentials.forget(credential_id)  # this replica at once; the others when PostgreSQL tells
     return True
+
+
+@strawberry.type(description="What erasing a person removed (GDPR art. 17); zeros when nothing was left of the address")
+class PersonErasure:
+    persons_deleted: int = strawberry.field(description="Persons of the directory deleted (0 or 1)")
+    memberships_deleted: int = strawberry.field(description="Its memberships of actors, deleted with it")
+    claims_deleted: int = strawberry.field(description="Claims of actors made from the address")
+    registrations_anonymised: int = strawberry.field(description="Event registrations anonymised (counts kept)")
+    sessions_revoked: int = strawberry.field(description="Open console sessions revoked (every actor)")
+    sign_in_links_deleted: int = strawberry.field(description="Sign-in links of the address deleted")
+
+    @staticmethod
+    def of(done: erasure.Erasure) -> PersonErasure:
+        return PersonErasure(
+            persons_deleted=done.persons_deleted,
+            memberships_deleted=done.memberships_deleted,
+            claims_deleted=done.claims_deleted,
+            registrations_anonymised=done.registrations_anonymised,
+            sessions_revoked=done.sessions_revoked,
+            sign_in_links_deleted=done.sign_in_links_deleted,
+        )
+
+
+async def erase_person(info: GInfo, email: str) -> PersonErasure:
+    """Erase the person of an address (Maillage's admins): its sessions revoked, its sign-in links deleted, the
+    directory's person, memberships and claims deleted, its registrations anonymised. Erasing again answers zeros;
+    after a failure, erasing again finishes the job."""
+    admin = require_role(info, Role.ADMIN)
+    gateway = info.context.gateway
+    try:
+        done = await erasure.erase_person(
+            gateway.settings,
+            gateway.pool,
+            gateway.clients,
+            email,
+            principal=admin,
+            forget=gateway.credentials.forget,  # this replica at once; the others when PostgreSQL tells
+        )
+    except MaillageError as exc:
+        raise from_error(exc) from None
+    return PersonErasure.of(done)

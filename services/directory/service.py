@@ -462,5 +462,5 @@ async def erase_person(pool: asyncpg.Pool, principal: Principal, email: str) -> 
     """Erase a person (GDPR art. 17): the person, its memberships and the claims made from its address."""
     principal.require_role("admin")
     async with UnitOfWork(pool, service=SERVICE) as uow:
-        persons, claims = await store.erase_person(uow.conn, email)
-    return {"persons_deleted": persons, "claims_deleted": claims}
+        persons, memberships, claims = await store.erase_person(uow.conn, email)
+    return {"persons_deleted": persons, "memberships_deleted": memberships, "claims_deleted": claims}

@@ -608,8 +608,14 @@ async def void_pending_claims(conn: asyncpg.Connection, actor_id: uuid.UUID) -> 
     return len(voided)
 
 
-async def erase_person(conn: asyncpg.Connection, email: str) -> tuple[int, int]:
-    """Delete the person of this address (its memberships with it) and every claim made from it."""
+async def erase_person(conn: asyncpg.Connection, email: str) -> tuple[int, int, int]:
+    """Delete the person of this address, its memberships and every claim made from it: how many of each."""
+    # The memberships first, to count them: deleting the person would cascade to them uncounted.
+    memberships = await conn.fetch(
+        """DELETE FROM memberships WHERE person_id IN (SELECT id FROM persons WHERE lower(email) = lower($1))
+           RETURNING actor_id""",
+        email,
+    )
     persons = await conn.fetch("DELETE FROM persons WHERE lower(email) = lower($1) RETURNING id", email)
     claims = await conn.fetch("DELETE FROM claims WHERE lower(email) = lower($1) RETURNING id", email)
-    return len(persons), len(claims)
+    return len(persons), len(memberships), len(claims)

@@ -1,4 +1,5 @@
-"""The `maillage` command: serve, run the embedded stack, mint tokens, migrate, replay, rebuild replicas, DLQs."""
+"""The `maillage` command: serve, run the embedded stack, mint tokens, migrate, replay, rebuild replicas, DLQs,
+invite and erase persons."""
 
 from __future__ import annotations
 
@@ -430,6 +431,38 @@ def invite(
     typer.echo(f"{member['person']['name']} <{email}> is {role.value} of {actor_name}; sign-in link sent", err=True)
     if not settings.email_enabled:
         typer.echo(url)
+
+
+@app.command()
+def erase(email: Annotated[str, typer.Argument(help="The person's e-mail address")]) -> None:
+    """Erase a person (GDPR art. 17): its sessions revoked, its sign-in links deleted, the directory's person,
+    memberships and claims deleted, its event registrations anonymised (the gateway's `erasePerson`)."""
+    from graphql import GraphQLError
+
+    from gateway import erasure
+    from gateway.clients import ServiceClients
+    from services.common.auth import Principal, Role
+    from services.common.errors import MaillageError
+
+    settings = get_settings()
+    admin = Principal(subject="admin:cli", role=Role.ADMIN)
+
+    async def run(conn: asyncpg.Connection) -> erasure.Erasure:
+        clients = ServiceClients(settings)
+        try:
+            return await erasure.erase_person(settings, conn, clients, email, principal=admin)
+        finally:
+            await clients.aclose()
+
+    try:
+        done = asyncio.run(_with_gateway_db(run))
+    except MaillageError as exc:
+        raise _fail(exc.detail) from exc
+    except GraphQLError as exc:  # a service refused or is down: what was done stays done, the next run finishes
+        raise _fail(f"{exc.message}; nothing is lost: run `maillage erase` again to finish", 1) from exc
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _fail(f"cannot reach the gateway's database: {exc}; run `maillage erase` again to finish", 1) from exc
+    typer.echo(f"erased {email}: {done.summary()}")
 
 
 @credentials_app.command("issue")

@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import Page
 
 from gateway.console.web import BROWSER_COOKIE, SESSION_COOKIE, Console
+from gateway.sessions import address_key
 from services.common.auth import Role, service_headers
 from services.common.settings import Settings
 from tests.integration.browser_fixtures import (
@@ -33,7 +34,7 @@ from tests.integration.directory_fixtures import Directory
 from tests.integration.gateway_fixtures import Gateway, running_gateway
 from tests.integration.identities import forwarded
 from tests.integration.matching_fixtures import SmtpSink, smtp_sink
-from tests.integration.test_gateway import register
+from tests.integration.test_gateway import ONLINE, publish_event, register
 
 PER_ADDRESS = 3
 
@@ -215,7 +216,8 @@ async def test_persons_are_looked_up_by_the_gateway_only_and_invited_by_admins(
 
         # Erasure deletes the person (and its memberships).
         erased = await http.post("/v1/erasures", json={"email": member_address}, headers=directory.admin)
-        assert erased.status_code == 200 and erased.json()["persons_deleted"] == 1
+        assert erased.status_code == 200, erased.text
+        assert erased.json() == {"persons_deleted": 1, "memberships_deleted": 0, "claims_deleted": 0}  # removed before
         gone = await http.post("/v1/persons/lookup", json={"email": member_address}, headers=as_gateway)
         assert gone.json()["person"] is None
         assert (await http.post("/v1/erasures", json={"email": admin_address}, headers=own_admin)).status_code == 403
@@ -651,3 +653,176 @@ async def test_members_in_the_graphql_contract_are_for_admins_and_the_actors_adm
     for refused in (gateway.bearer(Role.PARTNER), gateway.bearer(Role.ACTOR, actor["id"])):
         answer = await gateway.gql(query, {"id": actor["id"]}, refused)
         assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", answer
+
+
+# --- erasing a person (GDPR art. 17) -------------------------------------------------------------------------
+
+ERASE = """mutation($email: String!) { erasePerson(email: $email) {
+    personsDeleted membershipsDeleted claimsDeleted registrationsAnonymised sessionsRevoked signInLinksDeleted } }"""
+NOTHING_LEFT = {
+    "personsDeleted": 0,
+    "membershipsDeleted": 0,
+    "claimsDeleted": 0,
+    "registrationsAnonymised": 0,
+    "sessionsRevoked": 0,
+    "signInLinksDeleted": 0,
+}
+REGISTER_PERSON = (
+    """mutation($e: ID!, $input: RegistrationInput!) { registerForEvent(eventId: $e, input: $input) { id } }"""
+)
+REGISTRATIONS = "query($id: ID!) { event(id: $id) { registrations { personName personEmail status } } }"
+
+
+async def left_in_the_gateway(gateway: Gateway, address: str, person_id: str) -> dict[str, int]:
+    """What the gateway's database still holds of an address and its person."""
+    conn = await gateway_db(gateway)
+    try:
+        return {
+            "links": await conn.fetchval("SELECT count(*) FROM sign_in_links WHERE lower(email) = $1", address),
+            "requests": await conn.fetchval(
+                "SELECT count(*) FROM sign_in_requests WHERE address_hash = $1", address_key(gateway.settings, address)
+            ),
+            "idle_rows": await conn.fetchval(
+                "SELECT count(*) FROM console_sessions WHERE person_id = $1", uuid.UUID(person_id)
+            ),
+            "open_sessions": await conn.fetchval(
+                "SELECT count(*) FROM credentials WHERE subject = $1 AND revoked_at IS NULL", f"person:{person_id}"
+            ),
+        }
+    finally:
+        await conn.close()
+
+
+async def test_erase_person_signs_the_person_out_everywhere_and_leaves_nothing_behind(
+    directory: Directory, signing: tuple[Gateway, SmtpSink]
+) -> None:
+    gateway, sink = signing
+    tag = uuid.uuid4().hex[:6]
+    authority = await register(gateway, f"Ville de Morez {tag}", kind="local_authority", activities=[])
+    actor = await register(gateway, f"Fruitière solidaire {tag}")
+    address, kept = email(), email()
+    person = (await member_of(directory, authority["id"], address, "Lucie Effacée"))["person"]
+    await member_of(directory, actor["id"], address, "Lucie Effacée", "admin")
+    kept_person = (await member_of(directory, actor["id"], kept, "Marc Gardé"))["person"]
+    event = await publish_event(gateway, actor["id"], title=f"Atelier {tag}", onlineUrl=ONLINE)
+    for who, name in ((address, "Lucie Effacée"), (kept, "Marc Gardé")):
+        person_input = {"person": {"name": name, "email": who}}
+        await gateway.ok(REGISTER_PERSON, {"e": event["id"], "input": person_input}, gateway.admin)
+    # Two open sessions of the person, for two actors: the console's (switched to the authority) and a credential
+    # for the other actor with an open subscription; a pending sign-in link; the session of a person who stays.
+    for_actor = gateway.bearer(Role.ACTOR, actor["id"], f"person:{person['id']}")
+    kept_session = gateway.bearer(Role.ACTOR, actor["id"], f"person:{kept_person['id']}")
+    me = "{ me { subject } }"
+    async with Browser(gateway) as browser, Browser(gateway) as asker, gateway.socket(for_actor) as socket:
+        assert (await sign_in(browser, sink, address)).status_code == 303
+        spaces = await browser.get("/espace")
+        assert (await browser.submit(spaces, "/espace", acteur=authority["id"])).status_code == 303
+        assert authority["name"] in (await browser.get("/")).text
+        await asker.ask_for_link(address)
+        pending = await link_for(sink, address, 2)
+        await socket.start("1", "subscription { matchFound { id } }", {})
+        await asyncio.sleep(0.2)  # the subscription is registered once the server read the message
+
+        # Nobody but an admin erases, not even the person: refused, and nothing changed.
+        for refused in (for_actor, gateway.bearer(Role.PARTNER), gateway.bearer(Role.COLLECTIVITY, authority["id"])):
+            answer = await gateway.gql(ERASE, {"email": address}, refused)
+            assert answer["data"] is None and answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", answer
+        anonymous = await gateway.gql(ERASE, {"email": address})
+        assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", anonymous
+        assert authority["name"] in (await browser.get("/")).text
+        assert (await gateway.ok(me, authorization=for_actor))["me"]["subject"] == f"person:{person['id']}"
+        assert (await asker.get(pending)).status_code == 200
+        assert (await left_in_the_gateway(gateway, address, person["id"]))["open_sessions"] == 2
+        # A bad address is the caller's mistake, named.
+        for bad, rule in (("pas une adresse", "format"), ("", "length")):
+            answer = await gateway.gql(ERASE, {"email": bad}, gateway.admin)
+            assert answer["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "email", "rule": rule}
+
+        done = (await gateway.ok(ERASE, {"email": f"  {address.upper()} "}, gateway.admin))["erasePerson"]
+        assert done == {
+            "personsDeleted": 1,
+            "membershipsDeleted": 2,
+            "claimsDeleted": 0,
+            "registrationsAnonymised": 1,
+            "sessionsRevoked": 2,  # the console's and the credential's; the switched-from one was revoked already
+            "signInLinksDeleted": 2,  # the used one and the pending one
+        }
+        # The open subscription ends, as a revoked credential's does.
+        await socket.until_closed(timeout_s=10)
+        assert socket.close_code == 4403, (socket.close_code, socket.close_reason)
+
+        # Signed out on the next request, the pending link dead.
+        after = await browser.get("/")
+        assert authority["name"] not in after.text and "Se connecter" in after.text
+        assert (await browser.get("/espace")).headers.get("location", "").startswith("/connexion")
+        refused_me = await gateway.gql(me, authorization=for_actor, status=401)
+        assert refused_me["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", refused_me
+        assert (await asker.get(pending)).status_code == 410
+    assert await left_in_the_gateway(gateway, address, person["id"]) == {
+        "links": 0,
+        "requests": 0,
+        "idle_rows": 0,
+        "open_sessions": 0,
+    }
+
+    # The directory forgot the person and its memberships; the other member stays, signed in.
+    as_gateway = service_headers(directory.settings, "gateway")
+    async with directory.client() as http:
+        found = await http.post("/v1/persons/lookup", json={"email": address}, headers=as_gateway)
+        assert found.json() == {"person": None, "memberships": []}
+        members = (await http.get(f"/v1/actors/{actor['id']}/members", headers=directory.admin)).json()
+        assert [m["person"]["email"] for m in members] == [kept]
+        assert (await http.get(f"/v1/actors/{authority['id']}/members", headers=directory.admin)).json() == []
+    assert (await gateway.ok(me, authorization=kept_session))["me"]["subject"] == f"person:{kept_person['id']}"
+
+    # Its registration is anonymised, the seat still counted; the other person's is as it was.
+    registrations = (await gateway.ok(REGISTRATIONS, {"id": event["id"]}, gateway.admin))["event"]["registrations"]
+    assert sorted((r["personEmail"] or "", r["personName"] or "") for r in registrations) == [
+        ("", ""),
+        (kept, "Marc Gardé"),
+    ]
+
+    # Erasing again: nothing left, zeros.
+    assert (await gateway.ok(ERASE, {"email": address}, gateway.admin))["erasePerson"] == NOTHING_LEFT
+    assert (await gateway.ok(ERASE, {"email": email()}, gateway.admin))["erasePerson"] == NOTHING_LEFT
+
+
+async def test_the_cli_erases_a_person_through_the_same_operation(
+    directory: Directory, signing: tuple[Gateway, SmtpSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.launch import cli
+
+    gateway, sink = signing
+    actor = await register(gateway, f"Bricothèque {uuid.uuid4().hex[:6]}")
+    address = email()
+    person = (await member_of(directory, actor["id"], address, "Noé Effacé"))["person"]
+    monkeypatch.setattr(cli, "get_settings", lambda: gateway.settings)
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(cli.app, list(args))
+
+    async with Browser(gateway) as browser:
+        await sign_in(browser, sink, address)
+        assert actor["name"] in (await browser.get("/")).text
+        done = await asyncio.to_thread(invoke, "erase", address)
+        assert done.exit_code == 0, done.output
+        assert (
+            f"erased {address}: persons deleted: 1, memberships deleted: 1, claims deleted: 0, "
+            "registrations anonymised: 0, sessions revoked: 1, sign-in links deleted: 1"
+        ) in done.output
+        await asyncio.sleep(0.2)  # this gateway hears of the revocation from PostgreSQL (the CLI is another process)
+        assert "Se connecter" in (await browser.get("/")).text
+    assert (await left_in_the_gateway(gateway, address, person["id"]))["open_sessions"] == 0
+    again = await asyncio.to_thread(invoke, "erase", address)
+    assert (
+        again.exit_code == 0
+        and (
+            f"erased {address}: persons deleted: 0, memberships deleted: 0, claims deleted: 0, "
+            "registrations anonymised: 0, sessions revoked: 0, sign-in links deleted: 0"
+        )
+        in again.output
+    )
+    bad = await asyncio.to_thread(invoke, "erase", "pas une adresse")
+    assert bad.exit_code == 2 and "email" in bad.output
