@@ -361,51 +361,48 @@ async def short_list(
     return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
 
 
-def _door_sql(rank: str, codes: str, keyed: str, cells: str | None) -> str:
+# A door's radius probe keeps the nearest actors that pass its condition, this many times its budget, before they
+# are ranked: a common concept ("ressourcerie") can name hundreds of actors of a city's disc, and reading them all
+# to rank them was the door's cost (bench/matching.py). Among actors without a shared theme the structured rank is
+# mostly closeness, so the nearest few hold the best.
+NEAREST_FACTOR = 4
+# Its territories probe reads at most this many times its budget (any of them: the GIN has no order), so that a
+# concept named all over a métropole does not make the door read it all; real descriptions name a concept far
+# more rarely than bench/matching.py's generated ones (where most actors say "ressourcerie"), and it never binds
+# on the quality set.
+TERRITORY_READ_FACTOR = 20
+
+
+def _door_sql(rank: str, codes: str, keyed: str) -> str:
     """A door's probe: actors whose `codes` condition holds (on $20) inside the need's perimeter — its
-    territories ($7, a GIN probe) or its radius ($8 km) — never through activities' reach or a national
-    activity, best `keep` ($10) first. The radius part is one GIN probe of the grid cells the disc touches when
-    `cells` (the condition on the actors' cell keys) is given, else one GiST probe where `keyed` is the codes'
-    condition on the place GiST's keys, or "true"."""
-    if cells is None:
-        disc = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
-           AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-           AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed} AND {codes}"""
-    else:
-        # The fence (OFFSET 0) keeps the distance out of the cells' scan, as in `_probe_sql`.
-        disc = f"""SELECT {COLUMNS} FROM (
-                SELECT {COLUMNS}, a.concepts FROM actors a WHERE a.status = 'active' AND $8 > 0 AND {cells} OFFSET 0
-            ) a WHERE a.lat IS NOT NULL AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000
-               AND {codes}"""
+    territories ($7, a GIN probe reading at most `TERRITORY_READ_FACTOR` times the budget) or its radius ($8 km,
+    the place GiST read nearest first, `NEAREST_FACTOR` times the budget) — never through activities' reach or a
+    national activity, best `keep` ($10) first. `keyed` is the same condition on the keys of a place GiST
+    (migrations 0005 and 0008)."""
     source = f"""
-        SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {codes}
+        (SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {codes}
+         LIMIT $10 * {TERRITORY_READ_FACTOR})
         UNION ALL
-        {disc}"""
+        (SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
+           AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+           AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed} AND {codes}
+         ORDER BY ll_to_earth(a.lat, a.lon) <-> {PLACE} LIMIT $10 * {NEAREST_FACTOR})"""
     return _ranked(rank, source, several=True)
 
 
-# The cells a door's disc touches ($8 km, inflated as DISC_KM is), for the codes in $20 and any service type.
-DOOR_DISC_KEYS = "disc_keys($20::text[], '*', $5, $6, $8 * 1.03 + 0.5)"
-# Each door's condition on the replica row `a` (its codes in $20), the same on the place GiST's keys, and on the
-# grid cells (migrations 0006 and 0008) for a disc wider than CELLS_KM. The related-theme door leaves out actors
-# sharing one of the need's themes: the shared-theme probes have them. The service-type door has no cells: they
-# key themes, and it reaches actors whatever theirs (its few actors make the GiST probe cheap anyway).
-DOOR_PROBES: dict[Door, tuple[str, str, str | None]] = {
+# Each door's condition on the replica row `a` (its codes in $20), and the same on the place GiST's keys. The
+# related-theme and text doors leave out actors sharing one of the need's themes: the shared-theme probes have
+# them (the text door is for actors whose declared themes differ from the need's).
+DOOR_PROBES = {
     Door.related_theme: (
         "a.themes && $20::text[] AND NOT a.themes && $2::text[]",
         f"{KEYS} && match_keys($20::text[], '{{}}'::text[])",
-        f"{PLACE_KEYS} {DOOR_DISC_KEYS}",
     ),
     Door.text: (
-        "a.concepts && $20::text[]",
-        "true",
-        f"place_keys(a.concepts, '{{}}'::text[], a.lat, a.lon) OPERATOR(pg_catalog.&&) {DOOR_DISC_KEYS}",
+        "a.concepts && $20::text[] AND NOT a.themes && $2::text[]",
+        "a.concepts IS NOT NULL AND match_keys(a.concepts, '{}'::text[]) && match_keys($20::text[], '{}'::text[])",
     ),
-    Door.service_type: (
-        "a.service_types && $20::text[]",
-        f"{KEYS} && match_keys('{{}}'::text[], $20::text[])",
-        None,
-    ),
+    Door.service_type: ("a.service_types && $20::text[]", f"{KEYS} && match_keys('{{}}'::text[], $20::text[])"),
 }
 
 
@@ -440,9 +437,7 @@ async def door_candidates(
             rank, rank_params = _rank_sql(weights, need)
             params = _params(need, budget, rank_params)
         assert params is not None
-        codes_sql, keyed, cells = DOOR_PROBES[door]
-        wide = (need.perimeter.radius_km or 0.0) > CELLS_KM
-        rows = await conn.fetch(_door_sql(rank, codes_sql, keyed, cells if wide else None), *params, codes)
+        rows = await conn.fetch(_door_sql(rank, *DOOR_PROBES[door]), *params, codes)
         found[door] = [(row["id"], row["structured"]) for row in rows]
     return found
 
