@@ -62,7 +62,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "procurement",
         ["mobilite", "reparation"],
         ["prestation_service"],
-        expected_top5=["demo-25056-11", "demo-25056-01"],
+        expected_top5=["demo-25056-11", "demo-25056-01", "demo-69123-12"],
     ),
     DemoNeed(
         "25056",
@@ -72,7 +72,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["mediation_numerique", "acces_aux_droits"],
         ["formation", "conseil_accompagnement"],
         perimeter=["EPCI"],
-        expected_top5=["demo-25056-03", "demo-25056-13", "demo-25056-09", "demo-25056-08"],
+        expected_top5=["demo-25056-03", "demo-25056-13", "demo-25056-09"],
     ),
     DemoNeed(
         "25388",
@@ -82,7 +82,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["solidarite_alimentaire"],
         ["fourniture_biens"],
         perimeter=["DEP"],
-        expected_top5=["demo-25388-05", "demo-25056-02", "demo-25462-08", "demo-25388-06", "demo-25388-12"],
+        expected_top5=["demo-25388-05", "demo-25056-02", "demo-25462-08"],
     ),
     DemoNeed(
         "64102",
@@ -111,7 +111,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         "call_for_projects",
         ["cooperation_territoriale", "emploi_formation"],
         ["conseil_accompagnement"],
-        expected_top5=["demo-79191-09"],
+        expected_top5=["demo-79191-09", "demo-79191-12", "demo-69123-00"],
     ),
     DemoNeed(
         "79191",
@@ -130,7 +130,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["agriculture_urbaine", "alimentation_durable"],
         ["prestation_service", "formation"],
         qpv_priority=True,
-        expected_top5=[],
+        expected_top5=["demo-63113-09"],
     ),
     DemoNeed(
         "63113",
@@ -149,7 +149,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["education_populaire", "enfance_parentalite"],
         ["prestation_service"],
         perimeter=["EPCI"],
-        expected_top5=["demo-69266-00", "demo-69123-03", "demo-69266-01", "demo-69123-04"],
+        expected_top5=["demo-69266-00", "demo-69123-03", "demo-69266-01", "demo-69123-04", "demo-69266-07"],
     ),
     DemoNeed(
         "69266",
@@ -187,7 +187,7 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["aide_domicile", "vieillissement"],
         ["mise_a_disposition_personnel", "conseil_accompagnement"],
         perimeter=["DEP"],
-        expected_top5=["demo-68066-01"],
+        expected_top5=["demo-68224-12", "demo-68066-01"],
     ),
     DemoNeed(
         "68224",
@@ -235,6 +235,6 @@ DEMO_NEEDS: list[DemoNeed] = [
         ["tourisme_solidaire"],
         ["prestation_service"],
         perimeter=["DEP"],
-        expected_top5=["demo-25462-05", "demo-25388-02"],
+        expected_top5=["demo-25388-02", "demo-25462-05"],
     ),
 ]
