@@ -24,6 +24,7 @@ from gateway.console.web import (
     ConsolePage,
     FormErrors,
     Session,
+    french_number,
     territory_label,
     territory_labels,
 )
@@ -242,8 +243,8 @@ class NeedForm:
                 "serviceTypes": list(need["serviceTypes"]),
                 "eligibleKinds": list(need["eligibleKinds"]),
                 "commune": (need["communeCode"], need.get("communeName") or need["communeCode"]),
-                "location.lat": str(need["location"]["lat"]),
-                "location.lon": str(need["location"]["lon"]),
+                "location.lat": french_number(need["location"]["lat"]),
+                "location.lon": french_number(need["location"]["lon"]),
                 "territories": territory_choices(perimeter),
                 "perimeter.radiusKm": amount(perimeter.get("radiusKm")),
                 "budgetMin": amount(need.get("budgetMin")),

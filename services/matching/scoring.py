@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.settings import Settings
-from services.contracts import doors, relations, synonyms
+from services.contracts import doors, relations, synonyms, territories
 from services.contracts.doors import Door
 from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE, THEMES_BY_CODE
 
@@ -174,6 +174,12 @@ DOOR_REASON_CODES: dict[Door, str] = {
 }
 
 
+def territory_name(code: str) -> str:
+    """A territory as a reason names it: 'Rennes', 'Rennes Métropole' (its code when the INSEE data lacks it)."""
+    found = territories.territory_named(code)
+    return found.name if found else code
+
+
 def coverage(
     need: NeedProfile, actor: ActorProfile, distance: float | None, themes: frozenset[str] | None = None
 ) -> Reason | None:
@@ -185,7 +191,7 @@ def coverage(
     themes = need.themes if themes is None else themes
     if actor.territories & need.perimeter:
         where = sorted(actor.territories & need.perimeter)[0]
-        return Reason("perimeter", f"dans le périmètre du besoin ({where})")
+        return Reason("perimeter", f"dans le périmètre du besoin ({territory_name(where)})")
     if need.perimeter_radius_km is not None and distance is not None and distance <= need.perimeter_radius_km:
         return Reason("perimeter", f"dans le rayon de {_km(need.perimeter_radius_km)} autour du lieu du besoin")
     for activity in actor.activities:
@@ -196,7 +202,7 @@ def coverage(
             return Reason("activity", f"intervient dans toute la France ({label})")
         if activity.area_kind == "territories" and activity.territories & need.place_codes:
             where = sorted(activity.territories & need.place_codes)[0]
-            return Reason("activity", f"intervient sur {where} ({label})")
+            return Reason("activity", f"intervient sur {territory_name(where)} ({label})")
         if (
             activity.area_kind == "radius"
             and activity.radius_km is not None

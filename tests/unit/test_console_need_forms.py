@@ -71,3 +71,9 @@ def test_an_emptied_radius_sends_the_perimeter_whole_without_it() -> None:
 
 def test_an_emptied_description_is_sent_as_null() -> None:
     assert changes_of(posted(description="  ")) == {"description": None}
+
+
+def test_the_edit_form_shows_the_need_as_french_readers_write_it() -> None:
+    shown = NeedForm.of_need(NEED).values
+    assert (shown["location.lat"], shown["location.lon"]) == ("47,996", "-4,102")  # a decimal comma, as the help says
+    assert shown["commune"][0] == "29232"

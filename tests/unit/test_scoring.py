@@ -64,6 +64,14 @@ def test_the_ressourcerie_3_km_away_is_matched_with_readable_reasons() -> None:
     distance_text = next(r.text for r in reasons if r.code == "distance")
     assert distance_text.startswith("à 3,") and distance_text.endswith(" km")
     assert any("Réemploi" in r.text for r in reasons if r.code == "themes")
+    assert reasons[0].text == "dans le périmètre du besoin (Besançon)"  # its territory by name, not COM-25056
+
+
+def test_an_activity_area_is_named_in_its_reason() -> None:
+    area = Activity("reemploi", "fourniture_biens", "territories", frozenset({"EPCI-242500361"}))
+    far = actor(commune="25462", lat=46.90, lon=6.35, activities=(area,))  # Pontarlier, active in Grand Besançon
+    _, reasons = score(need(perimeter=frozenset()), far)
+    assert reasons[0].code == "activity" and reasons[0].text.startswith("intervient sur CU Grand Besançon Métropole (")
 
 
 def test_the_ressourcerie_80_km_away_is_not_matched() -> None:
