@@ -266,13 +266,13 @@ async def fill_replica(url: str, count: int) -> float:
                     batch.clear()
             await copy(conn, batch)
             await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            for index in indexes:
-                await conn.execute(index["indexdef"])
+            for index in indexes:  # a GIN of a million actors' cells takes minutes: past the pool's command timeout
+                await conn.execute(index["indexdef"], timeout=BUILD_TIMEOUT_S)
             for target in targets:
                 await conn.execute(
                     f"ALTER INDEX {target['relname']} ALTER COLUMN {target['attnum']} SET STATISTICS {target['attstattarget']}"
                 )
-        await pool.execute("VACUUM ANALYZE actors, actor_texts")
+        await pool.execute("VACUUM ANALYZE actors, actor_texts", timeout=BUILD_TIMEOUT_S)
         return time.perf_counter() - started
     finally:
         await pool.close()
@@ -510,6 +510,8 @@ async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         postgres.stop()
 
+
+BUILD_TIMEOUT_S = 3600.0
 
 # The settings that close the doors of issue 23 (services/contracts/doors.py): matching by shared theme only.
 DOORS_OFF = {
