@@ -102,6 +102,7 @@ NEED_PAGE = (
 )
 NEED_MATCHES = "query($id: ID!) { need(id: $id) { id status matches(first: 50) { ...M } } }" + MATCH_FIELDS
 NEED_EDIT = "query($id: ID!) { need(id: $id) {" + NEED_FIELDS + " matches(first: 1) { id } } }"
+AUTHORITY_PLACE = "query($id: ID!) { actor(id: $id) { communeCode communeName location { lat lon } } }"
 VOCABULARY = "{ themes { code label } serviceTypes { code label } actorKinds { code label } }"
 COMMUNES = "query($s: String!) { communes(search: $s, first: 8) { code name departement postalCodes } }"
 TERRITORIES = "query($s: String!) { territories(search: $s, first: 8) { code kind name } }"
@@ -203,6 +204,19 @@ class NeedForm:
     @classmethod
     def empty(cls) -> NeedForm:
         return cls({"themes": [], "serviceTypes": [], "eligibleKinds": [], "territories": [], "commune": None})
+
+    @classmethod
+    def for_authority(cls, authority: dict[str, Any] | None) -> NeedForm:
+        """A new need's form, placed where its authority is (its commune and point, which the person may change):
+        most needs are at the town hall's commune, and the API has no commune coordinates to offer instead."""
+        form = cls.empty()
+        if authority and authority.get("communeCode"):
+            code = authority["communeCode"]
+            form.values["commune"] = (code, authority.get("communeName") or code)
+        if authority and authority.get("location"):
+            form.values["location.lat"] = french_number(authority["location"]["lat"])
+            form.values["location.lon"] = french_number(authority["location"]["lon"])
+        return form
 
     @classmethod
     def of_form(cls, form: FormData) -> NeedForm:
@@ -513,7 +527,8 @@ def install(app: FastAPI, console: Console) -> None:
     @app.get("/besoins/nouveau", response_class=HTMLResponse, include_in_schema=False)
     async def _new(request: Request) -> HTMLResponse:
         session, name = await authority(request)
-        return await form_page(request, session, name, NeedForm.empty())
+        place = await console.graphql(request, session, AUTHORITY_PLACE, {"id": session.actor_id})
+        return await form_page(request, session, name, NeedForm.for_authority(place.get("actor")))
 
     @app.post("/besoins/nouveau", response_class=HTMLResponse, include_in_schema=False)
     async def _publish(request: Request) -> Response:

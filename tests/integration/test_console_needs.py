@@ -87,8 +87,11 @@ async def test_a_need_published_from_the_form_exists_and_bad_input_is_shown_besi
     async with httpx.AsyncClient(base_url=gateway.url, cookies={SESSION_COOKIE: token}) as http:
         empty = await http.get("/besoins")
         assert empty.status_code == 200 and "Aucun besoin publié" in empty.text
-        # Bad input: each error beside its field, the values kept, nothing created.
+        # A new need starts at the authority's commune and point.
         page = await http.get("/besoins/nouveau")
+        assert 'value="35238|Rennes" checked' in page.text
+        assert 'value="48,1113"' in page.text and 'value="-1,68"' in page.text
+        # Bad input: each error beside its field, the values kept, nothing created.
         bad = {**FORM, "title": "", "location.lat": "nord", "themes": [], "deadline": "31 décembre"}
         refused = await http.post("/besoins/nouveau", data={**bad, "csrf": csrf_of(page.text)})
         assert refused.status_code == 422
@@ -296,10 +299,11 @@ async def test_the_publish_form_is_completed_with_the_keyboard_only(gateway: Gat
     await tab_to(page, "#champ-commune-recherche")
     await page.keyboard.type("Rennes")
     await expect(page.locator("input[name=communeCode][value^='35238|']")).to_be_checked(timeout=10_000)
-    await tab_to(page, "#champ-location-lat")
-    await page.keyboard.type("48,1113")
+    # The point is the authority's own until the person changes it.
+    await expect(page.locator("#champ-location-lat")).to_have_value("48,1113")
     await tab_to(page, "#champ-location-lon")
-    await page.keyboard.type("-1,68")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("-1,6801")
     deadline = date.today() + timedelta(days=40)
     await tab_to(page, "#champ-deadline")
     await page.keyboard.type(deadline.strftime("%d%m%Y"))
