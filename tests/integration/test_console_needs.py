@@ -131,7 +131,7 @@ async def test_a_need_published_from_the_form_exists_and_bad_input_is_shown_besi
         assert str(FORM["title"]) in listed.text and f"/besoins/{need_id}" in listed.text and "Ouvert" in listed.text
         # Edit: only what changed is sent.
         edit = await http.get(f"/besoins/{need_id}/modifier")
-        assert edit.status_code == 200 and 'value="48.1113"' in edit.text
+        assert edit.status_code == 200 and 'value="48,1113"' in edit.text
         changed = await http.post(
             f"/besoins/{need_id}/modifier",
             data={**FORM, "communeCode": "35238|35238", "title": "Réemploi à Maurepas", "csrf": csrf_of(edit.text)},

@@ -110,7 +110,8 @@ class TestPatchValidation:
             ({"commune_code": "99999"}, "commune_code", "value_error", "99999"),
             ({"name": ""}, "name", "string_too_short", "at least 2"),
             ({"name": None}, "name", "required", "not removed"),
-            ({"themes": None}, "themes", "list_type", "valid list"),
+            # A null themes now empties them (an optional list: see test_directory_rules); a string is no list.
+            ({"themes": "reemploi"}, "themes", "list_type", "valid list"),
             ({}, "body", "not_empty", "at least one field"),
         ],
     )
