@@ -37,6 +37,11 @@ FIGURES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
             rf"^\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$",
             ("delivered", "missed", "p50", "p99", "max"),
         ),
+        (
+            "  its mutation's answer",
+            rf"^of which the mutation's answer: p50 {NUMBER} ms, p99 {NUMBER} ms",
+            ("p50", "p99"),
+        ),
     ],
     "events": [
         (
