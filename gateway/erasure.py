@@ -35,12 +35,12 @@ from gateway.clients import ServiceClients
 from gateway.sessions import PERSON_SUBJECT, address_key
 from services.common.auth import Principal, Role
 from services.common.errors import ValidationFailed
+from services.common.rules import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from services.common.settings import Settings
 
 logger = logging.getLogger("maillage.gateway.erasure")
 
-ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_ADDRESS = 320  # RFC 5321's longest path; the services refuse longer
+ADDRESS = re.compile(EMAIL_PATTERN)
 REVOKED_BY = "erasure"
 
 
@@ -72,8 +72,8 @@ def erasure_address(text: str) -> str:
     """The address to erase as every store compares it (trimmed, lower-cased); `ValidationFailed` naming the field
     `email` and its rule otherwise."""
     address = text.strip()
-    if not 0 < len(address) <= MAX_ADDRESS:
-        raise ValidationFailed(f"email: 1 to {MAX_ADDRESS} characters", field="email", rule="length")
+    if not 0 < len(address) <= EMAIL_MAX_LENGTH:
+        raise ValidationFailed(f"email: 1 to {EMAIL_MAX_LENGTH} characters", field="email", rule="length")
     if not address.isprintable() or ADDRESS.fullmatch(address) is None:
         raise ValidationFailed("email: an e-mail address such as nom@domaine.fr", field="email", rule="format")
     return address.lower()

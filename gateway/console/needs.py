@@ -405,7 +405,7 @@ def sse(event: str, html: str) -> bytes:
 
 def install(app: FastAPI, console: Console) -> None:
     streams = Streams()
-    words, names = Kept(VOCABULARY_TTL_S), Kept(NAME_TTL_S)
+    words, names, places = Kept(VOCABULARY_TTL_S), Kept(NAME_TTL_S), Kept(NAME_TTL_S)
 
     async def authority(request: Request) -> tuple[Session, str | None]:
         session = await console.require_session(request)
@@ -527,7 +527,8 @@ def install(app: FastAPI, console: Console) -> None:
     @app.get("/besoins/nouveau", response_class=HTMLResponse, include_in_schema=False)
     async def _new(request: Request) -> HTMLResponse:
         session, name = await authority(request)
-        place = await console.graphql(request, session, AUTHORITY_PLACE, {"id": session.actor_id})
+        actor_id = str(session.actor_id)
+        place = await places.get(actor_id, lambda: console.graphql(request, session, AUTHORITY_PLACE, {"id": actor_id}))
         return await form_page(request, session, name, NeedForm.for_authority(place.get("actor")))
 
     @app.post("/besoins/nouveau", response_class=HTMLResponse, include_in_schema=False)

@@ -19,10 +19,11 @@ from graphql import GraphQLError
 from gateway import sessions
 from gateway.auth import revoke_credential
 from gateway.console.web import CSRF_FIELD, SESSION_COOKIE, Console, ConsolePage, Session, client_address
+from services.common.rules import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from services.contracts.errors import ErrorCode
 from services.contracts.vocabularies import ACTOR_KINDS_BY_CODE
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(EMAIL_PATTERN)
 KIND_LABELS = {code: term.label for code, term in ACTOR_KINDS_BY_CODE.items()}
 
 Csrf = Annotated[str | None, Form(alias=CSRF_FIELD)]
@@ -80,7 +81,7 @@ def install(app: FastAPI, console: Console) -> None:
         console.check_csrf(request, session, csrf)
         email = email.strip()
         next_path = sessions.safe_next(suite)
-        if not email or len(email) > 320 or not EMAIL.match(email):
+        if not email or len(email) > EMAIL_MAX_LENGTH or not EMAIL.match(email):
             message = (
                 "Indiquez une adresse e-mail de la forme nom@domaine.fr." if email else "Indiquez votre adresse e-mail."
             )

@@ -9,6 +9,11 @@ from typing import Annotated
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+# An e-mail address as every store and form accepts it: something, an @, a domain with a dot; at most RFC 5321's
+# longest path. Deliverability is the mail server's call, not a pattern's.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL_MAX_LENGTH = 320
+
 
 def cross_field_error(field: str, rule: str, message: str) -> PydanticCustomError:
     """Raise it from a model validator: the problem body names `field` (below the model's own place) and `rule`.

@@ -573,9 +573,14 @@ PUBLIC_WORDS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
 )
 
 
+@cache  # a need's few public themes, asked again for each of its candidates
+def _public_words(public_themes: frozenset[str]) -> frozenset[str]:
+    return frozenset().union(*(PUBLIC_WORDS.get(theme, frozenset()) for theme in public_themes))
+
+
 def confirming(matches: Iterable[TermMatch], public_themes: Iterable[str]) -> list[TermMatch]:
     """The matches that can confirm a candidate: not the words that only name the need's public themes' public."""
-    public = frozenset().union(*(PUBLIC_WORDS.get(theme, frozenset()) for theme in public_themes))
+    public = _public_words(frozenset(public_themes))
     return [m for m in matches if m.key not in public]
 
 

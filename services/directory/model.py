@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.fr import siret as siret_number
 
-from services.common.rules import cross_field_error
+from services.common.rules import EMAIL_MAX_LENGTH, EMAIL_PATTERN, cross_field_error
 from services.contracts import territories
 from services.contracts.events import ActivityV1, ActorV1, GeoPoint, InterventionArea
 from services.contracts.vocabularies import (
@@ -87,7 +87,7 @@ class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = Field(None, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)
     phone: str | None = Field(None, max_length=30, pattern=r"^\+?[0-9 .()-]{6,30}$")
 
 
@@ -355,7 +355,7 @@ def to_contract(actor: ActorRead) -> ActorV1:
 
 # --- persons and memberships ---------------------------------------------------------------------------
 
-Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 PersonName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
