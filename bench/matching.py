@@ -44,6 +44,7 @@ from services.common.embedded import EmbeddedPostgres, free_port
 from services.common.settings import PROCESSES, Settings, with_database
 from services.contracts import territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
+from services.launch import registry
 from services.launch.devstack import DevStack
 from services.launch.runtime import tune_garbage_collector
 from services.matching import planner, service, store
@@ -319,7 +320,7 @@ async def replica_case(postgres: EmbeddedPostgres, size: int, needs: int, settin
     await migrate(url, ["services.common", "services.matching"])
     load_s = await fill_replica(url, size)
     settings = settings.model_copy(update={"matching_database_url": url})
-    pool = await create_pool(url, min_size=1, max_size=2)
+    pool = await create_pool(url, min_size=1, max_size=2, parallel_query=registry.matching().parallel_query)
     sql_ms: list[float] = []
     whole_ms: list[float] = []
     found: list[int] = []

@@ -55,6 +55,7 @@ class ServiceParts:
     build_consumers: ConsumersFactory  # its Kafka consumers (`worker` role)
     build_loops: LoopsFactory = no_loops  # its other background loops (senders, schedulers)
     apply_actor: ActorApplier | None = None  # applies one actor to its replica (`maillage rebuild`), if it keeps one
+    parallel_query: bool = True  # False: its pool's queries start no parallel workers (db.create_pool)
 
 
 class Workers(Supervisor):
@@ -149,7 +150,12 @@ def create_service_app(service: str, role: Role, settings: Settings, parts: Serv
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        pool = await create_pool(
+            database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            parallel_query=parts.parallel_query,
+        )
         app.state.pool = pool
         workers: Workers | None = None
         if role in ("worker", "all"):

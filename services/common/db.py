@@ -54,7 +54,9 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg shi
         return ""
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, parallel_query: bool = True) -> asyncpg.Pool:
+    """A pool of `PooledConnection`s. `parallel_query=False`: its queries never start parallel workers, for a
+    service whose queries all take a few ms (starting the workers costs more than they save)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -62,6 +64,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         init=_init_connection,
         command_timeout=60,
         connection_class=PooledConnection,
+        server_settings={} if parallel_query else {"max_parallel_workers_per_gather": "0"},
     )
     assert pool is not None
     return pool

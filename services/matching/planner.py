@@ -373,14 +373,17 @@ NEAREST_FACTOR = 4
 TERRITORY_READ_FACTOR = 20
 
 
-def _door_sql(rank: str, codes: str, keyed: str) -> str:
+def _door_sql(rank: str, codes: str, keyed: str, territory_keys: str) -> str:
     """A door's probe: actors whose `codes` condition holds (on $20) inside the need's perimeter — its
     territories ($7, a GIN probe reading at most `TERRITORY_READ_FACTOR` times the budget) or its radius ($8 km,
     the place GiST read nearest first, `NEAREST_FACTOR` times the budget) — never through activities' reach or a
     national activity, best `keep` ($10) first. `keyed` is the same condition on the keys of a place GiST
-    (migrations 0005 and 0008)."""
+    (migrations 0005 and 0008), `territory_keys` on the (territory, code) keys of migration 0009."""
     source = f"""
-        (SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {codes}
+        (SELECT {COLUMNS} FROM actors a
+         WHERE a.status = 'active' AND {territory_keys}
+           -- the rechecks, as tests rather than operators, so that no other GIN index adds its whole posting lists
+           AND (a.territories && $7 AND {codes}) IS TRUE
          LIMIT $10 * {TERRITORY_READ_FACTOR})
         UNION ALL
         (SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
@@ -390,19 +393,36 @@ def _door_sql(rank: str, codes: str, keyed: str) -> str:
     return _ranked(rank, source, several=True)
 
 
-# Each door's condition on the replica row `a` (its codes in $20), and the same on the place GiST's keys. The
-# related-theme and text doors leave out actors sharing one of the need's themes: the shared-theme probes have
-# them (the text door is for actors whose declared themes differ from the need's).
+# Each door's condition on the replica row `a` (its codes in $20), the same on the place GiST's keys, and on the
+# (territory, code) keys of the perimeter's territories. The related-theme and text doors leave out actors sharing
+# one of the need's themes: the shared-theme probes have them (the text door is for actors whose declared themes
+# differ from the need's).
+CONCEPT_KEYS = "match_keys(a.concepts, '{}'::text[])"
+ASKED_THEME_KEYS = "match_keys($20::text[], '{}'::text[])"
+
+
+def _in_territories(keys: str, asked: str) -> str:
+    """The (territory, code) keys of the row `a` (`keys`) meet those of the need's perimeter ($7) and the door's
+    codes (`asked`), as SQL on migration 0009's indexes."""
+    return f"territory_keys(a.territories, {keys}) OPERATOR(pg_catalog.&&) territory_keys($7::text[], {asked})"
+
+
 DOOR_PROBES = {
     Door.related_theme: (
         "a.themes && $20::text[] AND NOT a.themes && $2::text[]",
-        f"{KEYS} && match_keys($20::text[], '{{}}'::text[])",
+        f"{KEYS} && {ASKED_THEME_KEYS}",
+        _in_territories(KEYS, ASKED_THEME_KEYS),
     ),
     Door.text: (
         "a.concepts && $20::text[] AND NOT a.themes && $2::text[]",
-        "a.concepts IS NOT NULL AND match_keys(a.concepts, '{}'::text[]) && match_keys($20::text[], '{}'::text[])",
+        f"a.concepts IS NOT NULL AND {CONCEPT_KEYS} && {ASKED_THEME_KEYS}",
+        _in_territories(CONCEPT_KEYS, ASKED_THEME_KEYS),
     ),
-    Door.service_type: ("a.service_types && $20::text[]", f"{KEYS} && match_keys('{{}}'::text[], $20::text[])"),
+    Door.service_type: (
+        "a.service_types && $20::text[]",
+        f"{KEYS} && match_keys('{{}}'::text[], $20::text[])",
+        _in_territories(KEYS, "match_keys('{}'::text[], $20::text[])"),
+    ),
 }
 
 
