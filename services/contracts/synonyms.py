@@ -351,9 +351,15 @@ def _is_function_word(token: str) -> bool:
     return _fold(token) in FUNCTION_WORDS
 
 
+@lru_cache(maxsize=1 << 16)  # one look-up per token: matching reads every word of about 80 candidates per need
+def _content_key(token: str) -> str | None:
+    """A token's comparison key (`normalise`), None for a function word."""
+    return None if _is_function_word(token) else normalise(token)
+
+
 def _content(tokens: Iterable[str]) -> list[tuple[int, str]]:
     """(position, key) of the words that are not function words."""
-    return [(i, normalise(token)) for i, token in enumerate(tokens) if not _is_function_word(token)]
+    return [(i, key) for i, token in enumerate(tokens) if (key := _content_key(token)) is not None]
 
 
 @dataclass(frozen=True)
