@@ -56,24 +56,29 @@ FIGURES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "matching": [
         (
             "replica",
-            rf"^\s*([\d,]+)\s+(?:on\s+|off\s+)?{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s",
-            ("actors", "load s", "SQL p50", "SQL p99", "match p50", "match p99"),
+            rf"^\s*([\d,]+)\s+(?:(on|off)\s+)?{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s",
+            ("actors", "doors", "load s", "SQL p50", "SQL p99", "match p50", "match p99"),
         ),
     ],
 }
-SKIPPED = {"delivered", "missed", "actors", "load s", "hits", "wall s", "last s"}  # counts and set-up, not speed
+SKIPPED = {"delivered", "missed", "load s", "hits", "wall s", "last s"}  # counts and set-up, not speed
+# Groups that name a row rather than measure it: a table with one row per replica size (and doors on or off) gives
+# each row's figures under its own name, "replica 1,000,000 on: match p99".
+ROW_KEYS = ("actors", "doors")
 
 
 def figures(bench: str, text: str) -> dict[str, float]:
     """The figures of one run's output, as 'row: value name' → value."""
     found: dict[str, float] = {}
     for name, pattern, groups in FIGURES[bench]:
-        match = re.search(pattern, text, re.MULTILINE)
-        if match is None:
-            continue
-        for group, value in zip(groups, match.groups(), strict=True):
-            if group not in SKIPPED:
-                found[f"{name}: {group}"] = float(value.replace(",", ""))
+        matches = list(re.finditer(pattern, text, re.MULTILINE))
+        keyed = any(group in ROW_KEYS for group in groups)
+        for match in matches if keyed else matches[:1]:
+            values = dict(zip(groups, match.groups(), strict=True))
+            row = " ".join([name, *(values[key] for key in ROW_KEYS if values.get(key))])
+            for group, value in values.items():
+                if group not in SKIPPED and group not in ROW_KEYS:
+                    found[f"{row}: {group}"] = float(value.replace(",", ""))
     return found
 
 
@@ -96,7 +101,7 @@ def run_once(checkout: Path, bench: str, args: list[str]) -> str:
 def table(bench: str, runs: dict[str, list[dict[str, float]]]) -> None:
     names = list(dict.fromkeys(name for side in runs.values() for run in side for name in run))
     print(f"\nbench.{bench}: median of {len(runs['before'])} runs per side (min-max), change of the medians")
-    print(f"{'figure':<34} {'before':>22} {'after':>22} {'change':>8}")
+    print(f"{'figure':<42} {'before':>22} {'after':>22} {'change':>8}")
     for name in names:
         cells = []
         medians: list[float | None] = []
@@ -111,7 +116,7 @@ def table(bench: str, runs: dict[str, list[dict[str, float]]]) -> None:
             cells.append(f"{median:>8.1f} ({min(values):.1f}-{max(values):.1f})".rjust(22))
         before, after = medians
         change = f"{(after - before) / before * 100:+.1f} %" if before and after is not None else ""
-        print(f"{name:<34} {cells[0]} {cells[1]} {change:>8}")
+        print(f"{name:<42} {cells[0]} {cells[1]} {change:>8}")
     print("ms unless named; req/s higher is better, every other figure lower is better")
 
 
