@@ -156,9 +156,6 @@ SERVICE_LEVELS = {
 # An actor's grid-cell keys (migration 0006), compared with the anyarray operator that its GIN index serves
 # (intarray's && on integer[] would not use it).
 PLACE_KEYS = "place_keys(a.themes, a.service_types, a.lat, a.lon) OPERATOR(pg_catalog.&&)"
-# An actor's (theme, service type, territory) keys (migration 0010), with the operator its GIN index serves.
-TERRITORY_CELLS = "territory_cells(a.themes, a.service_types, a.territories) OPERATOR(pg_catalog.&&)"
-REACH_CELLS = "territory_cells(a.themes, a.service_types, a.reach) OPERATOR(pg_catalog.&&)"  # its activities' areas
 # What the replica rows of a disc probe carry: the ranked columns and the geographic rules' columns.
 DISC_COLUMNS = f"{COLUMNS}, a.territories, a.reach, a.reach_radius_km, a.national"
 
@@ -181,12 +178,6 @@ class Group:
         levels = (THEME_LEVELS[self.themes], SERVICE_LEVELS[self.services])
         exact = [level.codes for level in levels]
         return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
-
-    def territory_cells(self, territories: str) -> str:
-        """The territory-cell keys of the group's members in `territories` (SQL: the perimeter's, $7, or the
-        need's place's, $9), as SQL."""
-        levels = THEME_LEVELS[self.themes], SERVICE_LEVELS[self.services]
-        return f"asked_territory_cells({levels[0].cells}, {levels[1].cells}, {territories}::text[])"
 
     def disc_keys(self, radius: str) -> str:
         """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
@@ -249,17 +240,14 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
         # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
         # id alone: UNION would sort every row on all its columns, arrays included).
         source = f"""
-            SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND {TERRITORY_CELLS} {group.territory_cells("$7")}
-               AND (a.territories && $7 AND {themes}) IS TRUE  -- rechecks, as a test (_door_sql says why)
+            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.territories && $7 AND {themes}
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
                AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
                AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
             UNION ALL
             SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND {REACH_CELLS} {group.territory_cells("$9")}
-               AND (a.reach <> '{{}}' AND a.reach && $9 AND {themes}) IS TRUE
+             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
                AND a.lat IS NOT NULL AND {keyed}
