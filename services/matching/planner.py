@@ -398,7 +398,8 @@ def _door_sql(rank: str, codes: str, keyed: str, territory_keys: str) -> str:
 # one of the need's themes: the shared-theme probes have them (the text door is for actors whose declared themes
 # differ from the need's).
 CONCEPT_KEYS = "match_keys(a.concepts, '{}'::text[])"
-ASKED_THEME_KEYS = "match_keys($20::text[], '{}'::text[])"
+# The door's codes ($20) as keys of match_keys' first argument, as the actor's themes or concepts are keyed.
+ASKED_KEYS = "match_keys($20::text[], '{}'::text[])"
 
 
 def _in_territories(keys: str, asked: str) -> str:
@@ -410,13 +411,13 @@ def _in_territories(keys: str, asked: str) -> str:
 DOOR_PROBES = {
     Door.related_theme: (
         "a.themes && $20::text[] AND NOT a.themes && $2::text[]",
-        f"{KEYS} && {ASKED_THEME_KEYS}",
-        _in_territories(KEYS, ASKED_THEME_KEYS),
+        f"{KEYS} && {ASKED_KEYS}",
+        _in_territories(KEYS, ASKED_KEYS),
     ),
     Door.text: (
         "a.concepts && $20::text[] AND NOT a.themes && $2::text[]",
-        f"a.concepts IS NOT NULL AND {CONCEPT_KEYS} && {ASKED_THEME_KEYS}",
-        _in_territories(CONCEPT_KEYS, ASKED_THEME_KEYS),
+        f"a.concepts IS NOT NULL AND {CONCEPT_KEYS} && {ASKED_KEYS}",
+        _in_territories(CONCEPT_KEYS, ASKED_KEYS),
     ),
     Door.service_type: (
         "a.service_types && $20::text[]",
