@@ -82,8 +82,13 @@ def fetch_jars(lib_dir: Path) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A cluster id as Kafka writes them (a UUID in URL-safe base64, unpadded)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A cluster id as Kafka writes them (a UUID in URL-safe base64, unpadded) that a command line reads as a value."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # One id in 64 starts with '-', which kafka-storage's argument parser takes for an option (CI failed on one);
+        # Kafka's own Uuid.randomUuid() draws again for the same reason.
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class ApacheKafkaBroker:
@@ -190,7 +195,9 @@ class ApacheKafkaBroker:
         if (self.home / "data" / "meta.properties").exists():
             return False
         done = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config), heap="256m"),
+            self._java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={new_cluster_id()}", "-c", str(config), heap="256m"
+            ),
             capture_output=True,
             check=False,
         )

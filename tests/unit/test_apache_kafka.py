@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -55,3 +56,12 @@ def test_cluster_ids_are_kafka_uuids() -> None:
     assert len(ids) == 10
     for cluster_id in ids:
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first UUID drawn encodes to '-' + ..., which kafka-storage would read as an option.
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=bytes(range(16)))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    cluster_id = new_cluster_id()
+    assert not cluster_id.startswith("-")
+    assert base64.urlsafe_b64decode(cluster_id + "==") == bytes(range(16))
