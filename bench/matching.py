@@ -42,7 +42,7 @@ from services.common.auth import Principal, Role
 from services.common.db import create_pool, ensure_database, migrate
 from services.common.embedded import EmbeddedPostgres, free_port
 from services.common.settings import PROCESSES, Settings, with_database
-from services.contracts import territories
+from services.contracts import synonyms, territories
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
 from services.launch import registry
 from services.launch.devstack import DevStack
@@ -112,7 +112,7 @@ COPY_COLUMNS = [
     "updated_at",
     "concepts",
 ]
-TEXT_COLUMNS = ["id", "name", "description", "activities"]
+TEXT_COLUMNS = ["id", "name", "description", "activities", "name_keys", "body_keys", "keys_version"]
 T = TypeVar("T")
 Row = tuple[tuple[Any, ...], tuple[Any, ...]]  # (actors row, actor_texts row)
 THEME_CODES = [t.code for t in THEMES]
@@ -189,7 +189,7 @@ def generate_actors(count: int, seed: int = 11) -> Iterator[Row]:
                 now,
                 store.actor_concepts(description, activities),
             ),
-            (actor_id, name, description, activities),
+            (actor_id, name, description, activities, *store.actor_text_keys(name, description, activities)),
         )
 
 
@@ -223,7 +223,7 @@ def authorities() -> list[Row]:
                     now,
                     [],
                 ),
-                (actor_id, name, "", []),
+                (actor_id, name, "", [], *store.actor_text_keys(name, "", [])),
             )
         )
     return rows
@@ -239,8 +239,10 @@ async def fill_replica(url: str, count: int) -> float:
     pool = await create_pool(url, min_size=1, max_size=2)
     try:
         if (
-            await pool.fetchval(  # concepts NULL: loaded before migration 0007
-                "SELECT count(*) FILTER (WHERE concepts IS NOT NULL) FROM actors WHERE kind <> 'local_authority'"
+            await pool.fetchval(  # concepts NULL, text keys of another vocabulary: loaded before migration 0007, 0010
+                """SELECT count(*) FROM actors a JOIN actor_texts t USING (id)
+                   WHERE a.kind <> 'local_authority' AND a.concepts IS NOT NULL AND t.keys_version = $1""",
+                synonyms.KEYS_VERSION,
             )
             == count
         ):

@@ -26,6 +26,7 @@ is no urban farm). Pure functions, no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Collection, Iterable
@@ -544,19 +545,43 @@ def word_evidence(matches: Iterable[TermMatch]) -> float:
     return min(1.0, body + NAME_ONLY_FACTOR * min(1.0, name))
 
 
+# Bump when `normalise`, `words` or `_find` change what they answer: with the synonym groups and the function words,
+# it makes `KEYS_VERSION`.
+KEYS_RULES = 1
+
+
+# A fingerprint of everything `text_keys` answers from. Keys computed ahead are stored with it, and read only while
+# it is the same: a release that changes a synonym makes them stale, and they are then computed again from the text.
+def keys_version(groups: Iterable[SynonymGroup] = SYNONYMS, function_words: Iterable[str] = FUNCTION_WORDS) -> str:
+    """The fingerprint of a vocabulary (`KEYS_VERSION` is the current one's)."""
+    return hashlib.sha256(repr((KEYS_RULES, tuple(groups), sorted(function_words))).encode()).hexdigest()[:16]
+
+
+KEYS_VERSION = keys_version()
+
+
+def text_keys(text: str) -> frozenset[str]:
+    """The comparison keys of a text: the synonym groups it names and its content words' keys (`normalise`).
+
+    What `match_terms` compares with a need's terms; the matching replica keeps each actor's (actor_texts), as of
+    `KEYS_VERSION`, so that scoring a candidate does not read its text again.
+    """
+    tokens = words(text)
+    content = _content(tokens)
+    return frozenset({group.key for group in _find(tokens, content)[0]} | {key for _, key in content})
+
+
 def match_terms(query: NeedQuery, name: str, body: str) -> list[TermMatch]:
     """Which of the need's terms an actor's name and body (description, activities' labels) contain, in Python.
 
     The same normalisation as `concepts_of`, so it agrees with concepts stored on the replica; PostgreSQL's
     stemmer may find a few more words (`QueryTerm.tsquery(labels="A")` / `"BC"` does it in SQL).
     """
+    return matched_terms(query, text_keys(name), text_keys(body))
 
-    def keys(text: str) -> set[str]:
-        tokens = words(text)
-        content = _content(tokens)
-        return {group.key for group in _find(tokens, content)[0]} | {key for _, key in content}
 
-    in_name, in_body = keys(name), keys(body)
+def matched_terms(query: NeedQuery, in_name: frozenset[str], in_body: frozenset[str]) -> list[TermMatch]:
+    """`match_terms` on the texts' keys (`text_keys`) computed ahead."""
     return [
         TermMatch(term.weight, in_body=term.key in in_body, in_name=term.key in in_name, label=term.label, key=term.key)
         for term in query.terms

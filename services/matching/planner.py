@@ -496,7 +496,7 @@ async def candidates(
             SELECT id, text_rank, rank FROM ranked WHERE door
         )  -- only the kept actors' rows are read
         SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               t.activities, t.description, r.text_rank
+               t.activities, t.description, t.name_keys, t.body_keys, t.keys_version, r.text_rank
         FROM kept r JOIN actors a USING (id) JOIN actor_texts t USING (id)
         ORDER BY r.rank DESC, a.id
         """,

@@ -118,6 +118,8 @@ class ActorProfile:
     activities: tuple[Activity, ...] = ()
     text_relevance: float = 0.0  # 0..1, from PostgreSQL full text (see planner.candidates)
     body: str = ""  # its own words: description and activities' labels (store.actor_body), not its name
+    # Its name's and body's comparison keys (synonyms.text_keys) when the replica has them; None: read from the texts.
+    keys: tuple[frozenset[str], frozenset[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,10 @@ def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
     """The actor's word evidence for the need (services.contracts.synonyms), none when the need has no query."""
     if need.query is None or not need.query.terms:
         return Evidence()
-    matches = synonyms.match_terms(need.query, actor.name, actor.body)
+    if actor.keys is not None:
+        matches = synonyms.matched_terms(need.query, *actor.keys)
+    else:
+        matches = synonyms.match_terms(need.query, actor.name, actor.body)
     in_body = [m for m in matches if m.in_body]
     # What confirms or qualifies a candidate leaves out the words that only name the need's public ("jeunes").
     confirming = synonyms.confirming(in_body, need.themes & relations.PUBLIC_THEMES)

@@ -13,7 +13,7 @@ import orjson
 from services.contracts import territories
 from services.contracts.doors import activities_text
 from services.contracts.events import ActorV1
-from services.contracts.synonyms import concepts_of, need_query
+from services.contracts.synonyms import KEYS_VERSION, concepts_of, need_query, text_keys
 from services.matching.model import (
     DeliveryRead,
     EndpointStatus,
@@ -52,8 +52,12 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
             reach_radius_km = EXCLUDED.reach_radius_km, national = EXCLUDED.national, lat = EXCLUDED.lat,
             lon = EXCLUDED.lon, qpv_code = EXCLUDED.qpv_code, legal_form = EXCLUDED.legal_form,
             status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, concepts = EXCLUDED.concepts
-        -- NULL concepts: a row from before migration 0007, refreshed by any application of its state (a rebuild)
-        WHERE actors.version < EXCLUDED.version OR actors.concepts IS NULL
+        -- NULL concepts, or text keys of another vocabulary (migrations 0007 and 0010): refreshed by the same
+        -- state applied again (a rebuild), never by an older one
+        WHERE actors.version < EXCLUDED.version
+           OR (actors.version = EXCLUDED.version
+               AND (actors.concepts IS NULL
+                    OR NOT EXISTS (SELECT FROM actor_texts t WHERE t.id = actors.id AND t.keys_version = $19)))
         RETURNING true
         """,
         uuid.UUID(actor.id),
@@ -74,21 +78,33 @@ async def upsert_actor(conn: asyncpg.Connection, actor: ActorV1) -> bool:
         actor.status,
         datetime.fromisoformat(actor.updated_at),
         actor_concepts(actor.description, activities),
+        KEYS_VERSION,
     )
     if not applied:
         return False
     await conn.execute(
         """
-        INSERT INTO actor_texts (id, name, description, activities) VALUES ($1, $2, $3, $4)
+        INSERT INTO actor_texts (id, name, description, activities, name_keys, body_keys, keys_version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (id) DO UPDATE SET
-            name = EXCLUDED.name, description = EXCLUDED.description, activities = EXCLUDED.activities
+            name = EXCLUDED.name, description = EXCLUDED.description, activities = EXCLUDED.activities,
+            name_keys = EXCLUDED.name_keys, body_keys = EXCLUDED.body_keys, keys_version = EXCLUDED.keys_version
         """,
         uuid.UUID(actor.id),
         actor.name,
         actor.description,
         activities,
+        *actor_text_keys(actor.name, actor.description, activities),
     )
     return True
+
+
+def actor_text_keys(
+    name: str, description: str, activities: Iterable[dict[str, Any]]
+) -> tuple[list[str], list[str], str]:
+    """What actor_texts keeps of an actor's words for scoring (migration 0010): its name's keys, its body's
+    (`actor_body`), sorted, and the vocabulary's fingerprint."""
+    return sorted(text_keys(name)), sorted(text_keys(actor_body(description, activities))), KEYS_VERSION
 
 
 def actor_body(description: str, activities: Iterable[dict[str, Any]]) -> str:
@@ -118,13 +134,17 @@ def actor_profile(row: asyncpg.Record, text_relevance: float = 0.0) -> ActorProf
         activities=tuple(Activity.from_json(a) for a in activities),
         text_relevance=text_relevance,
         body=actor_body(description, activities) if (description := row.get("description")) is not None else "",
+        keys=(frozenset(row["name_keys"]), frozenset(row["body_keys"]))
+        if description is not None and row.get("keys_version") == KEYS_VERSION
+        else None,
     )
 
 
 async def active_actor(conn: asyncpg.Connection, actor_id: uuid.UUID) -> asyncpg.Record | None:
     """The replica's row of an active actor with its activities (what scoring reads), or None."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        """SELECT a.*, t.activities, t.description FROM actors a JOIN actor_texts t USING (id)
+        """SELECT a.*, t.activities, t.description, t.name_keys, t.body_keys, t.keys_version
+           FROM actors a JOIN actor_texts t USING (id)
            WHERE a.id = $1 AND a.status = 'active'""",
         actor_id,
     )

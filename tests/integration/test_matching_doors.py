@@ -8,6 +8,7 @@ import pytest
 
 from services.common.db import connect, ensure_database, migrate
 from services.common.settings import with_database
+from services.contracts import synonyms
 from services.directory.demo import demo_actors
 from services.matching import store
 
@@ -38,5 +39,36 @@ async def test_concepts_come_from_the_description_not_the_name_and_a_same_versio
         await conn.execute("UPDATE actors SET concepts = NULL WHERE id = $1", uuid.UUID(shop.id))  # as before 0007
         assert await store.upsert_actor(conn, shop)  # what `maillage rebuild matching` does for it
         assert "ressourcerie" in (await conn.fetchval(concepts, uuid.UUID(shop.id)))
+        older = shop.model_copy(update={"version": shop.version - 1, "description": "Épicerie"})
+        await conn.execute("UPDATE actors SET concepts = NULL WHERE id = $1", uuid.UUID(shop.id))
+        assert not await store.upsert_actor(conn, older)  # an older state never replaces a newer one
+        assert await store.upsert_actor(conn, shop)
+        assert "ressourcerie" in (await conn.fetchval(concepts, uuid.UUID(shop.id)))
+    finally:
+        await conn.close()
+
+
+async def test_the_replica_keeps_each_actors_text_keys_and_reads_them_only_for_the_current_vocabulary(url: str) -> None:
+    _, actor = demo_actors()[0]
+    conn = await connect(url)
+    try:
+        assert await store.upsert_actor(conn, actor)
+        row = await store.active_actor(conn, uuid.UUID(actor.id))
+        assert row is not None
+        activities = row["activities"]
+        name_keys, body_keys, version = store.actor_text_keys(actor.name, actor.description, activities)
+        assert (row["name_keys"], row["body_keys"], row["keys_version"]) == (name_keys, body_keys, version)
+        assert body_keys and version == synonyms.KEYS_VERSION
+        profile = store.actor_profile(row)
+        assert profile.keys == (frozenset(name_keys), frozenset(body_keys))
+
+        # Keys of another vocabulary (a release that changed a synonym) are not read, and a rebuild refreshes them.
+        await conn.execute("UPDATE actor_texts SET keys_version = 'old', body_keys = '{}' WHERE id = $1", row["id"])
+        stale = await store.active_actor(conn, uuid.UUID(actor.id))
+        assert stale is not None and store.actor_profile(stale).keys is None
+        assert await store.upsert_actor(conn, actor)
+        fresh = await store.active_actor(conn, uuid.UUID(actor.id))
+        assert fresh is not None and fresh["body_keys"] == body_keys and fresh["keys_version"] == version
+        assert not await store.upsert_actor(conn, actor)  # current keys: the same state is not applied again
     finally:
         await conn.close()

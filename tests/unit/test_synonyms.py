@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
+from bench.quality import load_set
 from services.contracts.synonyms import (
     CONCEPT_WEIGHT,
     GROUPS_BY_KEY,
+    KEYS_VERSION,
     MAX_WORDS,
     NAME_ONLY_FACTOR,
     SYNONYMS,
@@ -17,7 +20,9 @@ from services.contracts.synonyms import (
     TermMatch,
     concepts_of,
     confirming,
+    keys_version,
     match_terms,
+    matched_terms,
     need_query,
     normalise,
     qualifies,
@@ -26,6 +31,7 @@ from services.contracts.synonyms import (
     words,
 )
 from services.contracts.vocabularies import SERVICE_TYPES_BY_CODE
+from services.matching import store
 
 # A tsquery operand as need_query writes it: letters and digits (and spaces) in quotes, optionally weighted.
 OPERAND = re.compile(r"'[^\W_]+(?: [^\W_]+)*'(?::[ABCD]+)?")
@@ -224,3 +230,27 @@ def test_the_words_of_a_needs_public_do_not_confirm() -> None:
     assert {m.key for m in matches} >= {"jeune"}
     assert confirming(matches, {"jeunesse"}) == [m for m in matches if m.key != "jeune"]
     assert confirming(matches, set()) == matches  # without the public theme, the word is evidence like any other
+
+
+def test_keys_computed_ahead_match_the_same_terms_as_the_texts() -> None:
+    """The replica's stored keys (store.actor_text_keys) answer what reading the texts answers, on the quality set."""
+    quality = load_set()
+    actors = list(quality.pool.values())
+    compared = 0
+    for need in quality.needs:
+        body = need.body(quality.pool[need.authority])
+        query = need_query(body.title, body.description, body.service_types)
+        for actor in actors:
+            activities = [a.model_dump(mode="json") for a in actor.activities]
+            name_keys, body_keys, version = store.actor_text_keys(actor.name, actor.description, activities)
+            assert version == KEYS_VERSION
+            ahead = matched_terms(query, frozenset(name_keys), frozenset(body_keys))
+            assert ahead == match_terms(query, actor.name, store.actor_body(actor.description, activities))
+            compared += bool(ahead)
+    assert compared > 1000  # most pairs share a word: the comparison is not vacuous
+
+
+def test_the_keys_version_is_the_vocabularys_fingerprint() -> None:
+    first = SYNONYMS[0]
+    changed = (replace(first, phrases=(*first.phrases, "boutique du réemploi")), *SYNONYMS[1:])
+    assert keys_version(changed) != KEYS_VERSION == keys_version(SYNONYMS)
