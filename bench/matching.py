@@ -7,7 +7,8 @@ population, and its coordinates around the nearest known city centre of its dép
 région when no listed city is in the département); 5 % have a national activity, the others a radius
 or their commune/département. The generated replica is kept under `.maillage/bench` and reused.
 Each need is matched by the engine itself (`service.match_need`: candidates in SQL, scoring, storing
-the matches and their outbox rows) in a transaction that is rolled back, one need at a time.
+the matches and their outbox rows) in a transaction that is rolled back, one need at a time; the door probes run
+on the pool's other connection meanwhile, as in the matching worker (`--no-spare`: after the short list).
 
 End to end: `maillage dev` (every service, the embedded PostgreSQL and broker, demo data) runs in
 this process's children; a local receiver subscribed to `match.found` verifies each signature and
@@ -316,13 +317,17 @@ def need_bodies(count: int, seed: int = 5) -> list[tuple[uuid.UUID, NeedCreate]]
     return bodies
 
 
-async def replica_case(postgres: EmbeddedPostgres, size: int, needs: int, settings: Settings) -> dict[str, Any]:
+async def replica_case(
+    postgres: EmbeddedPostgres, size: int, needs: int, settings: Settings, spare: bool = True
+) -> dict[str, Any]:
     url = with_database(postgres.url, f"maillage_bench_matching_{size}")
     await ensure_database(url)
     await migrate(url, ["services.common", "services.matching"])
     load_s = await fill_replica(url, size)
     settings = settings.model_copy(update={"matching_database_url": url})
-    pool = await create_pool(url, min_size=1, max_size=2, parallel_query=registry.matching().parallel_query)
+    # Two connections, as the matching worker has at least: the one a match holds, and the spare its door probes
+    # run on meanwhile when it is idle (planner.candidates), as it always is one need at a time.
+    pool = await create_pool(url, min_size=2, max_size=2, parallel_query=registry.matching().parallel_query)
     sql_ms: list[float] = []
     whole_ms: list[float] = []
     found: list[int] = []
@@ -342,13 +347,18 @@ async def replica_case(postgres: EmbeddedPostgres, size: int, needs: int, settin
                     assert need is not None
                     started = time.perf_counter()
                     await planner.candidates(
-                        conn, need, weights, settings.match_k * service.CANDIDATE_FACTOR, settings.match_door_budget
+                        conn,
+                        need,
+                        weights,
+                        settings.match_k * service.CANDIDATE_FACTOR,
+                        settings.match_door_budget,
+                        pool if spare else None,
                     )
                     sql = (time.perf_counter() - started) * 1000
                     transaction = conn.transaction()
                     await transaction.start()
                     started = time.perf_counter()
-                    created = await service.match_need(conn, need_id, settings)
+                    created = await service.match_need(conn, need_id, settings, pool if spare else None)
                     whole = (time.perf_counter() - started) * 1000
                     await transaction.rollback()
                     if round_:
@@ -508,7 +518,9 @@ async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows = []
         for size in args.sizes:
             for doors, variant in variants:
-                rows.append({**await replica_case(postgres, size, args.needs, variant), "doors": doors})
+                rows.append(
+                    {**await replica_case(postgres, size, args.needs, variant, not args.no_spare), "doors": doors}
+                )
         return rows
     finally:
         postgres.stop()
@@ -529,7 +541,11 @@ def main(args: argparse.Namespace) -> None:
     e2e = None
     if args.e2e:
         e2e = on_dev_stack("matching", lambda stack: end_to_end(stack, args.needs))
-    print(f"\nMatching on {os.cpu_count()} cores (PostgreSQL 18 + Tansu here); one need at a time, {args.needs} needs")
+    doors = "after the short list (--no-spare)" if args.no_spare else "beside the short list, on a spare connection"
+    print(
+        f"\nMatching on {os.cpu_count()} cores (PostgreSQL 18 + Tansu here); one need at a time, {args.needs} needs;"
+        f" door probes {doors}"
+    )
     if rows:
         print(
             f"\n{'replica actors':>14} {'doors':>6} {'load s':>7} {'SQL p50':>8} {'SQL p99':>8} {'match p50':>10}"
@@ -562,5 +578,8 @@ if __name__ == "__main__":
     parser.add_argument("--no-e2e", dest="e2e", action="store_false")
     parser.add_argument(
         "--doors-off", action="store_true", help="each size also with the doors of issue 23 off, in the same table"
+    )
+    parser.add_argument(
+        "--no-spare", action="store_true", help="door probes after the short list on the match's own connection"
     )
     main(parser.parse_args())

@@ -34,7 +34,7 @@ logger = logging.getLogger("maillage.matching")
 
 
 def engine_handlers(
-    settings: Settings,
+    settings: Settings, spare: asyncpg.Pool | None = None
 ) -> dict[str, Callable[[asyncpg.Connection, CloudEvent, EventPayload | None], Awaitable[None]]]:
     async def on_actor(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, ActorRegistered | ActorUpdated | ActorArchived)
@@ -42,7 +42,7 @@ def engine_handlers(
 
     async def on_need(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, NeedPublished | NeedUpdated)
-        await service.match_need(conn, uuid.UUID(payload.need.id), settings)
+        await service.match_need(conn, uuid.UUID(payload.need.id), settings, spare)
 
     return {
         ActorRegistered.ce_type: on_actor,
@@ -67,7 +67,9 @@ def notifier_handlers(
 
 def build_consumers(pool: asyncpg.Pool, settings: Settings) -> list[IdempotentConsumer]:
     return [
-        IdempotentConsumer("matching-engine", [topics.ACTOR, topics.NEED], engine_handlers(settings), pool, settings),
+        IdempotentConsumer(
+            "matching-engine", [topics.ACTOR, topics.NEED], engine_handlers(settings, pool), pool, settings
+        ),
         IdempotentConsumer(
             "matching-notifier",
             [topics.ACTOR, topics.NEED, topics.MATCH, topics.EVENT, topics.REGISTRATION],

@@ -9,9 +9,12 @@ answer, through any door — is `open_needs_for`. Plain persistence stays in `st
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -463,8 +466,38 @@ async def door_candidates(
     return found
 
 
+# How long a match waits for an idle connection of its spare pool before it probes the doors on its own one.
+SPARE_WAIT_S = 0.005
+
+
+@contextlib.asynccontextmanager
+async def spare_connection(pool: asyncpg.Pool | None) -> AsyncIterator[asyncpg.Connection | None]:
+    """An idle connection of `pool`, or None when it has none free at once.
+
+    Never waited for: a caller that holds a connection while it waits for another could deadlock a full pool, and a
+    busy pool (a burst of needs on every core) has no spare time to give anyway.
+    """
+    if pool is None or pool.get_idle_size() == 0:
+        yield None
+        return
+    try:
+        conn = await pool.acquire(timeout=SPARE_WAIT_S)
+    except TimeoutError:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
+
+
 async def candidates(
-    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, limit: int, door_budget: int = 0
+    conn: asyncpg.Connection | asyncpg.Pool,
+    need: NeedRead,
+    weights: Weights,
+    limit: int,
+    door_budget: int = 0,
+    spare: asyncpg.Pool | None = None,
 ) -> list[ActorProfile]:
     """Actors that may answer the need, best first.
 
@@ -472,10 +505,26 @@ async def candidates(
     `RERANK_FACTOR * limit` (`short_list`); only that list reads the actors' texts, adds the full-text
     relevance and is cut to `limit`. The other doors' candidates (`door_candidates`, at most `door_budget`
     each) are added whole: their structured rank lacks the door's own credit, so it must not cut them.
+
+    The door probes do not depend on the short list's, so on an idle connection of `spare` (`spare_connection`)
+    they run beside them, on another core of PostgreSQL; they read only committed replica rows, as each statement
+    of the short list does (READ COMMITTED). Without one they follow the short list on `conn`.
     """
-    best, probes = await short_list(conn, need, weights, limit * RERANK_FACTOR)
+    shortlisted = short_list(conn, need, weights, limit * RERANK_FACTOR)
+    through: dict[Door, list[tuple[uuid.UUID, float]]] = {}
+    if door_budget <= 0:
+        best, probes = await shortlisted
+    else:
+        async with spare_connection(spare) as side:
+            if side is None:
+                best, probes = await shortlisted
+                through = await door_candidates(conn, need, weights, door_budget)
+            else:
+                async with asyncio.TaskGroup() as group:  # one failing cancels the other before `side` is released
+                    beside = group.create_task(door_candidates(side, need, weights, door_budget))
+                    best, probes = await shortlisted
+                through = beside.result()
     logger.debug("need %s: short list from %s", need.id, probes)
-    through = await door_candidates(conn, need, weights, door_budget) if door_budget > 0 else {}
     scores = dict(best)
     door_ids: set[uuid.UUID] = set()
     for found in through.values():

@@ -261,9 +261,12 @@ async def _emit_match(uow: UnitOfWork, event: type[EventPayload], row: asyncpg.R
 # --- matching ---------------------------------------------------------------------------------------------
 
 
-async def match_need(db: Db, need_id: uuid.UUID, settings: Settings) -> int:
+async def match_need(db: Db, need_id: uuid.UUID, settings: Settings, spare: asyncpg.Pool | None = None) -> int:
     """Store the need's top K matches above the minimum score (from its published or updated event); only new
-    ones are added, and announced while the need lacks interested actors. How many were added."""
+    ones are added, and announced while the need lacks interested actors. How many were added.
+
+    `spare`: a pool whose idle connection, if it has one, probes the other doors meanwhile (`planner.candidates`).
+    """
     async with unit_of_work(db) as uow:
         need = await store.load_need(uow.conn, need_id, for_update=True)
         if need is None or not rules.is_open(need.status, need.deadline, now()):
@@ -271,7 +274,7 @@ async def match_need(db: Db, need_id: uuid.UUID, settings: Settings) -> int:
         weights = Weights.from_settings(settings)
         profile = planner.need_profile(need)
         found = await planner.candidates(
-            uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR, settings.match_door_budget
+            uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR, settings.match_door_budget, spare
         )
         scored: list[Scored] = []
         for actor in found:
