@@ -44,6 +44,7 @@ from services.common.db import create_pool, ensure_database, migrate
 from services.common.embedded import EmbeddedPostgres, free_port
 from services.common.settings import PROCESSES, Settings, with_database
 from services.contracts import synonyms, territories
+from services.contracts.events import ActorV1
 from services.contracts.vocabularies import ACTOR_KINDS, SERVICE_TYPES, THEMES
 from services.launch import registry
 from services.launch.devstack import DevStack
@@ -365,6 +366,7 @@ async def replica_case(
                         sql_ms.append(sql)
                         whole_ms.append(whole)
                         found.append(created)
+            write_ms = await actor_updates(conn, needs, settings)
     finally:
         await pool.close()
     return {
@@ -373,7 +375,47 @@ async def replica_case(
         "sql": (percentile(sql_ms, 50), percentile(sql_ms, 99)),
         "whole": (percentile(whole_ms, 50), percentile(whole_ms, 99)),
         "matches": sum(found) / len(found),
+        "writes": (percentile(write_ms, 50), percentile(write_ms, 99)),
     }
+
+
+async def actor_updates(conn: asyncpg.Connection, count: int, settings: Settings) -> list[float]:
+    """ms of `count` actor updates applied one at a time (`service.apply_actor`: the replica's row, its texts' keys
+    and every index, then re-matching against the open needs), each rolled back; the first round warms the caches."""
+    rows = await conn.fetch(
+        """SELECT a.*, t.description, t.activities FROM actors a JOIN actor_texts t USING (id)
+           WHERE a.kind <> 'local_authority' ORDER BY a.id LIMIT $1""",
+        count,
+    )
+    now = datetime.now(UTC).isoformat()
+    updates = []
+    for row in rows:
+        commune = territories.resolve_commune(row["commune_code"])
+        updates.append(
+            ActorV1.model_validate(
+                {
+                    **{key: row[key] for key in ("name", "description", "kind", "themes", "service_types")},
+                    **{key: row[key] for key in ("activities", "commune_code", "territories", "qpv_code")},
+                    "id": str(row["id"]),
+                    "version": row["version"] + 1,
+                    "departement": commune.departement,
+                    "region": commune.region,
+                    "location": {"lat": row["lat"], "lon": row["lon"]} if row["lat"] is not None else None,
+                    "updated_at": now,
+                }
+            )
+        )
+    timed: list[float] = []
+    for round_ in range(2):
+        for actor in updates:
+            transaction = conn.transaction()
+            await transaction.start()
+            started = time.perf_counter()
+            assert await service.apply_actor(conn, actor, settings)
+            if round_:
+                timed.append((time.perf_counter() - started) * 1000)
+            await transaction.rollback()
+    return timed
 
 
 @dataclass
@@ -562,6 +604,11 @@ def main(args: argparse.Namespace) -> None:
         )
         if args.doors_off:
             print("doors off: the related-theme, text and service-type doors at 0 (matching as before issue 23)")
+        print(f"\nactor updates on the replica, {args.needs} actors one at a time, {args.needs} open needs")
+        print(f"{'replica actors':>14} {'doors':>6} {'p50 ms':>8} {'p99 ms':>8}")
+        for row in rows:
+            print(f"{row['size']:>14,} {row['doors']:>6} {row['writes'][0]:>8.1f} {row['writes'][1]:>8.1f}")
+        print("service.apply_actor: its replica row, text keys and indexes, then re-matching it against the open needs")
     if e2e:
         print(f"\nend to end on `maillage dev` with demo data, {e2e['needs']} needs, one at a time (concurrency 1)")
         print(f"{'step':<36} {'p50 ms':>8} {'p99 ms':>8}")
