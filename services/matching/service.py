@@ -302,8 +302,11 @@ async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings)
         return 0
     weights = Weights.from_settings(settings)
     created = 0
-    for need_row, text_rank in await planner.open_needs_for(uow.conn, actor_id):
-        need = store.need_read(need_row, await store.owner_of(uow.conn, need_row["owner_id"]))
+    open_needs = await planner.open_needs_for(uow.conn, actor_id)
+    # Their owners in one query: a common theme opens a door to hundreds of open needs, most of them out of reach.
+    owners = {o["id"]: o for o in await store.owners_of(uow.conn, list({r["owner_id"] for r, _ in open_needs}))}
+    for need_row, text_rank in open_needs:
+        need = store.need_read(need_row, owners.get(need_row["owner_id"]))
         actor = store.actor_profile(row, text_rank)
         result = evaluate(planner.need_profile(need), actor, weights)
         if not rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
