@@ -7,6 +7,7 @@ place its events are born (`uow.emit`, `uow.emit_many`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -305,9 +306,10 @@ async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings)
     open_needs = await planner.open_needs_for(uow.conn, actor_id)
     # Their owners in one query: a common theme opens a door to hundreds of open needs, most of them out of reach.
     owners = {o["id"]: o for o in await store.owners_of(uow.conn, list({r["owner_id"] for r, _ in open_needs}))}
+    profile = store.actor_profile(row)  # once: only its text relevance differs from one need to the next
     for need_row, text_rank in open_needs:
         need = store.need_read(need_row, owners.get(need_row["owner_id"]))
-        actor = store.actor_profile(row, text_rank)
+        actor = dataclasses.replace(profile, text_relevance=text_rank)
         result = evaluate(planner.need_profile(need), actor, weights)
         if not rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
             continue
