@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         description="Score under which an actor is not matched when it lacks some of the need's themes and its own"
         " words do not answer it",
     )
+    match_min_answering_evidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Word evidence (0.25 a distinctive word, 1 a concept) in an actor's own words that answers a need;"
+        " a need whose text says what it asks and none of whose candidates reaches it gets no match (0: off)",
+    )
     match_weight_themes: float = Field(0.35, ge=0, description="Weight of the theme overlap")
     match_weight_service_types: float = Field(0.15, ge=0, description="Weight of the service-type overlap")
     match_weight_distance: float = Field(0.25, ge=0, description="Weight of closeness to the need's place")

@@ -280,6 +280,7 @@ def _word_set(text: str) -> frozenset[str]:
 FUNCTION_WORDS = _word_set(
     "a au aux d de des du en et l la le les un une par pour sur dans avec ou ni que qui ce ces cet cette"
     " son sa ses leur leurs notre nos votre vos est sont nous vous ils elles on se sans"
+    " pendant vers chez lors depuis entre chaque comme afin"
 )
 # Words any need of the field uses, which say nothing about who can answer it.
 GENERIC_WORDS = _word_set(
@@ -445,6 +446,11 @@ class NeedQuery:
     @property
     def concepts(self) -> frozenset[str]:
         return frozenset(term.key for term in self.terms if term.concept)
+
+    @property
+    def reach(self) -> float:
+        """The most word evidence an actor could show for these terms, in [0, 1] (`word_evidence` of them all)."""
+        return min(1.0, sum(term.weight for term in self.terms))
 
     def tsquery(self, labels: str = "") -> str | None:
         """Every term OR-ed, as to_tsquery text (None when there is none: match nothing rather than everything)."""

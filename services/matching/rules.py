@@ -193,6 +193,18 @@ def kept(result: Result, min_score: float, min_unconfirmed: float = 0.0) -> bool
     return result.eligible and result.score >= min_score and (result.confirmed or result.score >= min_unconfirmed)
 
 
+def answered(results: Iterable[Result]) -> bool:
+    """Whether some kept candidate really answers the need (`Result.answers`): when none does, the need gets no
+    match at all — its candidates only share a theme's label with it — rather than weak ones above the minimum."""
+    return any(result.answers for result in results)
+
+
+def joins_unmatched(result: Result, has_matches: bool) -> bool:
+    """A newcomer joins a need that has no match yet only if it answers it (then the need is matched whole again:
+    the candidates that only share a theme come with it, as if the need had been published after it)."""
+    return has_matches or result.answers
+
+
 def top(scored: Sequence[Scored], k: int) -> list[Scored]:
     """The `k` best scored actors, best first (ties by actor id, so that a need's matches do not depend on order)."""
     return sorted(scored, key=lambda item: (-item[1], item[0].id))[:k]

@@ -32,6 +32,16 @@ DEFAULT_EXCLUDED_KINDS = frozenset({"local_authority"})
 # acceptable actors lost (P@5 and R@10 0.934 → 0.915); 0.35, the plain minimum, kept them; 0.66 and more lose one
 # more acceptable actor.
 CONFIRMING_EVIDENCE = 0.25
+# A need whose text says what it asks (its terms could add up to full word evidence: a concept of the field, or
+# four distinctive words) is answered only when some candidate says in its own words that it does it —
+# `Weights.answering` (MAILLAGE_MATCH_MIN_ANSWERING_EVIDENCE, 0.5: two distinctive words or a concept) of word
+# evidence in its description or activities, its public's words included — or offers the service type that is the
+# need's point (premises). Otherwise its candidates only share a theme's label with it, as a mutual insurer and a
+# sport-on-prescription club share "santé" with a dental centre, and the need gets no match. On the quality set
+# (bench.quality) every need with a real answer has a candidate at 0.75 or more, the two without one 0.25 (the
+# word "santé") and 0: 0.5 and 0.75 give both no-answer needs silence and lose no other need; 0.25 lets the insurer
+# answer; 1.0 silences seven needs that have one.
+JUDGED_REACH = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class Weights:
     related_theme: float = 0.6  # times the relation's weight
     text_door: float = 0.6
     service_type_door: float = 0.6
+    # The word evidence that makes a candidate a real answer of a need that says what it asks (0: every candidate).
+    answering: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Weights:
@@ -59,6 +71,7 @@ class Weights:
             related_theme=settings.match_weight_related_theme,
             text_door=settings.match_weight_text_door,
             service_type_door=settings.match_weight_service_type_door,
+            answering=settings.match_min_answering_evidence,
         )
 
 
@@ -140,6 +153,9 @@ class Result:
     # It shares every theme of the need, or its own words answer the need (CONFIRMING_EVIDENCE); an
     # unconfirmed candidate must reach a stricter minimum (rules.kept).
     confirmed: bool = True
+    # Its own words (or the service type that is the point) answer what the need asks, or the need's text is too
+    # short to tell: a need none of whose candidates answers it gets no match (`rules.answered`).
+    answers: bool = True
 
     @property
     def eligible(self) -> bool:
@@ -228,6 +244,9 @@ class Evidence:
     value: float = 0.0
     labels: tuple[str, ...] = ()  # terms found in its description or activities, concepts first
     body: float = 0.0  # the same without its name nor its public's words: what confirms a weak relation or a candidate
+    # From its description and activities alone, its public's words included ("activités parents-enfants"): whether
+    # it says it does what the need asks (`Result.answers`).
+    said: float = 0.0
 
 
 def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
@@ -242,7 +261,9 @@ def text_evidence(need: NeedProfile, actor: ActorProfile) -> Evidence:
     # What confirms or qualifies a candidate leaves out the words that only name the need's public ("jeunes").
     confirming = synonyms.confirming(in_body, need.themes & relations.PUBLIC_THEMES)
     labels = tuple(m.label for m in in_body)
-    return Evidence(synonyms.word_evidence(matches), labels, synonyms.word_evidence(confirming))
+    return Evidence(
+        synonyms.word_evidence(matches), labels, synonyms.word_evidence(confirming), synonyms.word_evidence(in_body)
+    )
 
 
 def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights()) -> Result:
@@ -335,4 +356,10 @@ def evaluate(need: NeedProfile, actor: ActorProfile, weights: Weights = Weights(
         if code in texts:
             reasons.append(Reason(code, texts[code], share))
     confirmed = (bool(need.themes) and shared_themes == need.themes) or evidence.body >= CONFIRMING_EVIDENCE
-    return Result(round(max(value, 1e-6), 4), reasons, tuple(opened), confirmed or need.query is None)
+    answers = (
+        need.query is None
+        or need.query.reach < JUDGED_REACH
+        or evidence.said >= weights.answering
+        or Door.service_type in opened
+    )
+    return Result(round(max(value, 1e-6), 4), reasons, tuple(opened), confirmed or need.query is None, answers)

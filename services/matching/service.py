@@ -272,17 +272,26 @@ async def match_need(db: Db, need_id: uuid.UUID, settings: Settings, spare: asyn
         need = await store.load_need(uow.conn, need_id, for_update=True)
         if need is None or not rules.is_open(need.status, need.deadline, now()):
             return 0
-        weights = Weights.from_settings(settings)
-        profile = planner.need_profile(need)
-        found = await planner.candidates(
-            uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR, settings.match_door_budget, spare
-        )
-        scored: list[Scored] = []
-        for actor in found:
-            result = evaluate(profile, actor, weights)
-            if rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
-                scored.append((actor, result.score, [r.as_dict() for r in result.reasons]))
-        return await _store_matches(uow, need, rules.top(scored, settings.match_k), settings)
+        return await _match(uow, need, settings, spare)
+
+
+async def _match(uow: UnitOfWork, need: NeedRead, settings: Settings, spare: asyncpg.Pool | None = None) -> int:
+    """Match a need (locked by the caller) against the whole replica: its top K, if some candidate answers it."""
+    weights = Weights.from_settings(settings)
+    profile = planner.need_profile(need)
+    found = await planner.candidates(
+        uow.conn, need, weights, settings.match_k * CANDIDATE_FACTOR, settings.match_door_budget, spare
+    )
+    scored: list[Scored] = []
+    results = []
+    for actor in found:
+        result = evaluate(profile, actor, weights)
+        if rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
+            scored.append((actor, result.score, [r.as_dict() for r in result.reasons]))
+            results.append(result)
+    if not rules.answered(results):
+        return 0
+    return await _store_matches(uow, need, rules.top(scored, settings.match_k), settings)
 
 
 async def apply_actor(db: Db, actor: ActorV1, settings: Settings) -> bool:
@@ -315,6 +324,11 @@ async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings)
             continue
         await store.lock_need(uow.conn, need_row["id"])
         scores = [score for score, _ in (await store.match_state(uow.conn, need_row["id"])).values()]
+        if not rules.joins_unmatched(result, bool(scores)):
+            continue
+        if not scores:  # its first real answer: the need is matched whole, this actor among the rest
+            created += await _match(uow, need, settings)
+            continue
         if not rules.ranks_in_top(result.score, scores, settings.match_k):
             continue
         created += await _store_matches(

@@ -255,3 +255,59 @@ def test_an_actor_sharing_only_the_needs_public_is_not_confirmed_by_naming_it() 
     assert evaluate(asked, garage).confirmed
     # The job shared counts twice the public shared.
     assert evaluate(asked, garage).score > result.score
+
+
+def test_a_need_that_says_what_it_asks_is_answered_only_by_words_or_the_service_type_that_is_its_point() -> None:
+    dental = worded(
+        "Un centre de santé dentaire",
+        "Ouvrir un centre de santé dentaire avec des dentistes salariés",
+        themes=frozenset({"sante"}),
+    )
+    assert dental.query is not None and dental.query.reach == 1.0  # four distinctive words or more: it says it
+    club = evaluate(dental, actor(themes=frozenset({"sante"}), body="Activité physique adaptée sur prescription"))
+    insurer = evaluate(dental, actor(themes=frozenset({"sante"}), body="Complémentaire santé et prévention"))
+    assert club.eligible and insurer.eligible and club.confirmed  # a shared theme: matched, were it not for the rule
+    assert not club.answers and not insurer.answers  # "santé" once: one word, the theme's own
+    assert not rules.answered([club, insurer])
+    clinic = evaluate(dental, actor(themes=frozenset({"sante"}), body="Centre dentaire : dentistes et soins"))
+    assert clinic.answers and rules.answered([club, insurer, clinic])
+    assert evaluate(dental, actor(themes=frozenset({"sante"}), body="Club"), Weights(answering=0.0)).answers
+    # A name is no answer: the name trap stays unanswered however many words its name shares.
+    named = actor(name="Centre de santé dentaire des Coteaux", themes=frozenset({"sante"}), body="Club de sport")
+    assert not evaluate(dental, named).answers
+
+
+def test_a_short_need_or_a_premises_need_is_answered_by_its_candidates_as_before() -> None:
+    short = worded("Santé", themes=frozenset({"sante"}))
+    assert short.query is not None and short.query.reach < 1.0  # too few words to tell what it asks
+    assert evaluate(short, actor(themes=frozenset({"sante"}), body="Club de sport")).answers
+    assert evaluate(need(themes=frozenset({"sante"})), actor(themes=frozenset({"sante"}))).answers  # no query
+    premises = worded(
+        "Des locaux pour une épicerie",
+        "Un local de quartier, une chambre froide et un quai de livraison",
+        service_types=frozenset({"mise_a_disposition_locaux"}),
+    )
+    hall = actor(themes=frozenset({"culture"}), service_types=frozenset({"mise_a_disposition_locaux"}), body="Salle")
+    result = evaluate(premises, hall)
+    assert Door.service_type in result.doors and result.answers  # offering premises is the answer
+
+
+def test_the_needs_public_named_in_an_actors_own_words_says_it_answers() -> None:
+    families = worded(
+        "Animations pour les familles",
+        "Activités parents-enfants et éducation populaire le mercredi et pendant les vacances",
+        themes=frozenset({"education_populaire", "enfance_parentalite"}),
+    )
+    centre = actor(
+        themes=frozenset({"education_populaire", "enfance_parentalite"}),
+        body="Centre social : activités parents-enfants, sorties familiales",
+    )
+    assert evaluate(families, centre).answers  # "parents" and "enfants": what the need asks, for whom it asks it
+
+
+def test_a_newcomer_joins_a_need_without_matches_only_if_it_answers_it() -> None:
+    dental = worded("Un centre de santé dentaire", "Des dentistes salariés aux Coteaux", themes=frozenset({"sante"}))
+    club = evaluate(dental, actor(themes=frozenset({"sante"}), body="Activité physique adaptée"))
+    clinic = evaluate(dental, actor(themes=frozenset({"sante"}), body="Centre dentaire mutualiste"))
+    assert not rules.joins_unmatched(club, has_matches=False) and rules.joins_unmatched(club, has_matches=True)
+    assert rules.joins_unmatched(clinic, has_matches=False)
