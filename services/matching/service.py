@@ -326,8 +326,11 @@ async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings)
         scores = [score for score, _ in (await store.match_state(uow.conn, need_row["id"])).values()]
         if not rules.joins_unmatched(result, bool(scores)):
             continue
-        if not scores:  # its first real answer: the need is matched whole, this actor among the rest
-            created += await _match(uow, need, settings)
+        # Its first real answer: the need is matched whole, this actor among the rest. When the need's short list
+        # does not reach it (it ranks low on structure alone), it joins on its own below, so that the need has a
+        # match and its next newcomers are not each a whole match again.
+        if not scores and (whole := await _match(uow, need, settings)):
+            created += whole
             continue
         if not rules.ranks_in_top(result.score, scores, settings.match_k):
             continue

@@ -326,11 +326,21 @@ async def test_every_needs_page_passes_axe_fits_a_phone_and_is_photographed(
     actor = await register(gateway, f"Ressourcerie de Bruz {uuid.uuid4().hex[:6]}")
     need = await publish_need(gateway, await credential(gateway, "collectivity", owner["id"]), title="Réemploi à Bruz")
     await first_match(gateway, need["id"], actor["id"])
+    # A need nobody here answers: its page says why it has no match.
+    unanswered = await publish_need(
+        gateway,
+        await credential(gateway, "collectivity", owner["id"]),
+        title="Un centre de santé dentaire à Bruz",
+        description="Ouvrir un centre de santé dentaire avec des dentistes salariés",
+        themes=["sante"],
+        serviceTypes=["prestation_service"],
+    )
     pages = {
         "liste": "/besoins",
         "nouveau": "/besoins/nouveau",
         "besoin": f"/besoins/{need['id']}",
         "modifier": f"/besoins/{need['id']}/modifier",
+        "sans-reponse": f"/besoins/{unanswered['id']}",
     }
     for width, viewport in (("bureau", DESKTOP), ("telephone", PHONE)):
         page = await signed_in_page(new_page, gateway, token, viewport=viewport)
@@ -338,6 +348,8 @@ async def test_every_needs_page_passes_axe_fits_a_phone_and_is_photographed(
             await page.goto(gateway.url + path)
             if name == "besoin":
                 await expect(page.locator(".correspondance").first).to_be_visible()
+            if name == "sans-reponse":
+                await expect(page.locator(".zone-correspondances .vide")).to_contain_text("Partager un thème ne suffit")
             assert await page.locator("h1").count() == 1, name
             assert await accessibility_violations(page) == [], (name, width)
             assert await horizontal_overflow(page) == 0, (name, width)
