@@ -9,6 +9,8 @@ or their commune/département. The generated replica is kept under `.maillage/be
 Each need is matched by the engine itself (`service.match_need`: candidates in SQL, scoring, storing
 the matches and their outbox rows) in a transaction that is rolled back, one need at a time; the door probes run
 on the pool's other connection meanwhile, as in the matching worker (`--no-spare`: after the short list).
+A fixed Python loop and a fixed SQL query are timed before and after (`host_speed`), printed above the table:
+this shared machine's speed drifts, and a p99 is read beside the speed it was measured at.
 
 End to end: `maillage dev` (every service, the embedded PostgreSQL and broker, demo data) runs in
 this process's children; a local receiver subscribed to `match.found` verifies each signature and
@@ -553,12 +555,35 @@ def on_dev_stack(name: str, run: Callable[[DevStack], Coroutine[Any, Any, T]], b
         stack.stop()
 
 
+# A fixed workload timed before and after the replicas' runs: this shared machine's speed drifts by half within an
+# hour, and the same code's p99 with it, so a run's figures are read beside the speed they were measured at.
+CALIBRATION_SQL = "SELECT count(*) FROM generate_series(1, 3000000) AS s (i) WHERE i % 7 = 3"
+
+
+async def host_speed(url: str) -> tuple[float, float]:
+    """ms of a fixed Python loop and of a fixed SQL query, best of 5 each (lower is faster)."""
+    python_ms, sql_ms = [], []
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(5):
+            started = time.perf_counter()
+            sum(i * i for i in range(1_000_000))
+            python_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            await conn.fetchval(CALIBRATION_SQL)
+            sql_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        await conn.close()
+    return min(python_ms), min(sql_ms)
+
+
 async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
     home = Path(".maillage/bench")
     home.mkdir(parents=True, exist_ok=True)
     postgres = EmbeddedPostgres(home / "postgres", free_port(), shared_buffers=args.shared_buffers)
     postgres.start()
     try:
+        args.speed = [await host_speed(postgres.url)]
         settings = Settings(
             _env_file=None, jwt_keys=json.dumps({"b": "b" * 64}), jwt_active_kid="b", internal_key="i" * 64
         )
@@ -571,6 +596,7 @@ async def replicas(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append(
                     {**await replica_case(postgres, size, args.needs, variant, not args.no_spare), "doors": doors}
                 )
+        args.speed.append(await host_speed(postgres.url))
         return rows
     finally:
         postgres.stop()
@@ -598,6 +624,11 @@ def main(args: argparse.Namespace) -> None:
         f" door probes {doors}"
     )
     if rows:
+        (py_before, sql_before), (py_after, sql_after) = args.speed
+        print(
+            f"host speed, before → after the runs (ms, best of 5, lower is faster): a fixed Python loop"
+            f" {py_before:.0f} → {py_after:.0f}, a fixed SQL query {sql_before:.0f} → {sql_after:.0f}"
+        )
         print(
             f"\n{'replica actors':>14} {'doors':>6} {'load s':>7} {'SQL p50':>8} {'SQL p99':>8} {'match p50':>10}"
             f" {'match p99':>10}"

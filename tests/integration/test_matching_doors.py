@@ -72,3 +72,27 @@ async def test_the_replica_keeps_each_actors_text_keys_and_reads_them_only_for_t
         assert not await store.upsert_actor(conn, actor)  # current keys: the same state is not applied again
     finally:
         await conn.close()
+
+
+async def test_the_replicas_gin_indexes_take_writes_without_a_pending_list(url: str) -> None:
+    """Migration 0011: a pending list would be read whole by every probe of the index until a vacuum merged it."""
+    _, actor = demo_actors()[0]
+    conn = await connect(url)
+    try:
+        indexes = await conn.fetch(
+            """SELECT c.relname, coalesce(c.reloptions, '{}') AS options
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+               WHERE am.amname = 'gin' AND i.indrelid IN ('actors'::regclass, 'needs'::regclass)"""
+        )
+        assert len(indexes) >= 9  # the probes' indexes: a later migration's GIN must say fastupdate = off too
+        assert [r["relname"] for r in indexes if "fastupdate=off" not in r["options"]] == []
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        for version in (1, 2):
+            assert await store.upsert_actor(conn, actor.model_copy(update={"version": version}))
+        pending = await conn.fetch(
+            "SELECT relname, (pgstatginindex(oid)).pending_tuples FROM pg_class WHERE relname = ANY($1)",
+            [r["relname"] for r in indexes],
+        )
+        assert {r["relname"]: r["pending_tuples"] for r in pending} == {r["relname"]: 0 for r in indexes}
+    finally:
+        await conn.close()
