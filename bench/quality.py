@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,6 +212,22 @@ async def rank_needs(url: str, quality: QualitySet, settings: Settings) -> dict[
     return rankings
 
 
+@contextlib.asynccontextmanager
+async def replica(quality: QualitySet, database: str) -> AsyncIterator[str]:
+    """An embedded PostgreSQL under .maillage/bench whose `database` holds the set's pool as a matching replica;
+    its URL."""
+    home = Path(".maillage/bench")
+    home.mkdir(parents=True, exist_ok=True)
+    postgres = EmbeddedPostgres(home / "postgres", free_port())
+    postgres.start()
+    try:
+        url = with_database(postgres.url, database)
+        await load_replica(url, quality)
+        yield url
+    finally:
+        postgres.stop()
+
+
 async def load_replica(url: str, quality: QualitySet) -> None:
     await ensure_database(url)
     await migrate(url, ["services.common", "services.matching"])
@@ -289,13 +306,7 @@ async def run(args: argparse.Namespace) -> None:
         if not name.startswith("match_") or name not in Settings.model_fields:
             raise SystemExit(f"--off {name}: not a matching setting (one of Settings' match_* fields)")
         variants.append((f"{name} = 0", base.model_copy(update={name: 0.0})))
-    home = Path(".maillage/bench")
-    home.mkdir(parents=True, exist_ok=True)
-    postgres = EmbeddedPostgres(home / "postgres", free_port())
-    postgres.start()
-    try:
-        url = with_database(postgres.url, "maillage_bench_quality")
-        await load_replica(url, quality)
+    async with replica(quality, "maillage_bench_quality") as url:
         territories_used = {quality.pool[n.authority].commune_code for n in quality.needs}
         print(
             f"\nMatching quality: {len(quality.needs)} labelled needs over {len(territories_used)} territories,"
@@ -330,8 +341,6 @@ async def run(args: argparse.Namespace) -> None:
             "\nP@5 = relevant in top 5 / min(5, relevant); R@10, nDCG@10 (linear gains 2/1); top-1 = first match ideal;"
             "\na no_answer need scores 1 on each metric when nothing is proposed, 0 otherwise."
         )
-    finally:
-        postgres.stop()
 
 
 if __name__ == "__main__":

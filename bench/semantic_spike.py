@@ -20,10 +20,9 @@ import math
 import subprocess
 from pathlib import Path
 
-from bench.quality import QUALITY_DIR, QualitySet, load_replica, load_set, rank_needs
+from bench.quality import QUALITY_DIR, QualitySet, load_set, rank_needs, replica
 from bench.quality_metrics import score_need, summarize
-from services.common.embedded import EmbeddedPostgres, free_port
-from services.common.settings import Settings, with_database
+from services.common.settings import Settings
 from services.contracts import territories
 from services.contracts.doors import activities_text
 
@@ -82,17 +81,9 @@ def row(name: str, quality: QualitySet, rankings: dict[str, list[str]], added: i
 
 
 async def engine_rankings(quality: QualitySet) -> dict[str, list[str]]:
-    home = Path(".maillage/bench")
-    home.mkdir(parents=True, exist_ok=True)
-    postgres = EmbeddedPostgres(home / "postgres", free_port())
-    postgres.start()
-    try:
-        url = with_database(postgres.url, "maillage_bench_semantic")
-        await load_replica(url, quality)
+    async with replica(quality, "maillage_bench_semantic") as url:
         settings = Settings(_env_file=None, jwt_keys=json.dumps({"b": "b" * 64}), jwt_active_kid="b")
         return await rank_needs(url, quality, settings)
-    finally:
-        postgres.stop()
 
 
 def main(args: argparse.Namespace) -> None:

@@ -12,17 +12,31 @@ from email import message_from_bytes, policy
 from email.message import Message
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from bench.quality import load_replica, load_set
 from services.common.auth import Role
-from services.common.db import ensure_database, migrate
+from services.common.db import create_pool, ensure_database, migrate
 from services.common.embedded import EmbeddedBroker, free_port
 from services.common.settings import Settings, with_database
 from services.launch.registry import service_app
 from tests.integration.directory_fixtures import Directory, running_directory, serve
 from tests.integration.identities import forwarded
+
+
+@contextlib.asynccontextmanager
+async def quality_replica(postgres_url: str, name: str, connections: int) -> AsyncIterator[asyncpg.Pool]:
+    """A fresh matching replica holding the quality set's pool (bench/quality), and a pool of `connections` on it."""
+    url = with_database(postgres_url, f"maillage_{name}_{uuid.uuid4().hex[:8]}")
+    await load_replica(url, load_set())
+    pool = await create_pool(url, min_size=connections, max_size=connections)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 class SmtpSink:

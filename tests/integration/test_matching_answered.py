@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bench.quality import actor_id, actor_state, load_replica, load_set
-from services.common.db import create_pool, migrate
-from services.common.settings import Settings, with_database
+from bench.quality import actor_id, actor_state, load_set
+from services.common.settings import Settings
 from services.matching import service, store
+from tests.integration.matching_fixtures import quality_replica
 
 DENTAL = "mul-centre-dentaire"  # a dental centre in Mulhouse: only a mutual insurer and a sport club share "santé"
 NEWCOMERS = ("mul-gym-douce", "mul-dentistes")
@@ -19,12 +19,8 @@ NEWCOMERS = ("mul-gym-douce", "mul-dentistes")
 
 @pytest.fixture
 async def replica(postgres_url: str) -> AsyncIterator[asyncpg.Pool]:
-    url = with_database(postgres_url, f"maillage_matching_answered_{uuid.uuid4().hex[:8]}")
-    await load_replica(url, load_set())
-    await migrate(url, ["services.common", "services.matching"])
-    pool = await create_pool(url, min_size=1, max_size=1)
-    yield pool
-    await pool.close()
+    async with quality_replica(postgres_url, "matching_answered", 1) as pool:
+        yield pool
 
 
 def settings(**changes: float) -> Settings:

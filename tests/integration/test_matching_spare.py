@@ -10,11 +10,11 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from bench.quality import actor_id, load_replica, load_set
-from services.common.db import create_pool, migrate
-from services.common.settings import Settings, with_database
+from bench.quality import actor_id, load_set
+from services.common.settings import Settings
 from services.matching import planner, service, store
 from services.matching.scoring import Weights
+from tests.integration.matching_fixtures import quality_replica
 
 
 class CountingPool:
@@ -36,12 +36,8 @@ class CountingPool:
 
 @pytest.fixture
 async def replica(postgres_url: str) -> AsyncIterator[asyncpg.Pool]:
-    url = with_database(postgres_url, f"maillage_matching_spare_{uuid.uuid4().hex[:8]}")
-    await load_replica(url, load_set())
-    await migrate(url, ["services.common", "services.matching"])
-    pool = await create_pool(url, min_size=2, max_size=2)
-    yield pool
-    await pool.close()
+    async with quality_replica(postgres_url, "matching_spare", 2) as pool:
+        yield pool
 
 
 async def test_door_probes_on_a_spare_connection_find_the_same_candidates(replica: asyncpg.Pool) -> None:
