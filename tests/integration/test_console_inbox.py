@@ -8,6 +8,7 @@ import html
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -116,7 +117,8 @@ async def test_the_inbox_lists_the_actors_matches_with_their_authority_and_reaso
         assert f'href="/propositions/{match_id}"' in inbox.text
         assert need["title"] in pending.text and need["title"] not in declined.text
     # Newest proposal first: by when each match was made (on Kafka, needs on different partitions may be matched in
-    # another order than they were published).
+    # another order than they were published, and an actor whose registration reaches matching after the needs joins
+    # them all in one transaction: matches made together share a time, and the inbox keeps them best first).
     made = {}
     for need in world.needs:
         data = await gateway.ok(
@@ -124,9 +126,9 @@ async def test_the_inbox_lists_the_actors_matches_with_their_authority_and_reaso
             {"id": world.matches[(need["id"], world.first["id"])]},
             gateway.admin,
         )
-        made[need["title"]] = data["match"]["createdAt"]
-    newest_first = sorted(made, key=lambda title: made[title], reverse=True)
-    assert sorted(made, key=inbox.text.index) == newest_first
+        made[need["title"]] = datetime.fromisoformat(data["match"]["createdAt"])
+    times_as_listed = [made[title] for title in sorted(made, key=inbox.text.index)]
+    assert times_as_listed == sorted(times_as_listed, reverse=True)
     assert world.authority["name"] in inbox.text and "Pourquoi vous" in inbox.text
     assert "Correspondance" in inbox.text and "Rennes" in inbox.text
     # The reasons are the API's, in French.
