@@ -348,17 +348,16 @@ async def replica_case(
                 for need_id in ids:
                     need = await store.load_need(conn, need_id)
                     assert need is not None
-                    async with conn.transaction():  # as in a match: its statements plan generically there
-                        started = time.perf_counter()
-                        await planner.candidates(
-                            conn,
-                            need,
-                            weights,
-                            settings.match_k * service.CANDIDATE_FACTOR,
-                            settings.match_door_budget,
-                            pool if spare else None,
-                        )
-                        sql = (time.perf_counter() - started) * 1000
+                    started = time.perf_counter()
+                    await planner.candidates(
+                        conn,
+                        need,
+                        weights,
+                        settings.match_k * service.CANDIDATE_FACTOR,
+                        settings.match_door_budget,
+                        pool if spare else None,
+                    )
+                    sql = (time.perf_counter() - started) * 1000
                     transaction = conn.transaction()
                     await transaction.start()
                     started = time.perf_counter()

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from services.contracts import relations, territories
 from services.contracts.doors import DOOR_SERVICE_TYPES, Door
@@ -492,28 +491,6 @@ async def spare_connection(pool: asyncpg.Pool | None) -> AsyncIterator[asyncpg.C
         await pool.release(conn)
 
 
-# Generic plans for the planner's statements, in the caller's transaction. Their SQL text fixes the need's shape
-# (its numbers of themes and service types, the group, the kind of probe) and each branch its index path, so a plan
-# made once per statement and connection is as good as one made for each need's values — and planning each
-# (about 0.7 ms, 5 to 7 statements a need) was a seventh of a match at 1,000,000 actors (bench/matching.py). Only
-# these statements: a query with optional filters (`$1 IS NULL OR …`, store.py) needs a plan made for its values.
-GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = DEFAULT"
-
-
-@contextlib.asynccontextmanager
-async def generic_plans(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[None]:
-    """The statements of the block plan generically (`GENERIC_PLANS`) when `conn` is a connection in a transaction;
-    otherwise (a pool, or no transaction, where SET LOCAL would not hold) as usual. On an error the setting goes
-    with the transaction, which the caller rolls back."""
-    scoped = isinstance(conn, asyncpg.Connection | PoolConnectionProxy) and conn.is_in_transaction()
-    if scoped:
-        await conn.execute(GENERIC_PLANS)
-    yield
-    if scoped:
-        await conn.execute(CUSTOM_PLANS)
-
-
 async def candidates(
     conn: asyncpg.Connection | asyncpg.Pool,
     need: NeedRead,
@@ -532,21 +509,7 @@ async def candidates(
     The door probes do not depend on the short list's, so on an idle connection of `spare` (`spare_connection`)
     they run beside them, on another core of PostgreSQL; they read only committed replica rows, as each statement
     of the short list does (READ COMMITTED). Without one they follow the short list on `conn`.
-
-    In a transaction on `conn`, the statements there plan generically (`generic_plans`).
     """
-    async with generic_plans(conn):
-        return await _candidates(conn, need, weights, limit, door_budget, spare)
-
-
-async def _candidates(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    need: NeedRead,
-    weights: Weights,
-    limit: int,
-    door_budget: int,
-    spare: asyncpg.Pool | None,
-) -> list[ActorProfile]:
     shortlisted = short_list(conn, need, weights, limit * RERANK_FACTOR)
     through: dict[Door, list[tuple[uuid.UUID, float]]] = {}
     if door_budget <= 0:

@@ -79,32 +79,3 @@ async def test_a_busy_pool_lends_no_spare_connection_and_is_not_waited_for(repli
     async with planner.spare_connection(replica) as side:
         assert side is not None and await side.fetchval("SELECT 1") == 1
     assert replica.get_idle_size() == 2  # given back
-
-
-async def test_the_planner_plans_generically_in_a_transaction_and_only_for_its_own_statements(
-    replica: asyncpg.Pool,
-) -> None:
-    quality = load_set()
-    settings = Settings(_env_file=None)
-    weights = Weights.from_settings(settings)
-    limit = settings.match_k * service.CANDIDATE_FACTOR
-    need = quality.needs[0]
-    planner_plans = """SELECT coalesce(sum(generic_plans), 0) AS generic, coalesce(sum(custom_plans), 0) AS custom
-                       FROM pg_prepared_statements WHERE statement LIKE '%structured%'"""
-    async with replica.acquire() as conn:
-        async with conn.transaction():
-            row = await store.insert_need(
-                conn, uuid.UUID(actor_id(need.authority)), need.body(quality.pool[need.authority])
-            )
-            loaded = await store.load_need(conn, row["id"])
-            assert loaded is not None
-            inside = await planner.candidates(conn, loaded, weights, limit, settings.match_door_budget)
-            # The rest of the unit of work (storing the matches) plans for its values again.
-            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
-            plans = await conn.fetchrow(planner_plans)
-            assert plans["generic"] >= 3 and plans["custom"] == 0, dict(plans)
-        outside = await planner.candidates(conn, loaded, weights, limit, settings.match_door_budget)
-        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
-        again = await conn.fetchrow(planner_plans)
-        assert again["custom"] >= 3, dict(again)  # outside a transaction, as PostgreSQL chooses
-    assert inside and [a.id for a in outside] == [a.id for a in inside]  # plans change the time, never the answer
