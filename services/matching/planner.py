@@ -182,14 +182,15 @@ class Group:
         exact = [level.codes for level in levels]
         return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
 
-    def territory_keys(self) -> str:
-        """The group's members in the need's perimeter ($7), on the (territory, theme) keys of migration 0009's
-        index, as SQL: it reads only the pairs asked for, where the (territories, themes, service types) GIN
-        intersected a territory's whole posting list with each theme's (1.5 ms of every probe anywhere at
+    def territory_keys(self, places: str = "a.territories", asked: str = "$7") -> str:
+        """The group's members whose `places` (the row's territories, or its activities' reach) meet the need's
+        (`asked`: its perimeter $7, or its commune's territories $9), on the (territory, theme) keys of migrations
+        0009 and 0012, as SQL: it reads only the pairs asked for, where a (territories, themes, service types)
+        GIN intersected a territory's whole posting list with each theme's (1.5 ms of every probe anywhere at
         1,000,000 actors, bench/matching.py). The caller rechecks the exact rule, as a test rather than operators,
         so that no other GIN index adds its posting lists."""
         themes = THEME_LEVELS[self.themes].cells
-        return _in_territories(KEYS, f"match_keys({themes}, '{{}}'::text[])")
+        return _in_territories(KEYS, f"match_keys({themes}, '{{}}'::text[])", places, asked)
 
     def disc_keys(self, radius: str) -> str:
         """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
@@ -260,7 +261,8 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
                AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
             UNION ALL
             SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND a.reach <> '{{}}' AND a.reach && $9 AND {themes}
+             WHERE a.status = 'active' AND {group.territory_keys("a.reach", "$9")}
+               AND (a.reach && $9 AND {themes}) IS TRUE
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
                AND a.lat IS NOT NULL AND {keyed}
@@ -415,10 +417,10 @@ CONCEPT_KEYS = "match_keys(a.concepts, '{}'::text[])"
 ASKED_KEYS = "match_keys($20::text[], '{}'::text[])"
 
 
-def _in_territories(keys: str, asked: str) -> str:
-    """The (territory, code) keys of the row `a` (`keys`) meet those of the need's perimeter ($7) and the door's
-    codes (`asked`), as SQL on migration 0009's indexes."""
-    return f"territory_keys(a.territories, {keys}) OPERATOR(pg_catalog.&&) territory_keys($7::text[], {asked})"
+def _in_territories(keys: str, asked: str, places: str = "a.territories", perimeter: str = "$7") -> str:
+    """The (territory, code) keys of the row `a` (its `places` with its codes' `keys`) meet those of the need's
+    `perimeter` and the asked codes (`asked`), as SQL on migration 0009's and 0012's indexes."""
+    return f"territory_keys({places}, {keys}) OPERATOR(pg_catalog.&&) territory_keys({perimeter}::text[], {asked})"
 
 
 DOOR_PROBES = {
