@@ -182,15 +182,35 @@ class Group:
         exact = [level.codes for level in levels]
         return " AND ".join(exact), " AND ".join([*(level.keys for level in levels if level.keys), *exact])
 
-    def territory_keys(self, places: str = "a.territories", asked: str = "$7") -> str:
-        """The group's members whose `places` (the row's territories, or its activities' reach) meet the need's
-        (`asked`: its perimeter $7, or its commune's territories $9), on the (territory, theme) keys of migrations
-        0009 and 0012, as SQL: it reads only the pairs asked for, where a (territories, themes, service types)
-        GIN intersected a territory's whole posting list with each theme's (1.5 ms of every probe anywhere at
-        1,000,000 actors, bench/matching.py). The caller rechecks the exact rule, as a test rather than operators,
-        so that no other GIN index adds its posting lists."""
-        themes = THEME_LEVELS[self.themes].cells
-        return _in_territories(KEYS, f"match_keys({themes}, '{{}}'::text[])", places, asked)
+    def territory_keys(self, places: str, asked: str, count: int) -> str:
+        """The group's members whose `places` (the row's territories, or its activities' reach) meet the `count`
+        territories of the need's `asked` (its perimeter $7, or its commune's territories $9), as SQL on the
+        (territory, code) keys of migrations 0009 and 0012: for each asked territory, the row has every
+        (territory, code) pair the level requires (all the need's themes, all its service types) and one of
+        those it accepts (one of its themes) — one GIN scan each, reading only those pairs. A
+        (territories, themes, service types) GIN intersected a territory's whole posting list with each code's
+        (1.5 ms of every probe anywhere at 1,000,000 actors, bench/matching.py), and the pairs of one code alone
+        read every actor of the territory with the need's first theme (6,000 rows for 43 kept). The caller
+        rechecks the exact rule."""
+        if count == 0:
+            return "false"
+        row = f"territory_keys({places}, {KEYS})"
+        if count > PAIR_TERRITORIES:  # one scan of the pairs of one code: the first theme required, or any theme
+            codes = f"match_keys({THEME_LEVELS[self.themes].cells}, '{{}}'::text[])"
+            return f"{row} OPERATOR(pg_catalog.&&) territory_keys({asked}::text[], {codes})"
+        # A need's themes are never empty, and "all" its service types is a level only when it asks some.
+        themes = "$2::text[]" if self.themes == "all" else "'{}'::text[]"
+        services = "$3::text[]" if self.services == "all" else "'{}'::text[]"
+        required = f"match_keys({themes}, {services})" if "all" in (self.themes, self.services) else None
+        accepted = "match_keys($2::text[], '{}'::text[])" if self.themes != "all" else None
+        ors = []
+        for index in range(1, count + 1):
+            territory = f"ARRAY[({asked}::text[])[{index}]]"
+            each = [f"{row} OPERATOR(pg_catalog.@>) territory_keys({territory}, {required})"] if required else []
+            if accepted:
+                each.append(f"{row} OPERATOR(pg_catalog.&&) territory_keys({territory}, {accepted})")
+            ors.append(" AND ".join(each))
+        return "(" + " OR ".join(ors) + ")"
 
     def disc_keys(self, radius: str) -> str:
         """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
@@ -198,6 +218,9 @@ class Group:
 
 
 ANY_THEME = Group("any", "any", math.inf)
+# Up to this many territories, a probe anywhere reads each one's (territory, code) pairs on its own (Group.
+# territory_keys); a larger perimeter is read on one code's pairs at once.
+PAIR_TERRITORIES = 8
 
 
 def _groups(need: NeedRead, weights: Weights) -> list[Group]:
@@ -228,11 +251,21 @@ def reach_km(best: float, threshold: float, closeness: float, scale_km: float) -
     return scale_km * math.log(closeness / missing)
 
 
-def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plain: bool = False) -> str:
+def _stage_sql(
+    rank: str,
+    group: Group,
+    *,
+    disc: bool,
+    cells: bool = False,
+    plain: bool = False,
+    perimeter: int = 0,
+    commune_places: int = 0,
+) -> str:
     """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first.
 
     `cells`: a disc probe reads the grid-cell GIN instead of the place GiST. `plain`: the rules as a filter
-    on every actor, without any index path (the exhaustive reference).
+    on every actor, without any index path (the exhaustive reference). A probe anywhere reads the need's
+    `perimeter` territories ($7) and its commune's `commune_places` ($9) one by one.
     """
     themes, keyed = group.conditions()
     if plain:
@@ -254,14 +287,15 @@ def _stage_sql(rank: str, group: Group, *, disc: bool, cells: bool = False, plai
         # id alone: UNION would sort every row on all its columns, arrays included).
         source = f"""
             SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND {group.territory_keys()} AND (a.territories && $7 AND {themes}) IS TRUE
+             WHERE a.status = 'active' AND {group.territory_keys("a.territories", "$7", perimeter)}
+               AND (a.territories && $7 AND {themes}) IS TRUE
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
                AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
                AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
             UNION ALL
             SELECT {COLUMNS} FROM actors a
-             WHERE a.status = 'active' AND {group.territory_keys("a.reach", "$9")}
+             WHERE a.status = 'active' AND {group.territory_keys("a.reach", "$9", commune_places)}
                AND (a.reach && $9 AND {themes}) IS TRUE
             UNION ALL
             SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.reach_radius_km > 0
@@ -345,6 +379,7 @@ async def short_list(
         return scores[keep - 1] if len(scores) >= keep else -math.inf
 
     closeness = Shares.of(weights, need).distance
+    commune_places = len(territories.territories_of_commune(need.commune_code))
 
     def reach(best: float) -> float:
         return reach_km(best, threshold(), closeness, weights.distance_scale_km)
@@ -353,7 +388,16 @@ async def short_list(
         params[11] = radius_km
         disc = math.isfinite(radius_km)
         cells = disc and radius_km > CELLS_KM and group.services == "all"
-        rows = await conn.fetch(_stage_sql(rank, group, disc=disc, cells=cells, plain=not prune), *params)
+        sql = _stage_sql(
+            rank,
+            group,
+            disc=disc,
+            cells=cells,
+            plain=not prune,
+            perimeter=len(need.effective_perimeter),
+            commune_places=commune_places,
+        )
+        rows = await conn.fetch(sql, *params)
         found.update((row["id"], row["structured"]) for row in rows)
         probes.append(Probe(group, radius_km, len(rows)))
 
