@@ -196,8 +196,9 @@ class Group:
             return "false"
         row = f"territory_keys({places}, {KEYS})"
         if count > PAIR_TERRITORIES:  # one scan of the pairs of one code: the first theme required, or any theme
-            codes = f"match_keys({THEME_LEVELS[self.themes].cells}, '{{}}'::text[])"
-            return f"{row} OPERATOR(pg_catalog.&&) territory_keys({asked}::text[], {codes})"
+            return _in_territories(
+                KEYS, f"match_keys({THEME_LEVELS[self.themes].cells}, '{{}}'::text[])", places, asked
+            )
         # A need's themes are never empty, and "all" its service types is a level only when it asks some.
         themes = "$2::text[]" if self.themes == "all" else "'{}'::text[]"
         services = "$3::text[]" if self.services == "all" else "'{}'::text[]"
