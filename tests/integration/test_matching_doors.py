@@ -84,7 +84,8 @@ async def test_the_replicas_gin_indexes_take_writes_without_a_pending_list(url: 
                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
                WHERE am.amname = 'gin' AND i.indrelid IN ('actors'::regclass, 'needs'::regclass)"""
         )
-        assert len(indexes) >= 8  # the probes' (migration 0012 left 8): a later migration's GIN must say fastupdate = off too
+        # The probes' indexes (8 since migration 0012): a later migration's GIN must say fastupdate = off too.
+        assert len(indexes) >= 8
         assert [r["relname"] for r in indexes if "fastupdate=off" not in r["options"]] == []
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
         for version in (1, 2):
