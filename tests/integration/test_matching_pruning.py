@@ -89,8 +89,15 @@ def need_bodies(count: int, rng: random.Random) -> list[tuple[uuid.UUID, dict[st
     for _ in range(count):
         code, lat, lon = rng.choice(CITIES)
         commune = territories.resolve_commune(code)
+        elsewhere = rng.choice([city for city in CITIES if city[0] != code])[0]
         perimeter = rng.choice(
-            [{}, {"radius_km": 10}, {"radius_km": 60}, {"territories": [f"DEP-{commune.departement}"]}]
+            [
+                {},
+                {"radius_km": 10},
+                {"radius_km": 60},
+                {"territories": [f"DEP-{commune.departement}"]},
+                {"territories": [f"COM-{elsewhere}", f"DEP-{commune.departement}"]},  # each read on its own
+            ]
         )
         body = {
             "title": "Besoin",
@@ -115,8 +122,13 @@ async def need_of(conn: asyncpg.Connection, owner: uuid.UUID, body: dict[str, An
     return need
 
 
+@pytest.mark.parametrize("pair_territories", [planner.PAIR_TERRITORIES, 0], ids=["pairs", "one-code"])
 @pytest.mark.parametrize("keep", [20, 240])
-async def test_pruned_short_list_is_the_exhaustive_one(replica: asyncpg.Pool, settings: Settings, keep: int) -> None:
+async def test_pruned_short_list_is_the_exhaustive_one(
+    replica: asyncpg.Pool, settings: Settings, keep: int, pair_territories: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "one-code": the probes anywhere read a perimeter larger than PAIR_TERRITORIES, on one code's pairs.
+    monkeypatch.setattr(planner, "PAIR_TERRITORIES", pair_territories)
     rng = random.Random(keep)
     weights = Weights.from_settings(settings)
     pruned_probes = 0
