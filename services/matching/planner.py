@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -354,17 +354,10 @@ class Probe:
     group: Group
     radius_km: float
     kept: int
-    beside: bool = False  # read on a spare connection, beside another probe
 
 
 async def short_list(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    need: NeedRead,
-    weights: Weights,
-    keep: int,
-    *,
-    prune: bool = True,
-    spare: asyncpg.Pool | None = None,
+    conn: asyncpg.Connection | asyncpg.Pool, need: NeedRead, weights: Weights, keep: int, *, prune: bool = True
 ) -> tuple[list[tuple[uuid.UUID, float]], list[Probe]]:
     """The `keep` eligible actors of best structured score (themes, service types, distance, QPV), best first.
 
@@ -375,10 +368,6 @@ async def short_list(
     The threshold only rises and each probe keeps its own best `keep`, so no actor of the exact list is
     left out (tests/integration/test_matching_pruning.py compares with `prune=False`: the rules as one
     filter on every actor, without the index paths).
-
-    Once the first group is read, the threshold rarely moves much: the groups left are planned on it and, when
-    `spare` has an idle connection (`spare_connection`), read two at a time, on two cores of PostgreSQL. A
-    threshold that has not risen yet only widens their discs, so the list stays exact.
     """
     rank, rank_params = _rank_sql(weights, need)
     params = _params(need, keep, rank_params)
@@ -396,7 +385,8 @@ async def short_list(
     def reach(best: float) -> float:
         return reach_km(best, threshold(), closeness, weights.distance_scale_km)
 
-    async def probe(group: Group, radius_km: float, on: asyncpg.Connection | asyncpg.Pool = conn) -> None:
+    async def probe(group: Group, radius_km: float) -> None:
+        params[11] = radius_km
         disc = math.isfinite(radius_km)
         cells = disc and radius_km > CELLS_KM and group.services == "all"
         sql = _stage_sql(
@@ -408,58 +398,27 @@ async def short_list(
             perimeter=len(need.effective_perimeter),
             commune_places=commune_places,
         )
-        rows = await on.fetch(sql, *params[:11], radius_km, *params[12:])
+        rows = await conn.fetch(sql, *params)
         found.update((row["id"], row["structured"]) for row in rows)
-        probes.append(Probe(group, radius_km, len(rows), beside=on is not conn))
-
-    def plan(groups: list[Group]) -> tuple[Group, float] | None:
-        """The next group to read and how far (None: it is skipped), taken from `groups`."""
-        group = groups.pop(0)
-        radius = reach(group.best)
-        rest = [g for g in groups if g.themes == group.themes]
-        anywhere = threshold() > -math.inf and radius == math.inf
-        if anywhere and rest and reach(rest[0].best) == math.inf:
-            # Both service levels of this theme level are read everywhere whatever the first finds.
-            groups.remove(rest[0])
-            group = Group(group.themes, "any", group.best)
-        if radius <= NEAR_KM:  # closer members are in the first probe already
-            return None
-        return group, radius if radius <= FAR_KM else math.inf
+        probes.append(Probe(group, radius_km, len(rows)))
 
     if not prune:
         await probe(ANY_THEME, math.inf)
-        return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
-    await probe(ANY_THEME, NEAR_KM)
-    groups = _groups(need, weights)
-    first = None
-    while groups and first is None:
-        first = plan(groups)
-    if first is not None:  # read alone: the threshold it gives is what the others are planned on
-        await probe(*first)
-    async with spare_connection(spare if len(groups) > 1 else None) as side:
-        if side is None:  # one after the other, each planned on the threshold the ones before raised
-            while groups:
-                if (planned := plan(groups)) is not None:
-                    await probe(*planned)
-        else:
-            left = []
-            while groups:
-                if (planned := plan(groups)) is not None:
-                    left.append(planned)
-            async with asyncio.TaskGroup() as lanes:  # one failing cancels the other before `side` is released
-                lanes.create_task(_lane(probe, left[1::2], side))
-                await _lane(probe, left[::2], conn)
+    else:
+        await probe(ANY_THEME, NEAR_KM)
+        groups = _groups(need, weights)
+        while groups:
+            group = groups.pop(0)
+            radius = reach(group.best)
+            rest = [g for g in groups if g.themes == group.themes]
+            anywhere = threshold() > -math.inf and radius == math.inf
+            if anywhere and rest and reach(rest[0].best) == math.inf:
+                # Both service levels of this theme level are read everywhere whatever the first finds.
+                groups.remove(rest[0])
+                group = Group(group.themes, "any", group.best)
+            if radius > NEAR_KM:  # closer members are in the first probe already
+                await probe(group, radius if radius <= FAR_KM else math.inf)
     return sorted(found.items(), key=lambda item: (-item[1], item[0]))[:keep], probes
-
-
-async def _lane(
-    probe: Callable[[Group, float, asyncpg.Connection | asyncpg.Pool], Awaitable[None]],
-    planned: list[tuple[Group, float]],
-    on: asyncpg.Connection | asyncpg.Pool,
-) -> None:
-    """Read the `planned` groups one after the other on `on`."""
-    for group, radius_km in planned:
-        await probe(group, radius_km, on)
 
 
 # A door's radius probe keeps the nearest actors that pass its condition, this many times its budget, before they
@@ -608,26 +567,20 @@ async def candidates(
     they run beside them, on another core of PostgreSQL; they read only committed replica rows, as each statement
     of the short list does (READ COMMITTED). Without one they follow the short list on `conn`.
     """
-    shortlisted = short_list(conn, need, weights, limit * RERANK_FACTOR, spare=spare)
+    shortlisted = short_list(conn, need, weights, limit * RERANK_FACTOR)
     through: dict[Door, list[tuple[uuid.UUID, float]]] = {}
     if door_budget <= 0:
         best, probes = await shortlisted
     else:
-        ready = asyncio.Event()  # the doors hold their connection or run without one
-
-        async def doors() -> dict[Door, list[tuple[uuid.UUID, float]]] | None:
-            # The connection goes back as soon as the doors are read, so that the short list's last groups may
-            # take it (short_list): it is idle before the short list ends.
-            async with spare_connection(spare) as side:
-                ready.set()
-                return None if side is None else await door_candidates(side, need, weights, door_budget)
-
-        async with asyncio.TaskGroup() as group:  # one failing cancels the other before the connection goes back
-            beside = group.create_task(doors())
-            await ready.wait()
-            best, probes = await shortlisted
-        beside_found = beside.result()
-        through = await door_candidates(conn, need, weights, door_budget) if beside_found is None else beside_found
+        async with spare_connection(spare) as side:
+            if side is None:
+                best, probes = await shortlisted
+                through = await door_candidates(conn, need, weights, door_budget)
+            else:
+                async with asyncio.TaskGroup() as group:  # one failing cancels the other before `side` is released
+                    beside = group.create_task(door_candidates(side, need, weights, door_budget))
+                    best, probes = await shortlisted
+                through = beside.result()
     logger.debug("need %s: short list from %s", need.id, probes)
     scores = dict(best)
     door_ids: set[uuid.UUID] = set()
