@@ -194,11 +194,11 @@ class Group:
         rechecks the exact rule."""
         if count == 0:
             return "false"
-        row = f"territory_keys({places}, {KEYS})"
         if count > PAIR_TERRITORIES:  # one scan of the pairs of one code: the first theme required, or any theme
             return _in_territories(
                 KEYS, f"match_keys({THEME_LEVELS[self.themes].cells}, '{{}}'::text[])", places, asked
             )
+        row = f"territory_keys({places}, {KEYS})"
         # A need's themes are never empty, and "all" its service types is a level only when it asks some.
         themes = "$2::text[]" if self.themes == "all" else "'{}'::text[]"
         services = "$3::text[]" if self.services == "all" else "'{}'::text[]"
@@ -380,6 +380,7 @@ async def short_list(
         return scores[keep - 1] if len(scores) >= keep else -math.inf
 
     closeness = Shares.of(weights, need).distance
+    perimeter = len(need.effective_perimeter)
     commune_places = len(territories.territories_of_commune(need.commune_code))
 
     def reach(best: float) -> float:
@@ -395,7 +396,7 @@ async def short_list(
             disc=disc,
             cells=cells,
             plain=not prune,
-            perimeter=len(need.effective_perimeter),
+            perimeter=perimeter,
             commune_places=commune_places,
         )
         rows = await conn.fetch(sql, *params)
