@@ -116,8 +116,9 @@ def _rank_sql(weights: Weights, need: NeedRead) -> tuple[str, list[float]]:
 
 
 NEAR_KM = 5.0  # the first probe reads every eligible actor this close; its ranking bounds the others
-# Wider discs of actors with the need's service types read grid cells: the GiST would walk every actor of the area
-# for the few with the right codes; narrower ones, or without a service condition, are faster on the GiST.
+# Wider discs read grid cells (migration 0006) when the group asks all the need's service types or all its themes:
+# the GiST would walk every actor of the area for the few with those codes, where the GIN returns only actors
+# holding their keys. Narrower discs, or a group asking neither, are faster on the GiST.
 CELLS_KM = 15.0
 FAR_KM = 150.0  # beyond it a group is probed everywhere (and the flat-earth distance of _rank_sql drifts)
 EPSILON = 1e-9  # slack on score bounds, so that rounding never drops an actor that ties the threshold
@@ -127,6 +128,7 @@ COLUMNS = "a.id, a.kind, a.themes, a.service_types, a.lat, a.lon, a.qpv_code"
 PLACE = "(SELECT ll_to_earth($5, $6))"
 # A disc probe's radius ($12 km), inflated so that its box (flat, or cells) holds the whole spherical disc.
 DISC_KM = "($12 * 1.03 + 0.5)"
+PERIMETER_KM = "($8 * 1.03 + 0.5)"  # the same for the need's perimeter disc ($8 km)
 ELIGIBLE_PLACE = f"""(a.territories && $7
     OR ($8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
         AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000)
@@ -213,15 +215,28 @@ class Group:
             ors.append(" AND ".join(each))
         return "(" + " OR ".join(ors) + ")"
 
-    def disc_keys(self, radius: str) -> str:
-        """The place keys of the group's members within `radius` km (SQL) of the need, as SQL."""
-        return f"disc_keys({THEME_LEVELS[self.themes].cells}, {SERVICE_LEVELS[self.services].cells}, $5, $6, {radius})"
+    def disc_keys(self, radius: str, theme_count: int) -> str:
+        """The group's members within `radius` km (SQL) of the need, on the grid-cell keys, as SQL. A member of
+        all the need's `theme_count` themes holds a key of each in its cell, so the GIN intersects one key set per
+        theme: on the first theme's alone, a 100 km disc read 1,000 rows to keep 90 (bench/matching.py)."""
+        service = SERVICE_LEVELS[self.services].cells
+        if self.themes == "all":
+            return " AND ".join(
+                f"{PLACE_KEYS} disc_keys(ARRAY[($2::text[])[{i}]], {service}, $5, $6, {radius})"
+                for i in range(1, theme_count + 1)
+            )
+        return f"{PLACE_KEYS} disc_keys({THEME_LEVELS[self.themes].cells}, {service}, $5, $6, {radius})"
 
 
 ANY_THEME = Group("any", "any", math.inf)
 # Up to this many territories, a probe anywhere reads each one's (territory, code) pairs on its own (Group.
 # territory_keys); a larger perimeter is read on one code's pairs at once.
 PAIR_TERRITORIES = 8
+
+
+def reads_cells(group: Group, radius_km: float) -> bool:
+    """Whether the group's members within `radius_km` of the need are read on the grid cells (CELLS_KM)."""
+    return radius_km > CELLS_KM and "all" in (group.themes, group.services)
 
 
 def _groups(need: NeedRead, weights: Weights) -> list[Group]:
@@ -261,12 +276,15 @@ def _stage_sql(
     plain: bool = False,
     perimeter: int = 0,
     commune_places: int = 0,
+    perimeter_cells: bool = False,
+    theme_count: int = 1,
 ) -> str:
     """One probe: the group's eligible actors, within $12 km of the need or anywhere, best `keep` first.
 
     `cells`: a disc probe reads the grid-cell GIN instead of the place GiST. `plain`: the rules as a filter
     on every actor, without any index path (the exhaustive reference). A probe anywhere reads the need's
-    `perimeter` territories ($7) and its commune's `commune_places` ($9) one by one.
+    `perimeter` territories ($7) and its commune's `commune_places` ($9) one by one, and its perimeter disc on the
+    grid cells when `perimeter_cells`. `theme_count`: how many themes the need has.
     """
     themes, keyed = group.conditions()
     if plain:
@@ -276,7 +294,7 @@ def _stage_sql(
         # keeps the geographic rules out of the scan, whose index paths would read every actor of the area.
         source = f"""SELECT {COLUMNS} FROM (
                 SELECT {DISC_COLUMNS} FROM actors a
-                WHERE a.status = 'active' AND {PLACE_KEYS} {group.disc_keys(DISC_KM)} OFFSET 0
+                WHERE a.status = 'active' AND {group.disc_keys(DISC_KM, theme_count)} OFFSET 0
             ) a WHERE {themes} AND {ELIGIBLE_PLACE}"""
     elif disc:
         # One GiST probe on (place, keys).
@@ -284,6 +302,17 @@ def _stage_sql(
                AND ll_to_earth(a.lat, a.lon) <@ earth_box({PLACE}, {DISC_KM} * 1000)
                AND {keyed} AND {ELIGIBLE_PLACE}"""
     else:
+        # The need's perimeter disc ($8 km), on the grid cells as a wide disc probe (fenced the same way) or on
+        # the place GiST.
+        if perimeter_cells:
+            perimeter_disc = f"""SELECT {COLUMNS} FROM (
+                SELECT {COLUMNS} FROM actors a
+                WHERE a.status = 'active' AND {group.disc_keys(PERIMETER_KM, theme_count)} OFFSET 0
+            ) a WHERE earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {themes}"""
+        else:
+            perimeter_disc = f"""SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL
+               AND $8 > 0 AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
+               AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}"""
         # Each geographic rule is one index probe; an actor that several rules admit is kept once below (by
         # id alone: UNION would sort every row on all its columns, arrays included).
         source = f"""
@@ -291,9 +320,7 @@ def _stage_sql(
              WHERE a.status = 'active' AND {group.territory_keys("a.territories", "$7", perimeter)}
                AND (a.territories && $7 AND {themes}) IS TRUE
             UNION ALL
-            SELECT {COLUMNS} FROM actors a WHERE a.status = 'active' AND a.lat IS NOT NULL AND $8 > 0
-               AND earth_box({PLACE}, $8 * 1000) @> ll_to_earth(a.lat, a.lon)
-               AND earth_distance({PLACE}, ll_to_earth(a.lat, a.lon)) <= $8 * 1000 AND {keyed}
+            {perimeter_disc}
             UNION ALL
             SELECT {COLUMNS} FROM actors a
              WHERE a.status = 'active' AND {group.territory_keys("a.reach", "$9", commune_places)}
@@ -389,7 +416,7 @@ async def short_list(
     async def probe(group: Group, radius_km: float) -> None:
         params[11] = radius_km
         disc = math.isfinite(radius_km)
-        cells = disc and radius_km > CELLS_KM and group.services == "all"
+        cells = disc and reads_cells(group, radius_km)
         sql = _stage_sql(
             rank,
             group,
@@ -398,6 +425,8 @@ async def short_list(
             plain=not prune,
             perimeter=perimeter,
             commune_places=commune_places,
+            perimeter_cells=reads_cells(group, need.perimeter.radius_km or 0.0),
+            theme_count=len(need.themes),
         )
         rows = await conn.fetch(sql, *params)
         found.update((row["id"], row["structured"]) for row in rows)

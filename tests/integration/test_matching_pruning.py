@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -132,6 +133,7 @@ async def test_pruned_short_list_is_the_exhaustive_one(
     rng = random.Random(keep)
     weights = Weights.from_settings(settings)
     pruned_probes = 0
+    on_cells = {"disc": 0, "perimeter": 0}  # probes that read the grid cells, one key set per theme when all
     async with replica.acquire() as conn:
         transaction = conn.transaction()  # the needs are rolled back
         await transaction.start()
@@ -146,5 +148,11 @@ async def test_pruned_short_list_is_the_exhaustive_one(
                 0 < p.radius_km < float("inf") and p.group != planner.ANY_THEME for p in probes
             ):
                 pruned_probes += 1
+            for p in probes:
+                if math.isfinite(p.radius_km) and planner.reads_cells(p.group, p.radius_km):
+                    on_cells["disc"] += 1
+                elif not math.isfinite(p.radius_km) and planner.reads_cells(p.group, need.perimeter.radius_km or 0.0):
+                    on_cells["perimeter"] += 1
         await transaction.rollback()
     assert pruned_probes >= 10, "the generated needs should exercise the pruning, not only the exhaustive path"
+    assert min(on_cells.values()) >= 1, on_cells
