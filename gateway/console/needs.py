@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -754,14 +755,27 @@ def install(app: FastAPI, console: Console) -> None:
         ]
         csrf = console.csrf_token(request, session)
 
+        statuses: dict[str, str] = {}  # each match on the page, and its status: the counts above the list
+
         def row(match: dict[str, Any]) -> str:
-            return console.templates.get_template("needs_match.html").render(
-                match=match,
-                need={"id": need_id, "status": need_status},
-                match_statuses=MATCH_STATUSES,
-                selectable=SELECTABLE,
-                csrf=csrf,
-                csrf_field=CSRF_FIELD,
+            statuses[match["id"]] = str(match["status"])
+            return (
+                console.templates.get_template("needs_match.html").render(
+                    match=match,
+                    need={"id": need_id, "status": need_status},
+                    match_statuses=MATCH_STATUSES,
+                    selectable=SELECTABLE,
+                    csrf=csrf,
+                    csrf_field=CSRF_FIELD,
+                )
+                + counts()
+            )
+
+        def counts() -> str:
+            """The counts as the page now shows them, swapped in out of band (htmx's hx-swap-oob)."""
+            by_status = Counter(statuses.values())
+            return console.templates.get_template("needs_counts.html").render(
+                total=len(statuses), interested=by_status["interested"], selected=by_status["selected"], live=True
             )
 
         try:
@@ -771,6 +785,7 @@ def install(app: FastAPI, console: Console) -> None:
             data = await console.graphql(request, session, NEED_MATCHES, {"id": need_id})
             matches = (data.get("need") or {}).get("matches") or []
             known = {m["id"] for m in matches}
+            statuses.update((m["id"], str(m["status"])) for m in matches)
             yield sse(
                 "liste",
                 console.templates.get_template("needs_matches.html").render(
@@ -780,7 +795,8 @@ def install(app: FastAPI, console: Console) -> None:
                     selectable=SELECTABLE,
                     csrf=csrf,
                     csrf_field=CSRF_FIELD,
-                ),
+                )
+                + counts(),
             )
             while True:
                 try:

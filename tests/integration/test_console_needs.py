@@ -263,6 +263,10 @@ async def test_matches_appear_and_change_on_the_open_page_without_reload(gateway
     row = page.locator(".correspondance", has_text=latecomer["name"])
     await expect(row).to_be_visible(timeout=20_000)  # found while the page was open
     await expect(row.locator(".raisons li").first).to_be_visible()
+    # The counts above the list follow it: as many proposed as rows shown, none interested yet.
+    shown = await page.locator(".correspondance").count()
+    counts = page.locator("#compte-correspondances")
+    await expect(counts).to_have_text(f"{shown} proposé{'s' if shown > 1 else ''}, 0 intéressé.")
     match = await first_match(gateway, need["id"], latecomer["id"])
     as_actor = await credential(gateway, "actor", latecomer["id"])
     await gateway.ok("mutation($id: ID!) { markMatchViewed(id: $id) { id } }", {"id": match["id"]}, as_actor)
@@ -275,6 +279,7 @@ async def test_matches_appear_and_change_on_the_open_page_without_reload(gateway
     )
     await expect(row.locator(".etat")).to_have_text("Intéressé", timeout=10_000)
     await expect(row).to_contain_text("Nous venons")
+    await expect(counts).to_have_text(f"{shown} proposé{'s' if shown > 1 else ''}, 1 intéressé.")
     assert await page.evaluate("() => window.pasRecharge === true")  # the same page: no reload
 
 
