@@ -40,7 +40,11 @@ def require_browser() -> None:
 async def browser() -> AsyncIterator[Browser]:
     require_browser()
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        # In French, as its users' browsers are: the date fields then read jj/mm/aaaa (from Debian's chromium-l10n;
+        # without it Chromium keeps en-US, whatever the context's locale).
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], env={**os.environ, "LANGUAGE": "fr"}
+        )
         try:
             yield launched
         finally:
