@@ -18,6 +18,7 @@ from graphql import GraphQLError
 
 from gateway import sessions
 from gateway.auth import revoke_credential
+from gateway.console.home import actor_name
 from gateway.console.web import CSRF_FIELD, SESSION_COOKIE, Console, ConsolePage, Session, client_address
 from services.common.rules import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from services.contracts.errors import ErrorCode
@@ -29,9 +30,17 @@ KIND_LABELS = {code: term.label for code, term in ACTOR_KINDS_BY_CODE.items()}
 Csrf = Annotated[str | None, Form(alias=CSRF_FIELD)]
 
 
-def invalid_link(console: Console, request: Request, session: Session | None) -> HTMLResponse:
-    """A link that cannot sign in any more: said plainly, and nothing changed."""
-    return console.render(request, "lien_invalide.html", session, status=410, title="Lien expiré ou déjà utilisé")
+async def invalid_link(console: Console, request: Request, session: Session | None) -> HTMLResponse:
+    """A link that cannot sign in any more: said plainly, and nothing changed (under the header of the session the
+    browser still has, if any, with its actor's name as on every page)."""
+    return console.render(
+        request,
+        "lien_invalide.html",
+        session,
+        status=410,
+        title="Lien expiré ou déjà utilisé",
+        actor_name=await actor_name(console, request, session),
+    )
 
 
 async def directory(console: Console, call: Any) -> Any:
@@ -126,7 +135,7 @@ def install(app: FastAPI, console: Console) -> None:
         # Showing the page changes nothing: the button's POST signs in (mail scanners fetch links, and press nothing).
         session = await console.session(request)
         if not jeton or not await sessions.link_is_usable(console.gateway.pool, jeton):
-            return invalid_link(console, request, session)
+            return await invalid_link(console, request, session)
         return console.render(request, "connexion_lien.html", session, title="Confirmer la connexion", jeton=jeton)
 
     @app.post(sessions.LINK_PATH, include_in_schema=False)
@@ -138,7 +147,7 @@ def install(app: FastAPI, console: Console) -> None:
         gateway = console.gateway
         link = await sessions.peek_link(gateway.pool, jeton) if jeton else None
         if link is None:
-            return invalid_link(console, request, session)
+            return await invalid_link(console, request, session)
         found = await directory(console, sessions.memberships_after_sign_in(gateway.clients, link))
         person, memberships = found.get("person"), found.get("memberships") or []
         if person is None or not memberships:
@@ -149,7 +158,7 @@ def install(app: FastAPI, console: Console) -> None:
                 "Demandez à l'administrateur de votre structure de vous inviter.",
             )
         if await sessions.use_link(gateway.pool, jeton) is None:  # used meanwhile, in another tab: once only
-            return invalid_link(console, request, session)
+            return await invalid_link(console, request, session)
         # Several spaces: the person sees which one it is in, and may switch.
         to = link["next_path"] or ("/espace" if len(memberships) > 1 else "/")
         return await switch_to(console, request, session, person, memberships[0], to)

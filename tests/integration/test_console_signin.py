@@ -516,8 +516,11 @@ async def test_the_sign_in_pages_pass_axe_and_fit_a_phone(
         await page.get_by_role("button", name="Me connecter").click()
         await page.get_by_role("heading", name="Mes espaces").wait_for()
         await check("espace")
+        who = await page.locator(".entete__qui").inner_text()
+        assert actor["name"] in who or authority["name"] in who, who
         await page.goto(gateway.url + path)
         await check("connexion-lien-invalide")
+        assert await page.locator(".entete__qui").inner_text() == who  # the same header as every page's
         cookies = {c["name"] for c in await page.context.cookies()}
         assert SESSION_COOKIE in cookies and BROWSER_COOKIE in cookies
 
