@@ -92,7 +92,19 @@ async def get_need(need_id: str, pool: DbPool, principal: CurrentPrincipal, resp
     return need
 
 
-@router.put("/needs/{need_id}", response_model=NeedRead, summary="Edit an open need (If-Match); it is matched again")
+EDITED = (
+    "Matching it again first withdraws its unanswered matches whose actors the need, as edited, no longer takes "
+    "(their kind, their place, a score under the minimum), each with a `match.withdrawn` event; an answered match "
+    "stays, and a withdrawn actor is not proposed again."
+)
+
+
+@router.put(
+    "/needs/{need_id}",
+    response_model=NeedRead,
+    summary="Edit an open need (If-Match); it is matched again",
+    description=EDITED,
+)
 async def update_need(
     need_id: str,
     body: NeedUpdate,
@@ -113,7 +125,7 @@ async def update_need(
     summary="Change some of an open need's fields (If-Match: version, optional); it is matched again",
     description="Only the fields given change; nested values (location, perimeter) are replaced whole. Each field "
     "obeys the rules of PUT, and the need it makes is checked whole. With If-Match, the edit applies only to that "
-    "version (409 otherwise).",
+    "version (409 otherwise). " + EDITED,
 )
 async def patch_need(
     need_id: str,

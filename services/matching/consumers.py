@@ -42,7 +42,8 @@ def engine_handlers(
 
     async def on_need(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload | None) -> None:
         assert isinstance(payload, NeedPublished | NeedUpdated)
-        await service.match_need(conn, uuid.UUID(payload.need.id), settings, spare)
+        edited = isinstance(payload, NeedUpdated)  # an edit may leave out actors already matched
+        await service.match_need(conn, uuid.UUID(payload.need.id), settings, spare, edited=edited)
 
     return {
         ActorRegistered.ce_type: on_actor,

@@ -55,6 +55,9 @@ NEED_QUERY = """(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(l
    FROM (SELECT l FROM unnest(tsvector_to_array(to_tsvector('fr_unaccent', {text}))) AS l
          WHERE length(l) > 2 LIMIT 40) AS lexemes)"""
 RERANK_FACTOR = 4  # the structured rank keeps this many times `limit` actors; text relevance reorders them
+# What scoring reads of a replica actor `a` and its texts `t` (store.actor_profile).
+PROFILE_COLUMNS = """a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
+    t.activities, t.description, t.name_keys, t.body_keys, t.keys_version"""
 
 
 def _overlap(param: str, count: int, column: str) -> str:
@@ -632,8 +635,7 @@ async def candidates(
             UNION ALL
             SELECT id, text_rank, rank FROM ranked WHERE door
         )  -- only the kept actors' rows are read
-        SELECT a.id, a.name, a.kind, a.themes, a.service_types, a.territories, a.lat, a.lon, a.qpv_code,
-               t.activities, t.description, t.name_keys, t.body_keys, t.keys_version, r.text_rank
+        SELECT {PROFILE_COLUMNS}, r.text_rank
         FROM kept r JOIN actors a USING (id) JOIN actor_texts t USING (id)
         ORDER BY r.rank DESC, a.id
         """,
@@ -643,6 +645,21 @@ async def candidates(
         Shares.of(weights, need).text,
         limit,
         [actor_id in door_ids for actor_id in ids],
+    )
+    return [actor_profile(row, float(row["text_rank"])) for row in rows]
+
+
+async def profiles_of(conn: asyncpg.Connection, need: NeedRead, actor_ids: list[uuid.UUID]) -> list[ActorProfile]:
+    """These actors, when active, as `candidates` reads them for the need (its text relevance included)."""
+    rows = await conn.fetch(
+        f"""
+        WITH q AS (SELECT {NEED_QUERY.format(text="$2")} AS query)
+        SELECT {PROFILE_COLUMNS}, ts_rank(t.search, q.query, 32) AS text_rank
+        FROM actors a JOIN actor_texts t USING (id), q
+        WHERE a.id = ANY($1::uuid[]) AND a.status = 'active'
+        """,
+        actor_ids,
+        f"{need.title} {need.description}",
     )
     return [actor_profile(row, float(row["text_rank"])) for row in rows]
 

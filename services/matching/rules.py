@@ -34,6 +34,9 @@ MATCH_IS_PRIVATE = "a match is for its actor, the need's owner, partners and adm
 
 # A match still waiting for its need's decision: withdrawn when the need closes, and open to the actor's answer.
 PENDING = frozenset({MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed, MatchStatus.interested})
+# Not answered by its actor: withdrawn when an edit of its need leaves the actor out (an answer stays, for the
+# need's owner to weigh).
+UNANSWERED = frozenset({MatchStatus.proposed, MatchStatus.notified, MatchStatus.viewed})
 # Not yet seen by its actor: viewing it marks it viewed (viewing anything else changes nothing).
 UNSEEN = frozenset({MatchStatus.proposed, MatchStatus.notified})
 # The actors that said yes: they count against `match_max_interested`.

@@ -262,17 +262,44 @@ async def _emit_match(uow: UnitOfWork, event: type[EventPayload], row: asyncpg.R
 # --- matching ---------------------------------------------------------------------------------------------
 
 
-async def match_need(db: Db, need_id: uuid.UUID, settings: Settings, spare: asyncpg.Pool | None = None) -> int:
+async def match_need(
+    db: Db, need_id: uuid.UUID, settings: Settings, spare: asyncpg.Pool | None = None, *, edited: bool = False
+) -> int:
     """Store the need's top K matches above the minimum score (from its published or updated event); only new
     ones are added, and announced while the need lacks interested actors. How many were added.
 
-    `spare`: a pool whose idle connection, if it has one, probes the other doors meanwhile (`planner.candidates`).
+    `edited` (from its updated event): first withdraw the unanswered matches whose actors the need, as it now
+    is, leaves out (`_withdraw_left_out`). `spare`: a pool whose idle connection, if it has one, probes the other
+    doors meanwhile (`planner.candidates`).
     """
     async with unit_of_work(db) as uow:
         need = await store.load_need(uow.conn, need_id, for_update=True)
         if need is None or not rules.is_open(need.status, need.deadline, now()):
             return 0
+        if edited:
+            await _withdraw_left_out(uow, need, settings)
         return await _match(uow, need, settings, spare)
+
+
+async def _withdraw_left_out(uow: UnitOfWork, need: NeedRead, settings: Settings) -> None:
+    """Withdraw the need's unanswered matches whose actor it no longer takes: scored again on the need as edited,
+    not eligible (its kind, its place) or under the minimum score. An answered match stays for the owner to weigh,
+    and a withdrawn one is never proposed again (no actor is notified twice for one need)."""
+    state = await store.match_state(uow.conn, uuid.UUID(need.id))
+    waiting = [actor_id for actor_id, (_, status) in state.items() if status in rules.UNANSWERED]
+    if not waiting:
+        return
+    weights = Weights.from_settings(settings)
+    profile = planner.need_profile(need)
+    taken = {
+        uuid.UUID(actor.id)
+        for actor in await planner.profiles_of(uow.conn, need, waiting)
+        if rules.kept(evaluate(profile, actor, weights), settings.match_min_score, settings.match_min_score_unconfirmed)
+    }
+    left_out = [actor_id for actor_id in waiting if actor_id not in taken]
+    if left_out:
+        withdrawn = await store.withdraw(uow.conn, uuid.UUID(need.id), rules.UNANSWERED, left_out)
+        await _emit_matches(uow, MatchWithdrawn, withdrawn, need)
 
 
 async def _match(uow: UnitOfWork, need: NeedRead, settings: Settings, spare: asyncpg.Pool | None = None) -> int:

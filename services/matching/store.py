@@ -408,18 +408,23 @@ async def insert_matches(
 
 
 async def withdraw(
-    conn: asyncpg.Connection, need_id: uuid.UUID, statuses: Iterable[MatchStatus]
+    conn: asyncpg.Connection,
+    need_id: uuid.UUID,
+    statuses: Iterable[MatchStatus],
+    actor_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[asyncpg.Record]:
-    """Withdraw the need's matches that are in one of `statuses`; the rows changed."""
+    """Withdraw the need's matches that are in one of `statuses` (of these actors only, when given); the rows
+    changed."""
     return list(
         await conn.fetch(
             f"""
             UPDATE matches AS m SET status = 'withdrawn', updated_at = now()
-            WHERE need_id = $1 AND status = ANY($2::text[])
+            WHERE need_id = $1 AND status = ANY($2::text[]) AND ($3::uuid[] IS NULL OR actor_id = ANY($3::uuid[]))
             RETURNING {MATCH_COLUMNS}
             """,
             need_id,
             sorted(s.value for s in statuses),
+            None if actor_ids is None else list(actor_ids),
         )
     )
 

@@ -262,6 +262,37 @@ async def test_closing_a_need_withdraws_pending_matches_and_stops_matching(
     assert {m["status"] for m in await matches_of(matching, need["id"])} == {"withdrawn"}
 
 
+async def test_a_need_reserved_by_an_edit_withdraws_the_unanswered_matches_it_leaves_out(
+    directory: Directory, matching: Matching
+) -> None:
+    actors = await setting(directory, matching)
+    need = await publish(matching, actors["authority"]["id"])
+    found = await eventually(lambda: matches_of(matching, need["id"]))
+    assert actors["near"]["id"] in {m["actor_id"] for m in found}  # an association
+    owner = matching.token(Role.COLLECTIVITY, actors["authority"]["id"])
+    async with matching.client() as http:  # reserved to cooperatives: its event matches it again
+        edited = await http.patch(f"/v1/needs/{need['id']}", json={"eligible_kinds": ["cooperative"]}, headers=owner)
+    assert edited.status_code == 200, edited.text
+
+    async def withdrawn() -> bool:
+        return {
+            m["status"] for m in await matches_of(matching, need["id"]) if m["actor_id"] == actors["near"]["id"]
+        } == {"withdrawn"}
+
+    await eventually(withdrawn)
+    conn = await asyncpg.connect(matching.database_url)
+    try:
+        told = await conn.fetchval(
+            """SELECT count(*) FROM outbox WHERE ce_type LIKE '%match.withdrawn'
+               AND data->'match'->>'actor_id' = $1 AND data->'match'->>'need_id' = $2""",
+            actors["near"]["id"],
+            need["id"],
+        )
+    finally:
+        await conn.close()
+    assert told == 1  # announced once, to the actor and to partners
+
+
 async def test_the_match_lifecycle(directory: Directory, matching: Matching) -> None:
     actors = await setting(directory, matching)
     path = f"/viewed-{uuid.uuid4().hex[:6]}"
