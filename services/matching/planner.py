@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -662,6 +662,25 @@ async def profiles_of(conn: asyncpg.Connection, need: NeedRead, actor_ids: list[
         f"{need.title} {need.description}",
     )
     return [actor_profile(row, float(row["text_rank"])) for row in rows]
+
+
+async def matched_needs_of(
+    conn: asyncpg.Connection, actor_id: uuid.UUID, statuses: Iterable[str]
+) -> list[tuple[asyncpg.Record, float]]:
+    """The open needs where the actor has a match in one of `statuses`, with its text relevance to each (as
+    `open_needs_for` gives it), in need order (the order their locks are taken in)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT n.*, ts_rank(t.search, {NEED_QUERY.format(text="n.title || ' ' || n.description")}, 32) AS text_rank
+        FROM matches m JOIN needs n ON n.id = m.need_id AND n.status = 'published' AND n.deadline > now()
+        JOIN actor_texts t ON t.id = m.actor_id
+        WHERE m.actor_id = $1 AND m.status = ANY($2::text[])
+        ORDER BY n.id
+        """,
+        actor_id,
+        sorted(statuses),
+    )
+    return [(row, float(row["text_rank"])) for row in rows]
 
 
 async def open_needs_for(conn: asyncpg.Connection, actor_id: uuid.UUID) -> list[tuple[asyncpg.Record, float]]:

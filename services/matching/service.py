@@ -327,9 +327,34 @@ async def apply_actor(db: Db, actor: ActorV1, settings: Settings) -> bool:
     async with unit_of_work(db) as uow:
         if not await store.upsert_actor(uow.conn, actor):
             return False
+        await _withdraw_where_left_out(uow, uuid.UUID(actor.id), settings)
         if actor.status == ReplicaStatus.active:
             await _match_actor(uow, uuid.UUID(actor.id), settings)
         return True
+
+
+async def _withdraw_where_left_out(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings) -> None:
+    """Withdraw the actor's matches on open needs that its new state leaves it out of: archived, every pending
+    one; changed, each unanswered one whose need no longer takes it (scored again: its kind, its place, the
+    minimum score). Each is announced by match.withdrawn; a withdrawn actor is never proposed again for that need."""
+    row = await store.active_actor(uow.conn, actor_id)
+    statuses = rules.UNANSWERED if row is not None else rules.PENDING
+    found = await planner.matched_needs_of(uow.conn, actor_id, [s.value for s in statuses])
+    if not found:
+        return
+    weights = Weights.from_settings(settings)
+    profile = store.actor_profile(row) if row is not None else None
+    owners = {o["id"]: o for o in await store.owners_of(uow.conn, list({r["owner_id"] for r, _ in found}))}
+    for need_row, text_rank in found:
+        need = store.need_read(need_row, owners.get(need_row["owner_id"]))
+        if profile is not None:
+            actor = dataclasses.replace(profile, text_relevance=text_rank)
+            result = evaluate(planner.need_profile(need), actor, weights)
+            if rules.kept(result, settings.match_min_score, settings.match_min_score_unconfirmed):
+                continue
+        await store.lock_need(uow.conn, need_row["id"])
+        withdrawn = await store.withdraw(uow.conn, need_row["id"], statuses, [actor_id])
+        await _emit_matches(uow, MatchWithdrawn, withdrawn, need)
 
 
 async def _match_actor(uow: UnitOfWork, actor_id: uuid.UUID, settings: Settings) -> int:

@@ -1,5 +1,6 @@
-"""An edited need keeps only the actors it still takes: its unanswered matches that the edit leaves out are withdrawn
-(and announced so), an answered one stays, and none is proposed or announced twice."""
+"""Matches follow edits: an edited need, or a changed actor, withdraws the unanswered matches the change leaves out
+(announced so), an archived actor all it had not won; an answer to an edited need stays, and no actor is proposed or
+announced twice."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bench.quality import actor_id, load_set
+from bench.quality import actor_id, actor_state, load_set
 from services.common.settings import Settings
+from services.contracts.events import ActorV1
+from services.directory.model import ActorCreate
 from services.matching import service, store
 from services.matching.model import MatchStatus, NeedUpdate
 from tests.integration.matching_fixtures import quality_replica
@@ -93,3 +96,58 @@ async def test_an_edit_withdraws_the_unanswered_matches_it_leaves_out_and_keeps_
         assert sorted(await events(conn, "match.withdrawn", need_id)) == sorted(unanswered)
         announced = await events(conn, "match.found", need_id)
         assert announced[: len(found)] == found and not set(announced[len(found) :]) & set(first)
+
+
+def changed(source: str, version: int, changes: dict[str, object] | None = None, archived: bool = False) -> ActorV1:
+    """The quality pool's actor `source` at a later version, as the directory would publish it."""
+    base = load_set().pool[source]
+    actor = ActorCreate.model_validate({**base.model_dump(mode="json"), **(changes or {})})
+    return actor_state(source, actor, archived).model_copy(update={"version": version})
+
+
+async def test_a_changed_actor_leaves_the_needs_it_no_longer_fits_and_an_archived_one_all_it_had_not_won(
+    replica: asyncpg.Pool,
+) -> None:
+    settings = Settings(_env_file=None)
+    quality = load_set()
+    by_id = {actor_id(source): source for source in quality.pool}
+    async with replica.acquire() as conn, conn.transaction():
+        for need in quality.needs:  # the first need of the set with three matches
+            row = await store.insert_need(
+                conn, uuid.UUID(actor_id(need.authority)), need.body(quality.pool[need.authority])
+            )
+            need_id = uuid.UUID(str(row["id"]))
+            await service.match_need(conn, need_id, settings)
+            first = await statuses(conn, need_id)
+            if len(first) >= 3:
+                break
+        else:
+            pytest.fail("no need of the quality set has three matches")
+        moved, archived, touched = (by_id[a] for a in list(first)[:3])
+        [match] = await store.list_matches(conn, need_id=need_id, actor_id=uuid.UUID(actor_id(archived)))
+        await store.set_match_status(conn, match["id"], MatchStatus.interested, "Avec plaisir")
+        # One moves to Ajaccio and does something else; one is archived after saying yes; one rewords itself.
+        elsewhere: dict[str, object] = {
+            "commune_code": "2A004",
+            "location": {"lat": 41.9192, "lon": 8.7386},
+            "themes": ["sport"],
+            "activities": [],
+            "description": "Club d'échecs et de tarot.",
+        }
+        for state in (
+            changed(moved, 2, elsewhere),
+            changed(archived, 2, archived=True),
+            changed(touched, 2, {"description": f"{quality.pool[touched].description} Ouvert le samedi."}),
+        ):
+            assert await service.apply_actor(conn, state, settings)
+        after = await statuses(conn, need_id)
+        assert after[actor_id(moved)] == "withdrawn"
+        assert after[actor_id(archived)] == "withdrawn"  # archived: even its answer is withdrawn
+        assert after[actor_id(touched)] == first[actor_id(touched)]
+        assert all(after[a] == first[a] for a in first if a not in {actor_id(moved), actor_id(archived)})
+        assert sorted(await events(conn, "match.withdrawn", need_id)) == sorted([actor_id(moved), actor_id(archived)])
+        # Their next versions withdraw nothing twice and propose neither again.
+        assert await service.apply_actor(conn, changed(moved, 3, {**elsewhere, "description": "Échecs."}), settings)
+        assert await service.apply_actor(conn, changed(archived, 3), settings)  # active again, as it was
+        assert (await statuses(conn, need_id))[actor_id(archived)] == "withdrawn"
+        assert len(await events(conn, "match.withdrawn", need_id)) == 2
