@@ -4,7 +4,8 @@ The SQL ranks with `scoring.evaluate`'s formula (without its text part), in prob
 (`short_list`); the short list then reads the actors' texts (`candidates`). Besides the shared-theme door, each
 other door of services/contracts/doors.py is a probe of its own (`door_candidates`), bounded by the need's
 perimeter and by a budget of candidates. The reverse question — which open needs a new or changed actor may
-answer, through any door — is `open_needs_for`. Plain persistence stays in `store`.
+answer, through any door — is `open_needs_for`; `profiles_of` and `matched_needs_of` read what a need's or an
+actor's change scores again. Plain persistence stays in `store`.
 """
 
 from __future__ import annotations
